@@ -1,0 +1,1 @@
+"""Kafka processes: ingest (Kafka → ledger) and relay (ledger → Kafka)."""

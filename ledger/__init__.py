@@ -1,0 +1,1 @@
+"""The compliance ledger: domain model, application service, crypto and CLI."""

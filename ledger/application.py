@@ -1,0 +1,301 @@
+"""The ledger application: records validated facts, a batch per transaction.
+
+Rules this module keeps:
+
+- **One transaction per batch.** Every event, new subject key, reference lookup and
+  idempotency receipt a batch produces is written in one `eventsourcing` save, or none is.
+- **Idempotent on (tenant, event_id).** A command whose receipt exists, or that repeats an
+  earlier command of the same batch, is reported ``duplicate`` and records nothing.
+- **Refusals are outcomes, not exceptions.** A rule violation refuses that command only;
+  the rest of the batch is recorded. A refused command changes no aggregate.
+- **Stale caches never corrupt.** Aggregates are cached in process; a concurrent writer makes
+  the save fail on the (aggregate, version) key, and the batch is re-run from fresh state.
+- **Personal values are sealed before any event exists**, with the subject's data key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.postgres import PostgresFactory
+from psycopg.sql import SQL, Identifier
+
+from ledger.contract import Command
+from ledger.crypto import KeyEncryptionKey
+from ledger.domain.rules import RuleViolation, TenantExists, UnknownSubject, UnknownTenant
+from ledger.domain.subject import Subject
+from ledger.domain.tenant import Tenant
+from ledger.keystore import KeyStore
+from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+from ledger.store_memory import InMemoryLedgerRecorder
+from ledger.store_postgres import PostgresLedgerRecorder
+from ledger.transcodings import LegalBasisAsName, SealedAsDict
+
+SUBJECT_CACHE_SIZE = 50_000
+BATCH_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["recorded", "duplicate", "rejected"]
+    reason: str | None = None
+    detail: str | None = None
+    aggregate_id: UUID | None = None
+    version: int | None = None
+
+
+@dataclass
+class _Batch:
+    """What one attempt at a batch has produced so far."""
+
+    seen: set[tuple[str, str]]
+    touched: dict[UUID, Aggregate] = field(default_factory=dict)
+    new_subjects: dict[UUID, tuple[WrappedKey, SubjectRef]] = field(default_factory=dict)
+    receipts: list[Receipt] = field(default_factory=list)
+
+    def aggregates(self) -> list[Aggregate]:
+        return [a for a in self.touched.values() if a.pending_events]
+
+    def saved_new_subjects(self) -> list[tuple[WrappedKey, SubjectRef]]:
+        # A subject created in this batch whose commands were all refused is not saved.
+        return [row for i, row in self.new_subjects.items() if i in self.touched]
+
+
+class Ledger(Application[UUID]):
+    name = "Ledger"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        kek: KeyEncryptionKey,
+        lookup_key: bytes,
+    ) -> None:
+        super().__init__(env)
+        self.store: LedgerStore = self.recorder  # type: ignore[assignment]
+        self.keys = KeyStore(self.store, kek, lookup_key)
+        self._tenants: dict[str, Tenant] = {}
+        self._subjects: OrderedDict[UUID, Subject] = OrderedDict()
+
+    def construct_recorder(self) -> Any:
+        factory = self.factory
+        if not isinstance(factory, PostgresFactory):
+            return InMemoryLedgerRecorder()
+        schema = factory.datastore.schema
+        try:
+            with factory.datastore.transaction(commit=True) as curs:
+                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it at the same moment
+        recorder = PostgresLedgerRecorder(factory.datastore, events_table_name="ledger_events")
+        recorder.create_table()
+        return recorder
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(SealedAsDict())
+        transcoder.register(LegalBasisAsName())
+
+    # Tenants.
+
+    def register_tenant(self, code: str, name: str) -> Tenant:
+        try:
+            self.repository.get(Tenant.id_for(code))
+        except AggregateNotFoundError:
+            tenant = Tenant.register(code, name)
+            self.save(tenant)
+            return tenant
+        raise TenantExists(f"tenant {code!r} is already registered")
+
+    def tenant(self, code: str) -> Tenant:
+        """The tenant as recorded, including events other processes recorded."""
+        self._refresh_tenants({code})
+        try:
+            return self._tenants[code]
+        except KeyError:
+            raise UnknownTenant(f"tenant {code!r} is not registered") from None
+
+    def _refresh_tenants(self, codes: Iterable[str]) -> None:
+        for code in codes:
+            tenant = self._tenants.get(code)
+            if tenant is None:
+                try:
+                    self._tenants[code] = self.repository.get(Tenant.id_for(code))
+                except AggregateNotFoundError:
+                    continue
+            else:
+                for event in self.events.get(tenant.id, gt=tenant.version):
+                    event.mutate(tenant)  # type: ignore[attr-defined]
+
+    def tenant_codes(self) -> list[str]:
+        return sorted(self._tenants)
+
+    # Subjects.
+
+    def find_subject(self, tenant: str, subject_ref: str) -> Subject | None:
+        digest = self.keys.digest(tenant, subject_ref)
+        found = self.store.lookup_subjects(tenant, [digest])
+        if digest not in found:
+            return None
+        return self._load_subjects([found[digest]]).get(found[digest])
+
+    def _load_subjects(self, ids: Iterable[UUID]) -> dict[UUID, Subject]:
+        wanted = list(dict.fromkeys(ids))
+        out = {i: self._subjects[i] for i in wanted if i in self._subjects}
+        stored = self.store.select_aggregates_events([i for i in wanted if i not in out])
+        for stored_event in stored:
+            event = self.mapper.to_domain_event(stored_event)
+            subject_id = stored_event.originator_id
+            assert isinstance(subject_id, UUID)
+            out[subject_id] = event.mutate(out.get(subject_id))  # type: ignore[attr-defined]
+        self._cache_subjects(out.values())
+        return out
+
+    def _cache_subjects(self, subjects: Iterable[Subject]) -> None:
+        for subject in subjects:
+            self._subjects[subject.id] = subject
+            self._subjects.move_to_end(subject.id)
+        while len(self._subjects) > SUBJECT_CACHE_SIZE:
+            self._subjects.popitem(last=False)
+
+    # Recording.
+
+    def record(self, commands: Sequence[Command]) -> list[Outcome]:
+        """Records a batch in one transaction; returns one outcome per command, in order."""
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                return self._record_once(commands)
+            except IntegrityError:
+                if attempt + 1 == BATCH_ATTEMPTS and len(commands) == 1:
+                    raise
+        # Persistent conflicts in a batch: fall back to one transaction per command.
+        return [self.record([command])[0] for command in commands]
+
+    def _record_once(self, commands: Sequence[Command]) -> list[Outcome]:
+        keys = [(c.envelope.tenant, c.envelope.event_id) for c in commands]
+        batch = _Batch(seen=self.store.recorded_receipts(keys))
+        self._refresh_tenants({c.envelope.tenant for c in commands})
+        subjects = self._subjects_for(commands)
+        outcomes = [self._apply(c, batch, subjects) for c in commands]
+        aggregates = batch.aggregates()
+        if not aggregates:
+            return outcomes
+        new_subjects = batch.saved_new_subjects()
+        try:
+            self.save(
+                *aggregates,
+                new_keys=[key for key, _ in new_subjects],
+                new_refs=[ref for _, ref in new_subjects],
+                receipts=batch.receipts,
+            )
+        except BaseException:
+            self._forget(batch)
+            raise
+        self._cache_subjects(a for a in aggregates if isinstance(a, Subject))
+        return outcomes
+
+    def _forget(self, batch: _Batch) -> None:
+        """After a failed save, in-memory aggregates are ahead of the database: drop them."""
+        for aggregate in batch.touched.values():
+            self._subjects.pop(aggregate.id, None)
+            if isinstance(aggregate, Tenant):
+                self._tenants.pop(aggregate.code, None)
+        self.keys.forget(list(batch.new_subjects))
+
+    def _subjects_for(self, commands: Sequence[Command]) -> dict[tuple[str, bytes], Subject]:
+        digests: dict[str, set[bytes]] = {}
+        for c in commands:
+            if c.envelope.subject_ref is not None:
+                digest = self.keys.digest(c.envelope.tenant, c.envelope.subject_ref)
+                digests.setdefault(c.envelope.tenant, set()).add(digest)
+        ids: dict[tuple[str, bytes], UUID] = {}
+        for tenant, tenant_digests in digests.items():
+            found = self.store.lookup_subjects(tenant, list(tenant_digests))
+            ids.update({(tenant, d): i for d, i in found.items()})
+        loaded = self._load_subjects(ids.values())
+        return {k: loaded[i] for k, i in ids.items() if i in loaded}
+
+    def _apply(
+        self, cmd: Command, batch: _Batch, subjects: dict[tuple[str, bytes], Subject]
+    ) -> Outcome:
+        env = cmd.envelope
+        key = (env.tenant, env.event_id)
+        if key in batch.seen:
+            return Outcome("duplicate")
+        try:
+            tenant = self._tenants.get(env.tenant)
+            if tenant is None:
+                raise UnknownTenant(f"tenant {env.tenant!r} is not registered")
+            if cmd.kind == "PurposeDefined":
+                aggregate: Aggregate = tenant
+                tenant.define_purpose(**cmd.facts, **_envelope_fields(cmd))
+            else:
+                aggregate = self._apply_to_subject(cmd, tenant, batch, subjects)
+        except RuleViolation as violation:
+            return Outcome("rejected", violation.code, violation.detail)
+        batch.seen.add(key)
+        batch.touched[aggregate.id] = aggregate
+        batch.receipts.append(Receipt(env.tenant, env.event_id, aggregate.id, aggregate.version))
+        return Outcome("recorded", aggregate_id=aggregate.id, version=aggregate.version)
+
+    def _apply_to_subject(
+        self,
+        cmd: Command,
+        tenant: Tenant,
+        batch: _Batch,
+        subjects: dict[tuple[str, bytes], Subject],
+    ) -> Subject:
+        assert cmd.envelope.subject_ref is not None
+        lookup = (tenant.code, self.keys.digest(tenant.code, cmd.envelope.subject_ref))
+        subject = subjects.get(lookup)
+        if subject is None:
+            if cmd.kind == "ErasureRequested":
+                raise UnknownSubject(f"tenant {tenant.code!r} has no such subject to erase")
+            subject = self._new_subject(tenant.code, lookup[1], cmd.envelope.subject_ref, batch)
+            subjects[lookup] = subject
+        data_key = self.keys.data_key(subject.id)
+        if data_key is None:
+            subject.check_not_erased()
+            raise UnknownSubject(f"subject {subject.id} has no data key")
+        sealed = self.keys.seal(data_key, subject.id, cmd.personal)
+        facts = {k: v for k, v in cmd.facts.items() if k != "purpose"}
+        fields = {**facts, **sealed, **_envelope_fields(cmd)}
+        if cmd.kind == "ErasureRequested":
+            subject.request_erasure(**fields)
+            return subject
+        purpose = tenant.purpose(cmd.facts["purpose"])
+        method = {
+            "ConsentGranted": subject.grant_consent,
+            "ConsentWithdrawn": subject.withdraw_consent,
+            "PersonalDataCollected": subject.record_collection,
+            "DataDisclosed": subject.record_disclosure,
+        }[cmd.kind]
+        method(purpose, **fields)
+        return subject
+
+    def _new_subject(self, tenant: str, digest: bytes, ref: str, batch: _Batch) -> Subject:
+        """A subject with a random id; it is saved only if one of its commands is recorded."""
+        subject_id = Subject.create_id()
+        data_key, wrapped = self.keys.create(subject_id, tenant)
+        sealed_ref = self.keys.seal(data_key, subject_id, {"subject_ref": ref})["subject_ref"]
+        assert sealed_ref is not None
+        batch.new_subjects[subject_id] = (wrapped, SubjectRef(tenant, digest, subject_id))
+        return Subject.register(subject_id, tenant, sealed_ref)
+
+
+def _envelope_fields(cmd: Command) -> dict[str, Any]:
+    env = cmd.envelope
+    return {
+        "event_id": env.event_id,
+        "occurred_at": env.occurred_at,
+        "producer": env.producer,
+        "tenant": env.tenant,
+    }

@@ -1,0 +1,64 @@
+"""Named rule violations: why the ledger refuses an event.
+
+Each violation has a stable ``code`` (sent as the ``reason`` header on the rejected topic and
+counted in metrics) and a ``detail`` for people. Details name tenants, purposes, versions and
+event ids — never a personal value.
+"""
+
+from __future__ import annotations
+
+
+class RuleViolation(Exception):
+    """Base class: the event is not a valid fact and is not recorded."""
+
+    code = "rule_violation"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnknownTenant(RuleViolation):
+    code = "unknown_tenant"
+
+
+class UnknownPurpose(RuleViolation):
+    code = "unknown_purpose"
+
+
+class UnknownConsentVersion(RuleViolation):
+    code = "unknown_consent_version"
+
+
+class ConsentTextConflict(RuleViolation):
+    code = "consent_text_conflict"
+
+
+class RequiredConsent(RuleViolation):
+    code = "required_consent"
+
+
+class ConsentNotGranted(RuleViolation):
+    code = "consent_not_granted"
+
+
+class NoLegalBasis(RuleViolation):
+    code = "no_legal_basis"
+
+
+class SubjectErased(RuleViolation):
+    code = "subject_erased"
+
+
+class UnknownSubject(RuleViolation):
+    code = "unknown_subject"
+
+
+class InvalidEvent(RuleViolation):
+    """Well-formed Avro whose content breaks the contract (empty id, bad code...)."""
+
+    code = "schema_invalid"
+
+
+class TenantExists(RuleViolation):
+    code = "tenant_exists"

@@ -1,0 +1,132 @@
+"""The tenant (a data controller) and its purpose catalogue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from ledger.domain.facts import Fact
+
+from ledger.domain.rules import (
+    ConsentTextConflict,
+    InvalidEvent,
+    UnknownConsentVersion,
+    UnknownPurpose,
+)
+from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis
+
+TENANT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:compliance-ledger:tenant")
+
+
+@dataclass
+class Purpose:
+    """A catalogue entry. Consent text versions accumulate and never change once defined."""
+
+    code: str
+    required: bool
+    legal_basis: LegalBasis
+    description: str
+    texts: dict[str, str] = field(default_factory=dict)  # version -> consent text
+
+    def check_version(self, version: str) -> None:
+        if version not in self.texts:
+            raise UnknownConsentVersion(
+                f"purpose {self.code!r} has no consent text version {version!r}"
+            )
+
+
+class Tenant(Aggregate):
+    """A data controller using the ledger; its id is derived from its (non-personal) code."""
+
+    class Registered(Aggregate.Created):
+        code: str
+        name: str
+
+    class PurposeDefined(Fact):
+        purpose: str
+        consent_text: str
+        consent_text_version: str
+        required: bool
+        legal_basis: LegalBasis
+        description: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Tenant)
+            entry = aggregate.purposes.get(self.purpose)
+            texts = dict(entry.texts) if entry else {}
+            texts[self.consent_text_version] = self.consent_text
+            aggregate.purposes[self.purpose] = Purpose(
+                code=self.purpose,
+                required=self.required,
+                legal_basis=self.legal_basis,
+                description=self.description,
+                texts=texts,
+            )
+
+    def __init__(self, code: str, name: str) -> None:
+        self.code = code
+        self.name = name
+        self.purposes: dict[str, Purpose] = {}
+
+    @staticmethod
+    def create_id(code: str, name: str = "") -> UUID:
+        return Tenant.id_for(code)
+
+    @staticmethod
+    def id_for(code: str) -> UUID:
+        return uuid5(TENANT_NAMESPACE, code)
+
+    @classmethod
+    def register(cls, code: str, name: str) -> Tenant:
+        if not TENANT_CODE.match(code):
+            raise InvalidEvent(
+                "tenant code must be 1-63 lower-case letters, digits, '-' or '_'"
+            )
+        return cls._create(cls.Registered, code=code, name=name or code)
+
+    def purpose(self, code: str) -> Purpose:
+        try:
+            return self.purposes[code]
+        except KeyError:
+            raise UnknownPurpose(f"tenant {self.code!r} has no purpose {code!r}") from None
+
+    def define_purpose(
+        self,
+        *,
+        purpose: str,
+        consent_text: str,
+        consent_text_version: str,
+        legal_basis: LegalBasis,
+        required: bool = False,
+        description: str = "",
+        **envelope: object,
+    ) -> None:
+        self.check_purpose_code(purpose)
+        self.check_text_unchanged(purpose, consent_text_version, consent_text)
+        self.trigger_event(
+            self.PurposeDefined,
+            purpose=purpose,
+            consent_text=consent_text,
+            consent_text_version=consent_text_version,
+            required=required,
+            legal_basis=legal_basis,
+            description=description,
+            **envelope,
+        )
+
+    @staticmethod
+    def check_purpose_code(code: str) -> None:
+        if not PURPOSE_CODE.match(code):
+            raise InvalidEvent(
+                "purpose code must be 1-100 lower-case letters, digits, '.', '-' or '_'"
+            )
+
+    def check_text_unchanged(self, purpose: str, version: str, text: str) -> None:
+        entry = self.purposes.get(purpose)
+        if entry and version in entry.texts and entry.texts[version] != text:
+            raise ConsentTextConflict(
+                f"consent text version {version!r} of purpose {purpose!r} is already defined "
+                "with a different text; define a new version instead"
+            )

@@ -1,0 +1,198 @@
+"""Configuration, read once from environment variables.
+
+Every value has one name (``LEDGER_*``), one parser and one error message that says what is
+wrong and what would be right. Secrets (the key-encryption key, the lookup key) are never
+echoed in errors or logs.
+
+Where no database or broker is configured, commands fall back to the ones a running
+``ledger dev`` wrote into its state file (``$LEDGER_DATA_DIR/dev.json``), so a newcomer can
+run ``ledger demo`` in a second terminal without exporting anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+DEFAULT_DATA_DIR = ".ledger"
+DEV_STATE_FILE = "dev.json"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    ingest: str = "compliance.ingest"
+    rejected: str = "compliance.ingest.rejected"
+    ledger: str = "compliance.ledger"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    database_schema: str
+    kafka_bootstrap: str | None
+    topics: Topics
+    kek: bytes | None = field(repr=False)
+    kek_id: str
+    lookup_key: bytes | None = field(repr=False)
+    data_dir: Path
+    log_format: str
+    ingest_group: str
+    ingest_batch_size: int
+    relay_batch_size: int
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "no database configured: set LEDGER_DATABASE_URL "
+                "(e.g. postgresql://user@host:5432/ledger) or start `ledger dev`"
+            )
+        return self.database_url
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap:
+            raise ConfigError(
+                "no Kafka broker configured: set LEDGER_KAFKA_BOOTSTRAP "
+                "(e.g. kafka1:9092,kafka2:9092) or start `ledger dev`"
+            )
+        return self.kafka_bootstrap
+
+    def require_keys(self) -> tuple[bytes, bytes]:
+        if self.kek is None or self.lookup_key is None:
+            raise ConfigError(
+                "no keys configured: set LEDGER_KEK and LEDGER_LOOKUP_KEY "
+                "(each 32 random bytes, base64; `ledger keys generate` prints a pair) "
+                "or start `ledger dev`"
+            )
+        return self.kek, self.lookup_key
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment the `eventsourcing` Postgres factory reads."""
+        params = conninfo_to_dict(self.require_database())
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
+            "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
+            "POSTGRES_PORT": str(params.get("port") or "5432"),
+            "POSTGRES_USER": str(params.get("user") or "postgres"),
+            "POSTGRES_PASSWORD": str(params.get("password") or ""),
+            "POSTGRES_SCHEMA": self.database_schema,
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": "y",
+        }
+
+
+def _b64_key(name: str, raw: str | None) -> bytes | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name} is not valid base64") from None
+    if len(key) != 32:
+        raise ConfigError(f"{name} must decode to 32 bytes, got {len(key)}")
+    return key
+
+
+def _positive_int(name: str, raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _choice(name: str, raw: str | None, choices: tuple[str, ...], default: str) -> str:
+    value = (raw or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _database_url(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("LEDGER_DATABASE_URL must start with postgresql://")
+    try:
+        conninfo_to_dict(raw)
+    except Exception:
+        raise ConfigError("LEDGER_DATABASE_URL is not a valid PostgreSQL URL") from None
+    return raw
+
+
+def _schema(raw: str | None) -> str:
+    value = raw or "ledger"
+    if not _SCHEMA_NAME.match(value):
+        raise ConfigError(
+            "LEDGER_DATABASE_SCHEMA must be a lower-case SQL identifier "
+            f"(letters, digits, underscore), got {value!r}"
+        )
+    return value
+
+
+def read_dev_state(data_dir: Path) -> dict[str, str]:
+    path = data_dir / DEV_STATE_FILE
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {k: str(v) for k, v in state.items()} if isinstance(state, dict) else {}
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads settings from ``environ`` (default: the process environment).
+
+    Values a running ``ledger dev`` published fill in only what the environment leaves unset.
+    """
+    env = dict(os.environ if environ is None else environ)
+    data_dir = Path(env.get("LEDGER_DATA_DIR") or DEFAULT_DATA_DIR)
+    for key, value in read_dev_state(data_dir).items():
+        env.setdefault(key, value)
+    return Settings(
+        database_url=_database_url(env.get("LEDGER_DATABASE_URL")),
+        database_schema=_schema(env.get("LEDGER_DATABASE_SCHEMA")),
+        kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP") or None,
+        topics=Topics(
+            ingest=env.get("LEDGER_TOPIC_INGEST") or Topics.ingest,
+            rejected=env.get("LEDGER_TOPIC_REJECTED") or Topics.rejected,
+            ledger=env.get("LEDGER_TOPIC_LEDGER") or Topics.ledger,
+        ),
+        kek=_b64_key("LEDGER_KEK", env.get("LEDGER_KEK")),
+        kek_id=env.get("LEDGER_KEK_ID") or "kek-1",
+        lookup_key=_b64_key("LEDGER_LOOKUP_KEY", env.get("LEDGER_LOOKUP_KEY")),
+        data_dir=data_dir,
+        log_format=_choice(
+            "LEDGER_LOG_FORMAT", env.get("LEDGER_LOG_FORMAT"), ("auto", "json", "console"), "auto"
+        ),
+        ingest_group=env.get("LEDGER_INGEST_GROUP") or "ledger-ingest",
+        ingest_batch_size=_positive_int(
+            "LEDGER_INGEST_BATCH_SIZE", env.get("LEDGER_INGEST_BATCH_SIZE"), 500
+        ),
+        relay_batch_size=_positive_int(
+            "LEDGER_RELAY_BATCH_SIZE", env.get("LEDGER_RELAY_BATCH_SIZE"), 500
+        ),
+    )

@@ -1,0 +1,76 @@
+"""What the ledger stores beside its events, and the rule that keeps them consistent.
+
+Three mutable tables sit next to the immutable event table, written **in the same
+transaction** as the events they belong to (passed as keyword arguments to
+``Application.save`` and handed by `eventsourcing` to the recorder):
+
+- ``subject_keys``: each subject's wrapped data key. Deleting a row shreds the subject.
+- ``subject_refs``: HMAC digest of (tenant, upstream reference) → subject id. Personal data
+  (it links a reference to a subject), so it goes with erasure.
+- ``ingest_receipts``: (tenant, event_id) of every recorded ingest event. A redelivered or
+  duplicated message finds its receipt and is not recorded again.
+
+If the transaction fails, none of them is written; if it commits, all are.
+
+Both recorders here implement :class:`LedgerStore`: one on PostgreSQL, one in memory for unit
+tests. The contract tests in ``tests/`` run the same cases against both.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    subject_id: UUID
+    tenant: str
+    kek_id: str
+    wrapped: bytes
+
+
+@dataclass(frozen=True)
+class SubjectRef:
+    tenant: str
+    digest: bytes
+    subject_id: UUID
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tenant: str
+    event_id: str
+    originator_id: UUID
+    originator_version: int
+
+
+class LedgerStore(ApplicationRecorder):
+    """The recorder the ledger needs: events plus keys, reference lookups and receipts."""
+
+    @abstractmethod
+    def recorded_receipts(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, event_id) pairs are already recorded."""
+
+    @abstractmethod
+    def lookup_subjects(self, tenant: str, digests: Sequence[bytes]) -> dict[bytes, UUID]:
+        """Subject ids by reference digest; unknown digests are absent."""
+
+    @abstractmethod
+    def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        """Wrapped data keys; shredded subjects are absent."""
+
+    @abstractmethod
+    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """All events of these aggregates, ordered by aggregate then version."""
+
+    @abstractmethod
+    def get_position(self, name: str) -> int:
+        """A named reader's last processed notification id (0 if none)."""
+
+    @abstractmethod
+    def set_position(self, name: str, position: int) -> None: ...

@@ -1,0 +1,75 @@
+"""In-memory :class:`ledger.store.LedgerStore` for unit tests: same rules, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
+
+from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+
+
+class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: dict[UUID, WrappedKey] = {}
+        self.refs: dict[tuple[str, bytes], UUID] = {}
+        self.receipts: dict[tuple[str, str], Receipt] = {}
+        self.positions: dict[str, int] = {}
+
+    def _insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        new_keys: Sequence[WrappedKey] = (),
+        new_refs: Sequence[SubjectRef] = (),
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        with self._database_lock:
+            self._assert_uniqueness(stored_events, **kwargs)
+            self._check_new(new_keys, new_refs, receipts)
+            for k in new_keys:
+                self.keys[k.subject_id] = k
+            for r in new_refs:
+                self.refs[(r.tenant, r.digest)] = r.subject_id
+            for receipt in receipts:
+                self.receipts[(receipt.tenant, receipt.event_id)] = receipt
+            return self._update_table(stored_events, **kwargs)
+
+    def _check_new(
+        self,
+        new_keys: Sequence[WrappedKey],
+        new_refs: Sequence[SubjectRef],
+        receipts: Sequence[Receipt],
+    ) -> None:
+        if any(k.subject_id in self.keys for k in new_keys):
+            raise IntegrityError("subject key already exists")
+        if any((r.tenant, r.digest) in self.refs for r in new_refs):
+            raise IntegrityError("subject reference already registered")
+        if any((r.tenant, r.event_id) in self.receipts for r in receipts):
+            raise IntegrityError("event id already recorded")
+
+    def recorded_receipts(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in keys if k in self.receipts}
+
+    def lookup_subjects(self, tenant: str, digests: Sequence[bytes]) -> dict[bytes, UUID]:
+        return {d: self.refs[(tenant, d)] for d in digests if (tenant, d) in self.refs}
+
+    def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        return {i: self.keys[i] for i in subject_ids if i in self.keys}
+
+    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        wanted = set(ids)
+        with self._database_lock:
+            found = [e for e in self._stored_events if e.originator_id in wanted]
+        return sorted(found, key=lambda e: (str(e.originator_id), e.originator_version))
+
+    def get_position(self, name: str) -> int:
+        return self.positions.get(name, 0)
+
+    def set_position(self, name: str, position: int) -> None:
+        self.positions[name] = position

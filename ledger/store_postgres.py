@@ -1,0 +1,173 @@
+"""The ledger's PostgreSQL recorder: `eventsourcing`'s application recorder plus the key,
+reference and receipt tables, written in the events' own transaction (see ``ledger.store``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
+    subject_id uuid PRIMARY KEY,
+    tenant text NOT NULL,
+    kek_id text NOT NULL,
+    wrapped bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.subject_refs (
+    tenant text NOT NULL,
+    digest bytea NOT NULL,
+    subject_id uuid NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+CREATE TABLE IF NOT EXISTS {schema}.ingest_receipts (
+    tenant text NOT NULL,
+    event_id text NOT NULL,
+    originator_id uuid NOT NULL,
+    originator_version bigint NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, event_id)
+);
+CREATE TABLE IF NOT EXISTS {schema}.positions (
+    name text PRIMARY KEY,
+    position bigint NOT NULL
+);
+"""
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.schema = Identifier(datastore.schema)
+        self.events_table = Identifier(events_table_name)
+        for statement in _TABLES.strip().split(";\n"):
+            if statement.strip():
+                self.sql_create_statements.append(self._sql(statement))
+
+    def _sql(self, text: str) -> Composed:
+        return SQL(text).format(schema=self.schema, events=self.events_table)  # type: ignore[arg-type]
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        new_keys: Sequence[WrappedKey] = (),
+        new_refs: Sequence[SubjectRef] = (),
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        if new_keys:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.subject_keys (subject_id, tenant, kek_id, wrapped) "
+                    "VALUES (%s, %s, %s, %s)"
+                ),
+                [(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys],
+            )
+        if new_refs:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.subject_refs (tenant, digest, subject_id) "
+                    "VALUES (%s, %s, %s)"
+                ),
+                [(r.tenant, r.digest, r.subject_id) for r in new_refs],
+            )
+        if receipts:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.ingest_receipts "
+                    "(tenant, event_id, originator_id, originator_version) "
+                    "VALUES (%s, %s, %s, %s)"
+                ),
+                [
+                    (r.tenant, r.event_id, r.originator_id, r.originator_version)
+                    for r in receipts
+                ],
+            )
+
+    def _fetch(self, query: str, params: Sequence[object]) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._sql(query), params)
+            return curs.fetchall()
+
+    def recorded_receipts(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        rows = self._fetch(
+            "SELECT r.tenant, r.event_id FROM {schema}.ingest_receipts r "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(tenant, event_id) "
+            "ON r.tenant = k.tenant AND r.event_id = k.event_id",
+            [[k[0] for k in keys], [k[1] for k in keys]],
+        )
+        return {(row["tenant"], row["event_id"]) for row in rows}
+
+    def lookup_subjects(self, tenant: str, digests: Sequence[bytes]) -> dict[bytes, UUID]:
+        if not digests:
+            return {}
+        rows = self._fetch(
+            "SELECT digest, subject_id FROM {schema}.subject_refs "
+            "WHERE tenant = %s AND digest = ANY(%s)",
+            [tenant, list(digests)],
+        )
+        return {bytes(row["digest"]): row["subject_id"] for row in rows}
+
+    def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        if not subject_ids:
+            return {}
+        rows = self._fetch(
+            "SELECT subject_id, tenant, kek_id, wrapped FROM {schema}.subject_keys "
+            "WHERE subject_id = ANY(%s)",
+            [list(subject_ids)],
+        )
+        return {
+            row["subject_id"]: WrappedKey(
+                row["subject_id"], row["tenant"], row["kek_id"], bytes(row["wrapped"])
+            )
+            for row in rows
+        }
+
+    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """All events of the given aggregates in one round trip, by id then version."""
+        if not ids:
+            return []
+        rows = self._fetch(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+            [list(ids)],
+        )
+        return [
+            StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+    def get_position(self, name: str) -> int:
+        rows = self._fetch("SELECT position FROM {schema}.positions WHERE name = %s", [name])
+        return int(rows[0]["position"]) if rows else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self._sql(
+                    "INSERT INTO {schema}.positions (name, position) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position"
+                ),
+                [name, position],
+            )
