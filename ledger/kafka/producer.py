@@ -1,0 +1,29 @@
+"""Producing to Kafka: the one place that builds a producer.
+
+Producers are idempotent with ``acks=all``: a send is acknowledged only when every in-sync
+replica has it, and broker-side retries neither duplicate nor reorder records of a partition.
+Callers that must not lose a record call :meth:`KafkaProducer.flush` and treat an exception
+from it (or from a send future) as "not published".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaProducer
+
+Headers = list[tuple[str, bytes]]
+
+
+def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": None,
+        "client_id": "compliance-ledger",
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)

@@ -1,0 +1,39 @@
+"""Structured logging: JSON lines in production, readable lines in a terminal.
+
+Log calls pass key/value pairs (``log.info("batch_recorded", recorded=12)``), never formatted
+strings, and never a personal field: event ids, tenants, subject ids, offsets and timings only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+
+def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
+    """``fmt`` is ``json``, ``console`` or ``auto`` (console when stderr is a terminal)."""
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True)
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str, **context: Any) -> Any:
+    return structlog.get_logger(name).bind(**context)

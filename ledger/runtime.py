@@ -1,0 +1,16 @@
+"""Builds the ledger application from settings: the one place that wires keys to storage."""
+
+from __future__ import annotations
+
+from ledger.application import Ledger
+from ledger.crypto import LocalKek
+from ledger.settings import Settings
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    kek, lookup_key = settings.require_keys()
+    return Ledger(
+        settings.eventsourcing_env(),
+        kek=LocalKek(kek, settings.kek_id),
+        lookup_key=lookup_key,
+    )

@@ -1,0 +1,167 @@
+"""Fixtures shared by every test tier.
+
+Services come from the environment when it names them (``LEDGER_TEST_DATABASE_URL``,
+``LEDGER_TEST_KAFKA_BOOTSTRAP``), else from the embedded servers ``ledger dev`` uses. A
+service that cannot be had skips the test loudly on a laptop and fails it on CI (``CI=true``).
+Each test gets its own database schema, topics, consumer group and keys, so tests never see
+each other's data and the developer's own environment never leaks in.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ledger.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
+from ledger.kafka.admin import broker_reachable, default_partitions, ensure_topics
+from ledger.settings import Settings, Topics, load
+
+TESTS_DIR = Path(__file__).resolve().parent
+_TIER_MARKERS = {"integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        marker = _TIER_MARKERS.get(tier)
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(what: str, why: str) -> NoReturn:
+    """A service a test needs is missing: a failure on CI, a loud skip elsewhere."""
+    message = f"{what} unavailable: {why}"
+    if on_ci():
+        pytest.fail(f"{message} (CI=true: a missing service is a failure)", pytrace=False)
+    pytest.skip(f"!!! NOT TESTED !!! {message} (on CI this fails)")
+
+
+def _key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL URL: ``LEDGER_TEST_DATABASE_URL`` if set, else an embedded server."""
+    configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
+    if configured:
+        try:
+            psycopg.connect(configured, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            require_service(
+                "PostgreSQL", f"LEDGER_TEST_DATABASE_URL does not accept connections: {reason}"
+            )
+        yield configured
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg") / "data")
+    try:
+        url = server.start()
+    except EmbeddedPackageMissing as exc:
+        require_service("PostgreSQL", f"LEDGER_TEST_DATABASE_URL is unset and {exc}")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka bootstrap list: ``LEDGER_TEST_KAFKA_BOOTSTRAP`` if set, else an embedded broker."""
+    configured = os.environ.get("LEDGER_TEST_KAFKA_BOOTSTRAP")
+    if configured:
+        if not broker_reachable(configured, timeout_s=10.0):
+            require_service(
+                "Kafka", f"LEDGER_TEST_KAFKA_BOOTSTRAP={configured} serves no cluster metadata"
+            )
+        yield configured
+        return
+    broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("embedded-broker") / "tansu.log")
+    try:
+        bootstrap = broker.start()
+    except EmbeddedPackageMissing as exc:
+        require_service("Kafka", f"LEDGER_TEST_KAFKA_BOOTSTRAP is unset and {exc}")
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def pg_schema(database_url: str) -> Iterator[str]:
+    """A fresh, empty schema ``t_<12 hex>``, dropped with everything in it afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    """Topic names no other test uses, created on the broker."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    names = Topics(
+        ingest=f"{prefix}.ingest",
+        rejected=f"{prefix}.ingest.rejected",
+        ledger=f"{prefix}.ledger",
+    )
+    ensure_topics(kafka_bootstrap, default_partitions(names))
+    return names
+
+
+def _base_environ(database_url: str, pg_schema: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_DATABASE_SCHEMA": pg_schema,
+        "LEDGER_KEK": _key(),
+        "LEDGER_LOOKUP_KEY": _key(),
+        "LEDGER_INGEST_GROUP": f"ingest-{uuid.uuid4().hex[:12]}",
+        "LEDGER_DATA_DIR": str(data_dir),
+    }
+
+
+@pytest.fixture
+def settings_environ(
+    database_url: str, pg_schema: str, kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> dict[str, str]:
+    """The complete ``LEDGER_*`` environment behind ``settings`` (for spawning processes)."""
+    return {
+        **_base_environ(database_url, pg_schema, tmp_path),
+        "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LEDGER_TOPIC_INGEST": topics.ingest,
+        "LEDGER_TOPIC_REJECTED": topics.rejected,
+        "LEDGER_TOPIC_LEDGER": topics.ledger,
+    }
+
+
+@pytest.fixture
+def settings(settings_environ: dict[str, str]) -> Settings:
+    """Settings for one test: its own schema, topics, consumer group, keys and data dir."""
+    return load(settings_environ)
+
+
+@pytest.fixture
+def settings_db_only(database_url: str, pg_schema: str, tmp_path: Path) -> Settings:
+    """Like ``settings`` but without a broker: ``require_kafka()`` raises ConfigError."""
+    return load(_base_environ(database_url, pg_schema, tmp_path))
