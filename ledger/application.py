@@ -147,6 +147,10 @@ class Ledger(Application[UUID]):
             return None
         return self._load_subjects([found[digest]]).get(found[digest])
 
+    def subject_events(self, subject_id: UUID) -> list[Any]:
+        """Every recorded event of a subject, personal fields still sealed."""
+        return list(self.events.get(subject_id))
+
     def _load_subjects(self, ids: Iterable[UUID]) -> dict[UUID, Subject]:
         wanted = list(dict.fromkeys(ids))
         out = {i: self._subjects[i] for i in wanted if i in self._subjects}

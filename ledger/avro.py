@@ -87,7 +87,9 @@ def check(name: str, record: Mapping[str, Any]) -> None:
         validate(record, s.parsed, raise_errors=True)
     except Exception as exc:
         fields = sorted({_field_of(str(e)) for e in getattr(exc, "errors", [exc])})
-        raise InvalidRecord(f"{s.short_name} does not match its schema at: {', '.join(fields)}")
+        raise InvalidRecord(
+            f"{s.short_name} does not match its schema at: {', '.join(fields)}"
+        ) from None
 
 
 def _field_of(error: str) -> str:
@@ -111,13 +113,13 @@ def decode(message: bytes) -> tuple[Schema, dict[str, Any]]:
         raise UndecodableMessage("not Avro single-object encoding (missing C3 01 marker)")
     s = _by_fingerprint().get(message[2:HEADER_LENGTH])
     if s is None:
-        raise UnknownSchema(
-            f"unknown writer schema fingerprint {message[2:HEADER_LENGTH].hex()}"
-        )
+        raise UnknownSchema(f"unknown writer schema fingerprint {message[2:HEADER_LENGTH].hex()}")
     buf = io.BytesIO(message)
     buf.seek(HEADER_LENGTH)
     try:
-        record = schemaless_reader(buf, s.parsed, None)
+        record = schemaless_reader(
+            buf, s.parsed, None, return_record_name=True, return_record_name_override=True
+        )
     except Exception as exc:
         raise UndecodableMessage(f"body does not decode as {s.short_name}") from exc
     if buf.tell() != len(message):

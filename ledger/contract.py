@@ -65,9 +65,7 @@ def command_from_record(kind: str, record: Mapping[str, Any]) -> Command:
     env = _envelope(kind, record["envelope"])
     personal_names = personal_fields(kind)
     personal = {name: _personal_text(name, record.get(name)) for name in personal_names}
-    facts = {
-        k: v for k, v in record.items() if k != "envelope" and k not in personal_names
-    }
+    facts = {k: v for k, v in record.items() if k != "envelope" and k not in personal_names}
     _check_facts(kind, facts)
     if "legal_basis" in facts:
         facts["legal_basis"] = LegalBasis[facts["legal_basis"]]
@@ -210,3 +208,10 @@ def ledger_record(
         "recorded_at": state["timestamp"],
         "event": (f"compliance.{event_type}", body),
     }
+
+
+def command_from_message(message: bytes) -> Command:
+    """Decodes an ingest message. Raises avro.UndecodableMessage, avro.UnknownSchema or
+    InvalidEvent, each with a reason fit to publish (no field values)."""
+    schema, record = avro.decode(message)
+    return command_from_record(schema.short_name, record)

@@ -87,9 +87,7 @@ def _field_aad(subject_id: UUID, field: str) -> bytes:
 
 def seal(data_key: bytes, subject_id: UUID, field: str, plaintext: str) -> Sealed:
     nonce = os.urandom(NONCE_BYTES)
-    ciphertext = AESGCM(data_key).encrypt(
-        nonce, plaintext.encode(), _field_aad(subject_id, field)
-    )
+    ciphertext = AESGCM(data_key).encrypt(nonce, plaintext.encode(), _field_aad(subject_id, field))
     return Sealed(SUBJECT_SCHEME, str(subject_id), nonce, ciphertext)
 
 

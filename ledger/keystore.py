@@ -67,6 +67,13 @@ class KeyStore:
             for name, value in values.items()
         }
 
+    def open(self, subject_id: UUID, field: str, sealed: Sealed) -> str | None:
+        """The plaintext of a sealed field, or None if the subject's key is shredded."""
+        data_key = self.data_key(subject_id)
+        if data_key is None:
+            return None
+        return crypto.open_sealed(data_key, subject_id, field, sealed)
+
     def _remember(self, subject_id: UUID, data_key: bytes) -> None:
         self._cache[subject_id] = data_key
         self._cache.move_to_end(subject_id)

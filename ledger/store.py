@@ -74,3 +74,7 @@ class LedgerStore(ApplicationRecorder):
 
     @abstractmethod
     def set_position(self, name: str, position: int) -> None: ...
+
+    @abstractmethod
+    def wait_for_events(self, timeout: float) -> None:
+        """Blocks until new events may have been recorded, or ``timeout`` seconds pass."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -73,3 +74,6 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
 
     def set_position(self, name: str, position: int) -> None:
         self.positions[name] = position
+
+    def wait_for_events(self, timeout: float) -> None:
+        time.sleep(min(timeout, 0.01))

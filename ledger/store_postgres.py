@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
@@ -49,6 +50,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self._listener: psycopg.Connection[Any] | None = None
         self.schema = Identifier(datastore.schema)
         self.events_table = Identifier(events_table_name)
         for statement in _TABLES.strip().split(";\n"):
@@ -92,10 +94,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                     "(tenant, event_id, originator_id, originator_version) "
                     "VALUES (%s, %s, %s, %s)"
                 ),
-                [
-                    (r.tenant, r.event_id, r.originator_id, r.originator_version)
-                    for r in receipts
-                ],
+                [(r.tenant, r.event_id, r.originator_id, r.originator_version) for r in receipts],
             )
 
     def _fetch(self, query: str, params: Sequence[object]) -> list[DictRow]:
@@ -171,3 +170,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 ),
                 [name, position],
             )
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Waits for the NOTIFY that every insert sends. The first call only starts listening
+        (and returns at once), so an insert between a caller's last read and LISTEN is never
+        waited past."""
+        if self._listener is None or self._listener.closed:
+            kwargs = dict(self.datastore.pool.kwargs or {})
+            kwargs.pop("row_factory", None)
+            self._listener = psycopg.connect(**kwargs, autocommit=True)
+            self._listener.execute(SQL("LISTEN {}").format(Identifier(self.channel_name)))
+            return
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None

@@ -23,7 +23,9 @@ class SealedAsDict(Transcoding):
         }
 
     def decode(self, data: Any) -> Sealed:
-        return Sealed(data["s"], data["k"], base64.b64decode(data["n"]), base64.b64decode(data["c"]))
+        return Sealed(
+            data["s"], data["k"], base64.b64decode(data["n"]), base64.b64decode(data["c"])
+        )
 
 
 class LegalBasisAsName(Transcoding):

@@ -22,7 +22,6 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.facts import Fact
-
 from ledger.domain.rules import (
     ConsentNotGranted,
     InvalidEvent,

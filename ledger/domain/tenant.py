@@ -8,7 +8,6 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.facts import Fact
-
 from ledger.domain.rules import (
     ConsentTextConflict,
     InvalidEvent,
@@ -81,9 +80,7 @@ class Tenant(Aggregate):
     @classmethod
     def register(cls, code: str, name: str) -> Tenant:
         if not TENANT_CODE.match(code):
-            raise InvalidEvent(
-                "tenant code must be 1-63 lower-case letters, digits, '-' or '_'"
-            )
+            raise InvalidEvent("tenant code must be 1-63 lower-case letters, digits, '-' or '_'")
         return cls._create(cls.Registered, code=code, name=name or code)
 
     def purpose(self, code: str) -> Purpose:

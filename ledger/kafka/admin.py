@@ -11,10 +11,10 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ledger.settings import Topics
-
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient
+
+from ledger.settings import Topics
 
 DEFAULT_PORT = 9092
 

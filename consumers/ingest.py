@@ -1,0 +1,230 @@
+"""The ingest consumer: Kafka ``compliance.ingest`` → the ledger.
+
+Rules this process keeps:
+
+- **A polled batch is one ledger transaction.** Valid events of the batch are recorded
+  together by :meth:`Ledger.record`; invalid ones are refused individually.
+- **Offsets are committed last.** A partition's offset is committed only after the ledger
+  transaction has committed *and* the rejected topic has acknowledged every rejection of the
+  batch. A crash at any point before that makes Kafka redeliver the batch; the ledger's
+  receipts turn the re-recording into ``duplicate`` outcomes, so every event is recorded
+  exactly once. A rejection may then be published twice; its ``source.*`` headers identify it.
+- **Nothing is dropped silently.** Every message is recorded, reported duplicate, or published
+  on the rejected topic with a ``reason`` header (a stable code) and a ``detail`` header
+  (for people; never a personal value).
+- **The process keeps running.** If the database or the broker is unreachable, the consumer
+  rewinds to the start of the batch and retries with backoff. A message that fails for a
+  reason no rule names (a bug) is rejected as ``internal_error`` rather than blocking its
+  partition.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from eventsourcing import persistence
+from kafka.errors import KafkaError
+
+from ledger import avro, contract
+from ledger.application import Ledger, Outcome
+from ledger.domain.rules import RuleViolation
+from ledger.kafka.consumer import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from ledger.kafka.producer import KafkaProducer
+from ledger.logs import get as get_logger
+from ledger.settings import Topics
+
+RETRYABLE: tuple[type[BaseException], ...] = (
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    KafkaError,
+)
+MAX_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    messages: int
+    recorded: int
+    duplicates: int
+    rejected: int
+    seconds: float
+
+
+def classify(value: bytes | None) -> contract.Command | Rejection:
+    """Decodes one message into a command, or says why it is not one."""
+    if not value:
+        return Rejection("undecodable", "empty message")
+    try:
+        return contract.command_from_message(value)
+    except avro.UndecodableMessage as exc:
+        return Rejection("undecodable", str(exc))
+    except avro.UnknownSchema as exc:
+        return Rejection("unknown_schema", str(exc))
+    except RuleViolation as exc:
+        return Rejection(exc.code, exc.detail)
+    except Exception as exc:  # a bug must not stop the partition
+        return Rejection("internal_error", f"decoding failed: {type(exc).__name__}")
+
+
+class IngestConsumer:
+    def __init__(
+        self,
+        ledger: Ledger,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        topics: Topics,
+        *,
+        batch_size: int = 500,
+    ) -> None:
+        self.ledger = ledger
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = topics
+        self.batch_size = batch_size
+        self.log = get_logger("ingest", topic=topics.ingest)
+        self._failures = 0
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.topics.ingest])
+        self.log.info("ingest_started", group=self.consumer.config["group_id"])
+        while not stop.is_set():
+            self.poll_once()
+        self.log.info("ingest_stopped")
+
+    def poll_once(self, timeout_ms: int = 500) -> BatchReport | None:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_size)
+        records = [r for tp in sorted(polled) for r in polled[tp]]
+        if not records:
+            return None
+        try:
+            report = self.process(records)
+        except RETRYABLE as exc:
+            self._retry_later(polled, exc)
+            return None
+        self._failures = 0
+        self._commit(polled)
+        return report
+
+    def process(self, records: Sequence[Any]) -> BatchReport:
+        started = time.perf_counter()
+        classified = [classify(r.value) for r in records]
+        commands = [c for c in classified if isinstance(c, contract.Command)]
+        outcomes = iter(self._record(commands))
+        rejections: list[tuple[Any, Rejection]] = []
+        recorded = duplicates = 0
+        for record, item in zip(records, classified, strict=True):
+            if isinstance(item, Rejection):
+                rejections.append((record, item))
+                continue
+            outcome = next(outcomes)
+            if outcome.status == "recorded":
+                recorded += 1
+            elif outcome.status == "duplicate":
+                duplicates += 1
+            else:
+                rejections.append((record, Rejection(outcome.reason or "", outcome.detail or "")))
+        self._publish_rejections(rejections)
+        report = BatchReport(
+            len(records), recorded, duplicates, len(rejections), time.perf_counter() - started
+        )
+        self.log.info(
+            "batch_recorded",
+            messages=report.messages,
+            recorded=recorded,
+            duplicates=duplicates,
+            rejected=report.rejected,
+            ms=round(report.seconds * 1000, 1),
+        )
+        return report
+
+    def _record(self, commands: list[contract.Command]) -> list[Outcome]:
+        if not commands:
+            return []
+        try:
+            return self.ledger.record(commands)
+        except RETRYABLE:
+            raise
+        except Exception as exc:
+            self.log.error("batch_failed_unexpectedly", error=type(exc).__name__)
+        return [self._record_alone(c) for c in commands]
+
+    def _record_alone(self, command: contract.Command) -> Outcome:
+        try:
+            return self.ledger.record([command])[0]
+        except RETRYABLE:
+            raise
+        except Exception as exc:
+            self.log.error(
+                "event_failed_unexpectedly",
+                event_id=command.envelope.event_id,
+                tenant=command.envelope.tenant,
+                error=type(exc).__name__,
+            )
+            return Outcome("rejected", "internal_error", f"recording failed: {type(exc).__name__}")
+
+    def _publish_rejections(self, rejections: list[tuple[Any, Rejection]]) -> None:
+        if not rejections:
+            return
+        rejected_at = datetime.now(UTC).isoformat().encode()
+        for record, rejection in rejections:
+            headers = [
+                ("reason", rejection.reason.encode()),
+                ("detail", rejection.detail.encode()),
+                ("source.topic", record.topic.encode()),
+                ("source.partition", str(record.partition).encode()),
+                ("source.offset", str(record.offset).encode()),
+                ("rejected_at", rejected_at),
+            ]
+            self.producer.send(
+                self.topics.rejected, key=record.key, value=record.value, headers=headers
+            )
+            self.log.warning(
+                "message_rejected",
+                reason=rejection.reason,
+                partition=record.partition,
+                offset=record.offset,
+            )
+        self.producer.flush()
+
+    def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        offsets = {
+            tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            for tp, records in polled.items()
+            if records
+        }
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # Typically a rebalance: the new owner re-reads these records and the ledger's
+            # receipts make them duplicates. Nothing is lost.
+            self.log.warning("commit_failed", error=type(exc).__name__)
+
+    def _retry_later(self, polled: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
+        self._failures += 1
+        backoff = min(MAX_BACKOFF_S, 0.2 * 2**self._failures)
+        self.log.warning(
+            "batch_will_be_retried",
+            error=type(exc).__name__,
+            attempt=self._failures,
+            backoff_s=backoff,
+        )
+        for tp, records in polled.items():
+            if records:
+                self.consumer.seek(tp, records[0].offset)
+        time.sleep(backoff)

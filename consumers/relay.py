@@ -1,0 +1,114 @@
+"""The relay: the ledger's notification log → Kafka ``compliance.ledger``.
+
+Rules this process keeps:
+
+- **Ledger order, no gaps.** Events are read in notification order from the last published
+  position and sent by one idempotent producer, keyed by aggregate id (the subject id, or the
+  tenant id for catalogue events), so one subject's events stay ordered in one partition.
+- **The position moves only after the broker has acknowledged.** The relay saves its position
+  after every record of a batch is acknowledged (``acks=all``). A crash before that re-sends
+  the batch: duplicates are possible, gaps are not. Each record carries its ``sequence``
+  (the notification id); consumers drop any sequence they have already seen.
+- **Ciphertext only.** Records are built from the stored event state, whose personal fields
+  are sealed under the subject's key; the relay holds no key and decrypts nothing.
+- **A new topic is filled from the start.** If the ledger topic had to be created (a fresh
+  cluster, or the memory-only development broker after a restart), the relay republishes
+  from the first event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from ledger import avro, contract
+from ledger.application import Ledger
+from ledger.kafka.producer import KafkaProducer
+from ledger.logs import get as get_logger
+
+MAX_BACKOFF_S = 5.0
+
+
+def event_type(topic: str) -> str:
+    """``ledger.domain.subject:Subject.ConsentGranted`` → ``ConsentGranted``;
+    ``...:Subject.Registered`` → ``SubjectRegistered``."""
+    qualname = topic.split(":", 1)[1]
+    owner, _, name = qualname.rpartition(".")
+    return owner + name if name == "Registered" else name
+
+
+class Relay:
+    def __init__(
+        self, ledger: Ledger, producer: KafkaProducer, topic: str, *, batch_size: int = 500
+    ) -> None:
+        self.ledger = ledger
+        self.producer = producer
+        self.topic = topic
+        self.batch_size = batch_size
+        self.position_name = f"relay:{topic}"
+        self.log = get_logger("relay", topic=topic)
+
+    def run(self, stop: threading.Event, *, topic_created: bool = False) -> None:
+        if topic_created:
+            self.restart_from_beginning()
+        self.log.info("relay_started", position=self.position())
+        failures = 0
+        while not stop.is_set():
+            try:
+                published = self.publish_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                backoff = min(MAX_BACKOFF_S, 0.2 * 2**failures)
+                self.log.warning("relay_will_retry", error=type(exc).__name__, backoff_s=backoff)
+                time.sleep(backoff)
+                continue
+            if not published:
+                self.ledger.store.wait_for_events(1.0)
+        self.log.info("relay_stopped", position=self.position())
+
+    def position(self) -> int:
+        return self.ledger.store.get_position(self.position_name)
+
+    def restart_from_beginning(self) -> None:
+        if self.position():
+            self.log.warning("ledger_topic_created_republishing_from_start")
+            self.ledger.store.set_position(self.position_name, 0)
+
+    def publish_once(self) -> int:
+        """Publishes the next batch; returns how many records were published."""
+        start = self.position() + 1
+        notifications = self.ledger.store.select_notifications(start, limit=self.batch_size)
+        if not notifications:
+            return 0
+        futures = [self._send(n) for n in notifications]
+        self.producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # raises if the broker refused the record
+        last = notifications[-1].id
+        self.ledger.store.set_position(self.position_name, last)
+        self.log.info("relay_published", records=len(notifications), position=last)
+        return len(notifications)
+
+    def _send(self, notification: Notification) -> Any:
+        name = event_type(notification.topic)
+        state = self.ledger.mapper.transcoder.decode(notification.state)
+        record = contract.ledger_record(
+            sequence=notification.id,
+            event_type=name,
+            aggregate_id=notification.originator_id,  # type: ignore[arg-type]
+            aggregate_version=notification.originator_version,
+            state=state,
+        )
+        return self.producer.send(
+            self.topic,
+            key=str(notification.originator_id).encode(),
+            value=avro.encode("LedgerRecord", record),
+            headers=[
+                ("sequence", str(notification.id).encode()),
+                ("event_type", name.encode()),
+            ],
+        )

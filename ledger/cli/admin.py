@@ -1,0 +1,69 @@
+"""``ledger tenants ...`` and ``ledger keys generate``: operator tasks."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+import typer
+from eventsourcing.utils import get_topic
+
+from ledger.cli.common import fail, settings
+from ledger.crypto import new_secret
+from ledger.domain.rules import RuleViolation
+from ledger.domain.tenant import Tenant
+from ledger.runtime import open_ledger
+from ledger.settings import ConfigError
+
+tenants = typer.Typer(help="Register and list tenants (data controllers).", no_args_is_help=True)
+keys = typer.Typer(help="Key material for configuration.", no_args_is_help=True)
+
+
+@tenants.command("add")
+def add_tenant(
+    code: Annotated[str, typer.Argument(help="Tenant code: lower-case letters, digits, - and _.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Register a tenant, so the ledger accepts its events."""
+    try:
+        ledger = open_ledger(settings())
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        tenant = ledger.register_tenant(code, name)
+    except RuleViolation as exc:
+        fail(exc.detail, code=1)
+    finally:
+        ledger.close()
+    typer.echo(f"registered tenant {tenant.code} ({tenant.name}), id {tenant.id}")
+
+
+@tenants.command("list")
+def list_tenants() -> None:
+    """List registered tenants and their purposes."""
+    try:
+        ledger = open_ledger(settings())
+    except ConfigError as exc:
+        fail(str(exc))
+    topic = get_topic(Tenant.Registered)
+    try:
+        registered = ledger.store.select_notifications(1, 100_000, topics=[topic])
+        for notification in registered:
+            tenant = ledger.repository.get(notification.originator_id)
+            assert isinstance(tenant, Tenant)
+            purposes = ", ".join(sorted(tenant.purposes)) or "no purposes yet"
+            typer.echo(f"{tenant.code}\t{tenant.name}\t{purposes}")
+    finally:
+        ledger.close()
+
+
+@keys.command("generate")
+def generate_keys() -> None:
+    """Print a fresh key-encryption key and lookup key as environment assignments."""
+    for name in ("LEDGER_KEK", "LEDGER_LOOKUP_KEY"):
+        typer.echo(f"{name}={base64.b64encode(new_secret()).decode()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tenants, name="tenants")
+    app.add_typer(keys, name="keys")

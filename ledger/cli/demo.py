@@ -1,0 +1,270 @@
+"""``ledger demo``: a realistic sample of events, sent through Kafka like any producer would.
+
+The story is an e-signature service (tenant ``demo``): sign-up consents, a newsletter
+consent re-granted under a new text version and withdrawn, the record of collection for a
+signed document, disclosures to a hosting provider and a mailing service, and an erasure —
+plus the mistakes producers make, which the ledger refuses with a reason. The demo waits
+until every event is recorded or rejected and prints what happened to each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from ledger.cli.common import fail, settings
+from ledger.client import LedgerClient
+from ledger.contract import command_from_message
+from ledger.domain.rules import TenantExists
+from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
+from ledger.kafka.consumer import TopicPartition, make_consumer
+from ledger.runtime import open_ledger
+from ledger.settings import ConfigError, Settings
+from ledger.store import LedgerStore
+
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.org", "customer-1001"
+TERMS, NEWS, SIGN = "terms.service", "marketing.newsletter", "signing.audit-trail"
+
+
+@dataclass
+class Step:
+    label: str
+    expect: str  # "recorded", "duplicate" or a rejection reason
+    send: Callable[..., str]
+    event_id: str = ""
+    raw: bytes = b""
+    outcome: str = ""
+
+
+def _purposes(tenant: str) -> list[Step]:
+    def define(code: str, basis: str, text: str, version: str, required: bool = False) -> Step:
+        return Step(
+            f"purpose {code} v{version}",
+            "recorded",
+            lambda c, **kw: c.define_purpose(
+                tenant=tenant,
+                purpose=code,
+                consent_text=text,
+                consent_text_version=version,
+                legal_basis=basis,
+                required=required,
+                **kw,
+            ),
+        )
+
+    return [
+        define(TERMS, "CONSENT", "I accept the Terms of Service.", "2026-01", required=True),
+        define(NEWS, "CONSENT", "Send me product news by e-mail.", "2026-01"),
+        define(NEWS, "CONSENT", "Send me product news and offers by e-mail.", "2026-06"),
+        define(SIGN, "CONTRACT", "We keep an audit trail to prove your signatures.", "1"),
+    ]
+
+
+def _story(tenant: str) -> list[Step]:
+    t: dict[str, Any] = {"tenant": tenant}
+    web = {"source": "signup-form", "ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0"}
+
+    def grant(ref: str, purpose: str, version: str) -> Callable[..., str]:
+        return lambda c, **kw: c.grant_consent(
+            **t, subject_ref=ref, purpose=purpose, consent_text_version=version, **web, **kw
+        )
+
+    def withdraw(ref: str, purpose: str) -> Callable[..., str]:
+        return lambda c, **kw: c.withdraw_consent(
+            **t, subject_ref=ref, purpose=purpose, source="account-settings", **kw
+        )
+
+    def disclose(ref: str, to: str, purpose: str, basis: str) -> Callable[..., str]:
+        return lambda c, **kw: c.record_disclosure(
+            **t,
+            subject_ref=ref,
+            recipient=to,
+            purpose=purpose,
+            legal_basis=basis,
+            categories=["identity.name", "contact.email"],
+            reference="DPA-2026-014",
+            **kw,
+        )
+
+    def collect(ref: str) -> Callable[..., str]:
+        return lambda c, **kw: c.record_collection(
+            **t,
+            subject_ref=ref,
+            purpose=SIGN,
+            source="data-subject",
+            categories=["identity.name", "contact.email", "signature.image"],
+            description="Signed lease agreement, 3 pages",
+            **kw,
+        )
+
+    return [
+        Step("alice accepts the terms", "recorded", grant(ALICE, TERMS, "2026-01")),
+        Step("alice subscribes to the newsletter", "recorded", grant(ALICE, NEWS, "2026-01")),
+        Step("alice signs a document (collection)", "recorded", collect(ALICE)),
+        Step(
+            "alice's signature to the hosting provider",
+            "recorded",
+            disclose(ALICE, "Cloud Hosting Ltd", SIGN, "CONTRACT"),
+        ),
+        Step("alice agrees to the new newsletter text", "recorded", grant(ALICE, NEWS, "2026-06")),
+        Step(
+            "alice's e-mail to the mailing service",
+            "recorded",
+            disclose(ALICE, "Mailer Co", NEWS, "CONSENT"),
+        ),
+        Step("bob accepts the terms", "recorded", grant(BOB, TERMS, "2026-01")),
+        Step("bob subscribes to the newsletter", "recorded", grant(BOB, NEWS, "2026-01")),
+        Step("bob unsubscribes", "recorded", withdraw(BOB, NEWS)),
+        Step(
+            "bob's e-mail to the mailing service anyway",
+            "no_legal_basis",
+            disclose(BOB, "Mailer Co", NEWS, "CONSENT"),
+        ),
+        Step("bob tries to withdraw the required terms", "required_consent", withdraw(BOB, TERMS)),
+        Step("carol accepts the terms", "recorded", grant(CAROL, TERMS, "2026-01")),
+        Step(
+            "carol asks to be erased",
+            "recorded",
+            lambda c, **kw: c.request_erasure(
+                **t, subject_ref=CAROL, source="support-ticket", **kw
+            ),
+        ),
+        Step(
+            "carol's newsletter consent after erasure",
+            "subject_erased",
+            grant(CAROL, NEWS, "2026-06"),
+        ),
+        Step(
+            "consent to an unknown text version",
+            "unknown_consent_version",
+            grant(ALICE, NEWS, "1999-01"),
+        ),
+        Step(
+            "an event for an unregistered tenant",
+            "unknown_tenant",
+            lambda c, **kw: c.grant_consent(
+                tenant="nobody",
+                subject_ref=ALICE,
+                purpose=TERMS,
+                consent_text_version="2026-01",
+                source="api",
+                **kw,
+            ),
+        ),
+    ]
+
+
+def demo(
+    tenant: Annotated[str, typer.Option(help="Tenant to use (registered if missing).")] = "demo",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the ledger.")] = 60.0,
+) -> None:
+    """Send sample events (and some bad ones) and show what the ledger did with each."""
+    s = settings()
+    try:
+        bootstrap = s.require_kafka()
+        ensure_topics(bootstrap, default_partitions(s.topics))
+        ledger = open_ledger(s)
+    except (ConfigError, BrokerUnavailable) as exc:
+        fail(str(exc))
+    with contextlib.suppress(TenantExists):
+        ledger.register_tenant(tenant, "Demo e-signatures")
+    watcher = _Watcher(s, ledger.store, tenant)
+    try:
+        with LedgerClient(bootstrap, producer="ledger-demo", topic=s.topics.ingest) as client:
+            purposes = _send(client, _purposes(tenant))
+            watcher.wait(purposes, wait)  # a purpose must be recorded before events use it
+            story = _send(client, _story(tenant))
+            first = story[0]
+            again = Step("alice's terms consent, sent again", "recorded once", first.send)
+            again.event_id = first.send(client, event_id=first.event_id)
+            garbage = Step("bytes that are not Avro", "undecodable", first.send)
+            garbage.raw = b"not avro " + os.urandom(8)
+            client.send_raw(garbage.raw)
+        steps = [*purposes, *story, garbage]
+        watcher.wait(steps, wait)
+        again.outcome = f"recorded once ({watcher.copies(first)} copy in the ledger)"
+        again.expect = again.outcome
+    finally:
+        watcher.close()
+        ledger.close()
+    _report([*steps, again])
+
+
+def _send(client: LedgerClient, steps: list[Step]) -> list[Step]:
+    for step in steps:
+        step.event_id = step.send(client)
+    client.flush()
+    return steps
+
+
+class _Watcher:
+    """Learns each step's outcome: a receipt in the ledger, or a record on the rejected topic."""
+
+    def __init__(self, s: Settings, store: LedgerStore, tenant: str) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.consumer = make_consumer(s.require_kafka(), group=None)
+        partitions = self.consumer.partitions_for_topic(s.topics.rejected) or {0}
+        self.consumer.assign([TopicPartition(s.topics.rejected, p) for p in sorted(partitions)])
+        self.consumer.seek_to_beginning()
+        self.rejections: dict[str | bytes, str] = {}
+
+    def wait(self, steps: list[Step], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while any(not step.outcome for step in steps) and time.monotonic() < deadline:
+            self._read_rejections()
+            open_steps = [step for step in steps if not step.outcome]
+            keys = [(self.tenant, step.event_id) for step in open_steps if step.event_id]
+            recorded = {event_id for _, event_id in self.store.recorded_receipts(keys)}
+            for step in open_steps:
+                if step.event_id in recorded:
+                    step.outcome = "recorded"
+                elif (step.event_id or step.raw) in self.rejections:
+                    step.outcome = self.rejections[step.event_id or step.raw]
+            time.sleep(0.2)
+        for step in steps:
+            step.outcome = step.outcome or "no outcome yet (is `ledger dev` running?)"
+
+    def copies(self, step: Step) -> int:
+        found = self.store.recorded_receipts([(self.tenant, step.event_id)])
+        return len(found)
+
+    def _read_rejections(self) -> None:
+        for records in self.consumer.poll(timeout_ms=100).values():
+            for record in records:
+                reason = dict(record.headers or []).get("reason", b"?").decode()
+                try:
+                    event_id: str | bytes = command_from_message(record.value).envelope.event_id
+                except Exception:
+                    event_id = record.value
+                self.rejections[event_id] = reason
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _report(steps: list[Step]) -> None:
+    width = max(len(step.label) for step in steps)
+    failures = 0
+    for step in steps:
+        ok = step.outcome == step.expect
+        failures += not ok
+        mark = typer.style("ok " if ok else "!! ", fg="green" if ok else "red")
+        typer.echo(f"{mark} {step.label.ljust(width)}  {step.outcome}")
+    typer.echo(
+        "\nLook closer:\n"
+        "  ledger subject show --tenant demo --ref alice@example.com [--decrypt]\n"
+        "  ledger topic tail ledger      ledger topic tail rejected"
+    )
+    if failures:
+        fail(f"{failures} step(s) did not end as expected", code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

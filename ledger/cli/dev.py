@@ -1,0 +1,163 @@
+"""``ledger dev``: the whole service on the embedded default, in one process tree.
+
+It starts a private PostgreSQL and a Kafka-compatible broker (data under ``--data-dir``), then
+the ingest consumer and the relay as child processes, restarting a child that dies. Ctrl-C
+stops the children first (each finishes its batch), then the broker, then PostgreSQL.
+
+While it runs, ``<data-dir>/dev.json`` tells other ``ledger`` commands started in the same
+directory where the database and broker are, so ``ledger demo`` needs no configuration.
+Development keys are kept in ``<data-dir>/dev-keys.json`` (mode 0600) so recorded data stays
+readable across restarts; production takes keys from the environment instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ledger import logs
+from ledger.cli.common import fail, stop_on_signals
+from ledger.crypto import new_secret
+from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
+from ledger.runtime import open_ledger
+from ledger.settings import DEV_STATE_FILE, load
+
+CHILDREN = ("ingest", "relay")
+RESTART_DELAY_S = 2.0
+STOP_GRACE_S = 15.0
+
+
+def _dev_keys(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "dev-keys.json"
+    if path.exists():
+        keys: dict[str, str] = json.loads(path.read_text())
+        return keys
+    keys = {
+        name: base64.b64encode(new_secret()).decode()
+        for name in ("LEDGER_KEK", "LEDGER_LOOKUP_KEY")
+    }
+    _write_private(path, keys)
+    return keys
+
+
+def _write_private(path: Path, content: dict[str, str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(content, out, indent=2)
+
+
+def _port(requested: int) -> int:
+    try:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", requested))
+        return requested
+    except OSError:
+        return free_port()
+
+
+def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli.main", command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+    )
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def dev(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where PostgreSQL data, keys and logs live.")
+    ] = Path(".ledger"),
+    kafka_port: Annotated[
+        int, typer.Option(help="Broker port (another is chosen if taken).")
+    ] = 9092,
+) -> None:
+    """Run everything locally: PostgreSQL, a broker, the ingest consumer and the relay."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fmt = os.environ.get("LEDGER_LOG_FORMAT") or "auto"
+    logs.configure(fmt)
+    log = logs.get("dev")
+    postgres = EmbeddedPostgres(data_dir / "postgres")
+    broker = EmbeddedBroker(port=_port(kafka_port), log_path=data_dir / "broker.log")
+    state_file = data_dir / DEV_STATE_FILE
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        try:
+            database_url = postgres.start()
+            bootstrap = broker.start()
+        except EmbeddedServerError as exc:
+            fail(str(exc), code=1)
+        state = {
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_KAFKA_BOOTSTRAP": bootstrap,
+            "LEDGER_DATA_DIR": str(data_dir),
+            **_dev_keys(data_dir),
+        }
+        env = {**os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
+        open_ledger(load(env)).close()  # create schema and tables once, before the children
+        _write_private(state_file, state)
+        stop = stop_on_signals()
+        for name in CHILDREN:
+            children[name] = _spawn(name, env)
+        _banner(data_dir, bootstrap)
+        while not stop.wait(0.5):
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    log.error("child_exited", process=name, code=proc.returncode)
+                    time.sleep(RESTART_DELAY_S)
+                    children[name] = _spawn(name, env)
+        log.info("dev_stopping")
+    finally:
+        _stop(children)
+        state_file.unlink(missing_ok=True)
+        broker.stop()
+        postgres.stop()
+    log.info("dev_stopped")
+
+
+def _banner(data_dir: Path, bootstrap: str) -> None:
+    cwd = Path.cwd()
+    where = "" if data_dir == (cwd / ".ledger") else f" (LEDGER_DATA_DIR={data_dir})"
+    typer.secho(
+        f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}",
+        fg=typer.colors.GREEN,
+        bold=True,
+        err=True,
+    )
+    typer.echo(
+        "In another terminal, in this directory" + where + ":\n"
+        "  ledger demo                                   send sample events\n"
+        "  ledger subject show --tenant demo --ref alice@example.com\n"
+        "  ledger topic tail ledger                      what the relay published\n"
+        "  ledger topic tail rejected                    refused messages and why\n"
+        "Ctrl-C stops everything.\n",
+        err=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(dev)

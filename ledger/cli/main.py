@@ -1,0 +1,18 @@
+"""The ``ledger`` console script: one Typer app, one module per group of commands."""
+
+from __future__ import annotations
+
+import typer
+
+from ledger.cli import admin, demo, dev, inspect, processes
+
+app = typer.Typer(
+    help="Compliance ledger: records consent, collection, disclosure and erasure facts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold keys or personal values
+)
+for module in (dev, processes, demo, inspect, admin):
+    module.register(app)
+
+if __name__ == "__main__":
+    app()

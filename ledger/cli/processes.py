@@ -1,0 +1,64 @@
+"""``ledger ingest`` and ``ledger relay``: the long-running processes, one per command."""
+
+from __future__ import annotations
+
+import typer
+
+from consumers.ingest import IngestConsumer
+from consumers.relay import Relay
+from ledger.cli.common import fail, settings, stop_on_signals
+from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
+from ledger.kafka.consumer import make_consumer
+from ledger.kafka.producer import make_producer
+from ledger.runtime import open_ledger
+from ledger.settings import ConfigError
+
+
+def ingest() -> None:
+    """Record events from the ingest topic (Kafka → ledger). Stops cleanly on Ctrl-C."""
+    s = settings()
+    try:
+        bootstrap = s.require_kafka()
+        partitions = default_partitions(s.topics)
+        ensure_topics(bootstrap, {t: partitions[t] for t in (s.topics.ingest, s.topics.rejected)})
+        ledger = open_ledger(s)
+    except (ConfigError, BrokerUnavailable) as exc:
+        fail(str(exc))
+    stop = stop_on_signals()
+    consumer = make_consumer(bootstrap, group=s.ingest_group)
+    producer = make_producer(bootstrap)
+    try:
+        IngestConsumer(ledger, consumer, producer, s.topics, batch_size=s.ingest_batch_size).run(
+            stop
+        )
+    finally:
+        consumer.close()
+        producer.close()
+        ledger.close()
+
+
+def relay() -> None:
+    """Publish recorded events on the ledger topic (ledger → Kafka). Stops cleanly on Ctrl-C."""
+    s = settings()
+    try:
+        bootstrap = s.require_kafka()
+        created = ensure_topics(
+            bootstrap, {s.topics.ledger: default_partitions(s.topics)[s.topics.ledger]}
+        )
+        ledger = open_ledger(s)
+    except (ConfigError, BrokerUnavailable) as exc:
+        fail(str(exc))
+    stop = stop_on_signals()
+    producer = make_producer(bootstrap)
+    try:
+        Relay(ledger, producer, s.topics.ledger, batch_size=s.relay_batch_size).run(
+            stop, topic_created=bool(created)
+        )
+    finally:
+        producer.close()
+        ledger.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(relay)
