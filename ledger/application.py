@@ -16,7 +16,8 @@ Rules this module keeps:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
@@ -25,7 +26,7 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
-from eventsourcing.postgres import PostgresFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from psycopg.sql import SQL, Identifier
 
 from ledger.contract import Command
@@ -36,7 +37,7 @@ from ledger.domain.tenant import Tenant
 from ledger.keystore import KeyStore
 from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
 from ledger.store_memory import InMemoryLedgerRecorder
-from ledger.store_postgres import PostgresLedgerRecorder
+from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
 from ledger.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
@@ -89,15 +90,17 @@ class Ledger(Application[UUID]):
         factory = self.factory
         if not isinstance(factory, PostgresFactory):
             return InMemoryLedgerRecorder()
-        schema = factory.datastore.schema
-        try:
-            with factory.datastore.transaction(commit=True) as curs:
-                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
-        except psycopg.errors.UniqueViolation:
-            pass  # another process created it at the same moment
         recorder = PostgresLedgerRecorder(factory.datastore, events_table_name="ledger_events")
-        recorder.create_table()
+        with _schema_lock(factory.datastore) as conn:
+            schema = Identifier(factory.datastore.schema)
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            recorder.create_table()
         return recorder
+
+    def close(self) -> None:
+        if isinstance(self.store, PostgresLedgerRecorder):
+            self.store.close_listener()
+        super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -293,6 +296,15 @@ class Ledger(Application[UUID]):
         assert sealed_ref is not None
         batch.new_subjects[subject_id] = (wrapped, SubjectRef(tenant, digest, subject_id))
         return Subject.register(subject_id, tenant, sealed_ref)
+
+
+@contextmanager
+def _schema_lock(datastore: PostgresDatastore) -> Iterator[psycopg.Connection[Any]]:
+    """Serialises schema creation: processes starting together (ingest and relay) would
+    otherwise race on the same DDL and fail with "tuple concurrently updated"."""
+    with connect_direct(datastore) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"ledger:{datastore.schema}"])
+        yield conn
 
 
 def _envelope_fields(cmd: Command) -> dict[str, Any]:

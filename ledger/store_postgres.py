@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 """
 
 
+def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
+    """An autocommit connection outside the pool, for LISTEN and advisory locks."""
+    kwargs = {k: v for k, v in (datastore.pool.kwargs or {}).items() if k != "row_factory"}
+    return psycopg.connect(**kwargs, autocommit=True)
+
+
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -176,9 +182,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         (and returns at once), so an insert between a caller's last read and LISTEN is never
         waited past."""
         if self._listener is None or self._listener.closed:
-            kwargs = dict(self.datastore.pool.kwargs or {})
-            kwargs.pop("row_factory", None)
-            self._listener = psycopg.connect(**kwargs, autocommit=True)
+            self._listener = connect_direct(self.datastore)
             self._listener.execute(SQL("LISTEN {}").format(Identifier(self.channel_name)))
             return
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):

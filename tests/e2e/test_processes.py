@@ -1,0 +1,192 @@
+"""The ledger's processes started as a user starts them: ``ledger ingest``, ``ledger relay``,
+``ledger dev`` and ``ledger demo``, killed and restarted the hard way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ledger import avro
+from ledger.client import LedgerClient
+from ledger.embedded import free_port
+from ledger.runtime import open_ledger
+from ledger.settings import DEV_STATE_FILE, load
+from tests import builders as b
+from tests.kafka_helpers import read_topic, wait_until
+
+SUBJECTS = 500  # four events each
+
+
+def ledger_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ledger.cli.main", *args]
+
+
+class Process:
+    """A ``ledger`` subcommand in its own process, its output kept in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
+        self.log = log
+        self._out = log.open("ab")
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._out
+        )
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._out.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._out.close()
+
+
+@pytest.fixture
+def env(settings_environ: dict[str, str]) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    return {
+        **clean,
+        **settings_environ,
+        "LEDGER_LOG_FORMAT": "json",
+        "LEDGER_INGEST_BATCH_SIZE": "50",
+    }
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            process.kill()
+
+
+def count_facts(database_url: str, schema: str) -> tuple[int, int]:
+    """(events, distinct event ids) among the subjects' recorded facts."""
+    query = sql.SQL(
+        "SELECT count(*), count(DISTINCT convert_from(state, 'UTF8')::json->>'event_id') "
+        "FROM {}.ledger_events WHERE topic LIKE %s AND topic NOT LIKE %s"
+    ).format(sql.Identifier(schema))
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(query, ["%Subject.%", "%Registered"]).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_killed_ingest_and_relay_lose_and_duplicate_nothing(
+    env: dict[str, str], processes: list[Process], tmp_path: Path
+) -> None:
+    settings = load(env)
+    ledger = open_ledger(settings)
+    ledger.register_tenant(b.TENANT, "Acme")
+    ledger.record([b.define_purpose()])
+    ledger.close()
+    with LedgerClient(settings.require_kafka(), producer="crm", topic=settings.topics.ingest) as c:
+        for i in range(SUBJECTS):
+            ref = f"user-{i}@example.com"
+            for command in (b.grant(ref), b.collect(ref), b.disclose(ref), b.withdraw(ref)):
+                c.send_command(command)
+    total = SUBJECTS * 4
+    database_url, schema = env["LEDGER_DATABASE_URL"], env["LEDGER_DATABASE_SCHEMA"]
+
+    ingest = Process(ledger_command("ingest"), env, tmp_path / "ingest.log")
+    relay = Process(ledger_command("relay"), env, tmp_path / "relay.log")
+    processes.extend([ingest, relay])
+    wait_until(lambda: count_facts(database_url, schema)[0] >= 300, timeout=60, what="progress")
+    ingest.kill()
+    relay.kill()
+    at_kill = count_facts(database_url, schema)[0]
+    assert at_kill < total, "the consumer finished before it could be killed mid-stream"
+
+    ingest = Process(ledger_command("ingest"), env, tmp_path / "ingest.log")
+    relay = Process(ledger_command("relay"), env, tmp_path / "relay.log")
+    processes.extend([ingest, relay])
+    wait_until(
+        lambda: count_facts(database_url, schema)[0] >= total, timeout=120, what="all recorded"
+    )
+    time.sleep(1.0)  # any redelivered batch has been processed by now
+    assert count_facts(database_url, schema) == (total, total)
+
+    # The relay published every recorded event; duplicates only as repeated sequences.
+    reader = open_ledger(settings)
+    notifications = len(reader.store.select_notifications(1, 100_000))
+    reader.close()
+    records = read_topic(
+        settings.require_kafka(),
+        settings.topics.ledger,
+        until=lambda r: len({avro.decode(x.value)[1]["sequence"] for x in r}) >= notifications,
+        timeout=60,
+    )
+    sequences = {avro.decode(r.value)[1]["sequence"] for r in records}
+    assert sequences == set(range(1, notifications + 1))
+    assert ingest.stop() == 0
+    assert relay.stop() == 0
+    log = (tmp_path / "ingest.log").read_text()
+    assert "user-" not in log and "@example.com" not in log
+
+
+def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    env["LEDGER_LOG_FORMAT"] = "json"
+    port = free_port()
+    dev = Process(
+        ledger_command("dev", "--kafka-port", str(port)), env, tmp_path / "dev.log", tmp_path
+    )
+    processes.append(dev)
+    state = tmp_path / ".ledger" / DEV_STATE_FILE
+    wait_until(state.exists, timeout=60, what="ledger dev to start")
+    assert json.loads(state.read_text())["LEDGER_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{port}"
+
+    demo = subprocess.run(
+        ledger_command("demo", "--wait", "60"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "required_consent" in demo.stdout and "subject_erased" in demo.stdout
+
+    shown = subprocess.run(
+        ledger_command("subject", "show", "--tenant", "demo", "--ref", "alice@example.com"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "ConsentGranted" in shown.stdout and "203.0.113.7" not in shown.stdout
+
+    tail = subprocess.run(
+        ledger_command("topic", "tail", "ledger", "--limit", "5"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert len(lines) == 5 and all(line["schema"] == "LedgerRecord" for line in lines)
+
+    assert dev.stop(timeout=60) == 0
+    assert not state.exists()
+    leftover = subprocess.run(["pgrep", "-f", f"tcp://127.0.0.1:{port}"], capture_output=True)
+    assert leftover.returncode == 1, "the broker outlived ledger dev"

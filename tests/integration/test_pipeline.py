@@ -1,0 +1,196 @@
+"""Kafka → ingest → ledger (PostgreSQL) → relay → Kafka, with a real broker and database."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+from consumers.ingest import IngestConsumer
+from consumers.relay import Relay
+from ledger import avro
+from ledger.application import Ledger
+from ledger.client import LedgerClient
+from ledger.domain.values import LegalBasis
+from ledger.kafka.consumer import make_consumer
+from ledger.kafka.producer import make_producer
+from ledger.runtime import open_ledger
+from ledger.settings import Settings
+from tests import builders as b
+from tests.kafka_helpers import read_topic, wait_until
+
+PERSONAL = (b.REF.encode(), b.IP.encode(), b"bob@example.org")
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Iterator[Ledger]:
+    app = open_ledger(settings)
+    app.register_tenant(b.TENANT, "Acme")
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[LedgerClient]:
+    with LedgerClient(
+        settings.require_kafka(), producer="crm", topic=settings.topics.ingest
+    ) as producer_client:
+        yield producer_client
+
+
+@pytest.fixture
+def ingest(ledger: Ledger, settings: Settings) -> Iterator[IngestConsumer]:
+    """An ingest consumer running in a thread, as ``ledger ingest`` runs it."""
+    bootstrap = settings.require_kafka()
+    consumer = IngestConsumer(
+        ledger,
+        make_consumer(bootstrap, group=settings.ingest_group),
+        make_producer(bootstrap),
+        settings.topics,
+        batch_size=100,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    yield consumer
+    stop.set()
+    thread.join(timeout=10)
+    consumer.consumer.close()
+    consumer.producer.close()
+
+
+def recorded(ledger: Ledger, event_ids: list[str]) -> int:
+    return len(ledger.store.recorded_receipts([(b.TENANT, e) for e in event_ids]))
+
+
+def send(client: LedgerClient, *commands: Any) -> list[str]:
+    ids = [client.send_command(c) for c in commands]
+    client.flush()
+    return ids
+
+
+def test_events_are_recorded_and_relayed_in_ledger_order_as_ciphertext(
+    ledger: Ledger, client: LedgerClient, ingest: IngestConsumer, settings: Settings
+) -> None:
+    purpose = send(client, b.define_purpose())
+    wait_until(lambda: recorded(ledger, purpose) == 1, what="purpose recorded")
+    ids = send(
+        client,
+        b.grant(b.REF),
+        b.collect(b.REF, description="signed contract"),
+        b.disclose(b.REF, note="sent by courier"),
+        b.grant("bob@example.org"),
+        b.withdraw("bob@example.org"),
+    )
+    wait_until(lambda: recorded(ledger, ids) == len(ids), what="events recorded")
+
+    producer = make_producer(settings.require_kafka())
+    relay = Relay(ledger, producer, settings.topics.ledger)
+    published = relay.publish_once()
+    producer.close()
+
+    # Tenant, purpose, 2 subject registrations and 5 facts.
+    assert published == 9
+    records = read_topic(
+        settings.require_kafka(), settings.topics.ledger, until=lambda r: len(r) >= 9
+    )
+    for raw in records:
+        assert not any(value in raw.value for value in PERSONAL)
+    decoded = [avro.decode(r.value)[1] for r in records]
+    assert sorted(d["sequence"] for d in decoded) == list(range(1, 10))
+    alice = ledger.find_subject(b.TENANT, b.REF)
+    assert alice is not None
+    alice_records = [
+        (r.key, avro.decode(r.value)[1]) for r in records if r.key == str(alice.id).encode()
+    ]
+    assert [d["event_type"] for _, d in sorted(alice_records, key=lambda x: x[1]["sequence"])] == [
+        "SubjectRegistered",
+        "ConsentGranted",
+        "PersonalDataCollected",
+        "DataDisclosed",
+    ]
+    assert len({r.partition for r in records if r.key == str(alice.id).encode()}) == 1
+
+
+def test_bad_messages_go_to_the_rejected_topic_and_the_consumer_keeps_going(
+    ledger: Ledger, client: LedgerClient, ingest: IngestConsumer, settings: Settings
+) -> None:
+    send(client, b.define_purpose("terms", required=True))
+    client.send_raw(b"\xc3\x01garbage")
+    refused = send(
+        client,
+        b.grant(b.REF, "terms"),
+        b.withdraw(b.REF, "terms"),  # required: refused
+        b.grant(b.REF, "terms", tenant="nobody"),  # unknown tenant
+        b.disclose(b.REF, "terms", LegalBasis.LEGITIMATE_INTERESTS),  # wrong basis
+    )
+    later = send(client, b.collect(b.REF, "terms"))
+    wait_until(lambda: recorded(ledger, later) == 1, what="a good event after bad ones")
+
+    rejected = read_topic(
+        settings.require_kafka(), settings.topics.rejected, until=lambda r: len(r) >= 4
+    )
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in rejected)
+    assert reasons == ["no_legal_basis", "required_consent", "undecodable", "unknown_tenant"]
+    for record in rejected:
+        headers = dict(record.headers)
+        assert headers["source.topic"].decode() == settings.topics.ingest
+        assert not any(value in headers["detail"] for value in PERSONAL)
+    assert recorded(ledger, refused[:1]) == 1
+
+
+def test_a_batch_that_meets_a_database_outage_is_retried_and_recorded_once(
+    ledger: Ledger,
+    client: LedgerClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bootstrap = settings.require_kafka()
+    consumer = IngestConsumer(
+        ledger,
+        make_consumer(bootstrap, group=settings.ingest_group),
+        make_producer(bootstrap),
+        settings.topics,
+    )
+    consumer.consumer.subscribe([settings.topics.ingest])
+    ids = send(client, b.define_purpose(), b.define_purpose("terms"))
+    original = ledger.record
+    outages = iter([True])
+
+    def flaky(commands: Any) -> Any:
+        if next(outages, False):
+            raise OperationalError("connection refused")
+        return original(commands)
+
+    monkeypatch.setattr(ledger, "record", flaky)
+    reports = []
+    wait_until(
+        lambda: bool(reports.append(consumer.poll_once()) or recorded(ledger, ids) == 2),
+        what="recorded after the outage",
+    )
+    assert sum(r.recorded for r in reports if r) == 2
+    consumer.consumer.close()
+    consumer.producer.close()
+
+
+def test_relay_resumes_after_a_restart_without_gaps(ledger: Ledger, settings: Settings) -> None:
+    ledger.record([b.define_purpose()])
+    ledger.record([b.grant(f"user-{i}@example.com") for i in range(20)])
+    bootstrap = settings.require_kafka()
+    first = make_producer(bootstrap)
+    Relay(ledger, first, settings.topics.ledger, batch_size=7).publish_once()
+    first.close()  # the process stops after one batch
+    ledger.record([b.grant(f"late-{i}@example.com") for i in range(5)])
+    second = make_producer(bootstrap)
+    restarted = Relay(ledger, second, settings.topics.ledger, batch_size=7)
+    while restarted.publish_once():
+        pass
+    second.close()
+
+    total = len(ledger.store.select_notifications(1, 1000))
+    records = read_topic(bootstrap, settings.topics.ledger, until=lambda r: len(r) >= total)
+    sequences = sorted(avro.decode(r.value)[1]["sequence"] for r in records)
+    assert sequences == list(range(1, total + 1))
