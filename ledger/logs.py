@@ -6,14 +6,14 @@ strings, and never a personal field: event ids, tenants, subject ids, offsets an
 
 from __future__ import annotations
 
-import logging
 import sys
+from logging import INFO, WARNING
 from typing import Any
 
 import structlog
 
 
-def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
+def configure(fmt: str = "auto", level: int = INFO) -> None:
     """``fmt`` is ``json``, ``console`` or ``auto`` (console when stderr is a terminal)."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
@@ -33,6 +33,9 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+__all__ = ["INFO", "WARNING", "configure", "get"]
 
 
 def get(name: str, **context: Any) -> Any:
