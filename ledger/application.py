@@ -16,7 +16,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,6 +41,12 @@ from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
 from ledger.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
+_SUBJECT_COMMANDS = {
+    "ConsentGranted": "grant_consent",
+    "ConsentWithdrawn": "withdraw_consent",
+    "PersonalDataCollected": "record_collection",
+    "DataDisclosed": "record_disclosure",
+}
 BATCH_ATTEMPTS = 2
 
 
@@ -279,13 +285,8 @@ class Ledger(Application[UUID]):
             subject.request_erasure(**fields)
             return subject
         purpose = tenant.purpose(cmd.facts["purpose"])
-        method = {
-            "ConsentGranted": subject.grant_consent,
-            "ConsentWithdrawn": subject.withdraw_consent,
-            "PersonalDataCollected": subject.record_collection,
-            "DataDisclosed": subject.record_disclosure,
-        }[cmd.kind]
-        method(purpose, **fields)
+        command: Callable[..., None] = getattr(subject, _SUBJECT_COMMANDS[cmd.kind])
+        command(purpose, **fields)
         return subject
 
     def _new_subject(self, tenant: str, digest: bytes, ref: str, batch: _Batch) -> Subject:

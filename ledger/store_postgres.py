@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 
 def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     """An autocommit connection outside the pool, for LISTEN and advisory locks."""
-    kwargs = {k: v for k, v in (datastore.pool.kwargs or {}).items() if k != "row_factory"}
+    configured = datastore.pool.kwargs
+    params = configured() if callable(configured) else configured or {}
+    kwargs = {k: v for k, v in params.items() if k != "row_factory"}
     return psycopg.connect(**kwargs, autocommit=True)
 
 
@@ -64,7 +66,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 self.sql_create_statements.append(self._sql(statement))
 
     def _sql(self, text: str) -> Composed:
-        return SQL(text).format(schema=self.schema, events=self.events_table)  # type: ignore[arg-type]
+        return SQL(text).format(schema=self.schema, events=self.events_table)
 
     def _insert_events(
         self,

@@ -9,4 +9,3 @@ from __future__ import annotations
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-

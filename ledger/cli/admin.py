@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from eventsourcing.utils import get_topic
@@ -49,8 +50,7 @@ def list_tenants() -> None:
     try:
         registered = ledger.store.select_notifications(1, 100_000, topics=[topic])
         for notification in registered:
-            tenant = ledger.repository.get(notification.originator_id)
-            assert isinstance(tenant, Tenant)
+            tenant: Tenant = ledger.repository.get(UUID(str(notification.originator_id)))
             purposes = ", ".join(sorted(tenant.purposes)) or "no purposes yet"
             typer.echo(f"{tenant.code}\t{tenant.name}\t{purposes}")
     finally:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.conftest import require_service
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from psycopg import sql
@@ -28,6 +27,7 @@ from ledger.kafka.admin import (
     topic_exists,
 )
 from ledger.settings import Settings, Topics
+from tests.conftest import require_service
 
 
 def _pid_alive(pid: int) -> bool:
