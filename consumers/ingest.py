@@ -182,6 +182,7 @@ class IngestConsumer:
         if not rejections:
             return
         rejected_at = datetime.now(UTC).isoformat().encode()
+        futures = []
         for record, rejection in rejections:
             headers = [
                 ("reason", rejection.reason.encode()),
@@ -191,8 +192,10 @@ class IngestConsumer:
                 ("source.offset", str(record.offset).encode()),
                 ("rejected_at", rejected_at),
             ]
-            self.producer.send(
-                self.topics.rejected, key=record.key, value=record.value, headers=headers
+            futures.append(
+                self.producer.send(
+                    self.topics.rejected, key=record.key, value=record.value, headers=headers
+                )
             )
             self.log.warning(
                 "message_rejected",
@@ -201,6 +204,8 @@ class IngestConsumer:
                 offset=record.offset,
             )
         self.producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # a refused send raises KafkaError: the batch is retried
 
     def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
         offsets = {

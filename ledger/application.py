@@ -8,8 +8,9 @@ Rules this module keeps:
   earlier command of the same batch, is reported ``duplicate`` and records nothing.
 - **Refusals are outcomes, not exceptions.** A rule violation refuses that command only;
   the rest of the batch is recorded. A refused command changes no aggregate.
-- **Stale caches never corrupt.** Aggregates are cached in process; a concurrent writer makes
-  the save fail on the (aggregate, version) key, and the batch is re-run from fresh state.
+- **Stale caches never decide.** Aggregates are cached in process but caught up with the
+  store before each batch; a writer racing between that read and the save makes the save fail
+  on the (aggregate, version) key, and the batch is re-run from fresh state.
 - **Personal values are sealed before any event exists**, with the subject's data key.
 """
 
@@ -161,10 +162,12 @@ class Ledger(Application[UUID]):
         return list(self.events.get(subject_id))
 
     def _load_subjects(self, ids: Iterable[UUID]) -> dict[UUID, Subject]:
+        """The subjects as recorded now: cached ones are caught up with events that other
+        processes recorded since (e.g. after a consumer-group rebalance), in one query."""
         wanted = list(dict.fromkeys(ids))
         out = {i: self._subjects[i] for i in wanted if i in self._subjects}
-        stored = self.store.select_aggregates_events([i for i in wanted if i not in out])
-        for stored_event in stored:
+        after = {i: subject.version for i, subject in out.items()}
+        for stored_event in self.store.select_aggregates_events(wanted, after):
             event = self.mapper.to_domain_event(stored_event)
             subject_id = stored_event.originator_id
             assert isinstance(subject_id, UUID)

@@ -136,9 +136,12 @@ def _database_url(raw: str | None) -> str | None:
     if not raw.startswith(("postgresql://", "postgres://")):
         raise ConfigError("LEDGER_DATABASE_URL must start with postgresql://")
     try:
-        conninfo_to_dict(raw)
+        params = conninfo_to_dict(raw)
     except Exception:
         raise ConfigError("LEDGER_DATABASE_URL is not a valid PostgreSQL URL") from None
+    port = str(params.get("port") or "5432")
+    if not all(p.isdigit() for p in port.split(",")):
+        raise ConfigError("LEDGER_DATABASE_URL has a port that is not a number")
     return raw
 
 

@@ -19,7 +19,7 @@ tests. The contract tests in ``tests/`` run the same cases against both.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -65,8 +65,11 @@ class LedgerStore(ApplicationRecorder):
         """Wrapped data keys; shredded subjects are absent."""
 
     @abstractmethod
-    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
-        """All events of these aggregates, ordered by aggregate then version."""
+    def select_aggregates_events(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> list[StoredEvent]:
+        """Events of these aggregates, ordered by aggregate then version: all of them, or
+        for an id in ``after`` only those with a greater version (to catch up a cache)."""
 
     @abstractmethod
     def get_position(self, name: str) -> int:

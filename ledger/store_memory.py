@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -63,10 +63,18 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
     def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
         return {i: self.keys[i] for i in subject_ids if i in self.keys}
 
-    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+    def select_aggregates_events(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> list[StoredEvent]:
         wanted = set(ids)
+        after = after or {}
         with self._database_lock:
-            found = [e for e in self._stored_events if e.originator_id in wanted]
+            found = [
+                e
+                for e in self._stored_events
+                if e.originator_id in wanted
+                and e.originator_version > after.get(e.originator_id, 0)  # type: ignore[arg-type]
+            ]
         return sorted(found, key=lambda e: (str(e.originator_id), e.originator_version))
 
     def get_position(self, name: str) -> int:

@@ -3,13 +3,14 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -67,6 +68,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
 
     def _sql(self, text: str) -> Composed:
         return SQL(text).format(schema=self.schema, events=self.events_table)
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Events and their key, reference and receipt rows in one transaction that commits
+        only if every statement succeeded. (The inherited method defers a Python exception
+        until after its transaction has committed; here any exception rolls back.)"""
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return []
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_events(
         self,
@@ -146,14 +161,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             for row in rows
         }
 
-    def select_aggregates_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
-        """All events of the given aggregates in one round trip, by id then version."""
+    def select_aggregates_events(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> list[StoredEvent]:
+        """One round trip for any number of aggregates."""
         if not ids:
             return []
+        after = after or {}
         rows = self._fetch(
-            "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
-            [list(ids)],
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM {schema}.{events} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS a(id, version) "
+            "ON e.originator_id = a.id AND e.originator_version > a.version "
+            "ORDER BY e.originator_id, e.originator_version",
+            [list(ids), [after.get(i, 0) for i in ids]],
         )
         return [
             StoredEvent(

@@ -1,0 +1,153 @@
+"""Small builders for ingest commands, shared by every test file.
+
+Defaults are plain and valid; a test passes only what its behaviour is about. Personal values
+look personal (an e-mail address, an IP address) so tests can assert they never appear in clear.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ledger.application import Ledger
+from ledger.contract import Command, Envelope
+from ledger.crypto import LocalKek, new_secret
+from ledger.domain.values import LegalBasis
+
+TENANT = "acme"
+OCCURRED_AT = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+REF = "alice@example.com"
+IP = "203.0.113.7"
+USER_AGENT = "Mozilla/5.0 (Alice's laptop)"
+CONSENT_TEXT = "Send me the monthly newsletter."
+
+
+def envelope(
+    ref: str | None, *, tenant: str = TENANT, event_id: str | None = None, producer: str = "crm"
+) -> Envelope:
+    return Envelope(
+        event_id=event_id or str(uuid.uuid4()),
+        tenant=tenant,
+        subject_ref=ref,
+        occurred_at=OCCURRED_AT,
+        producer=producer,
+    )
+
+
+def define_purpose(
+    purpose: str = "newsletter",
+    version: str = "1",
+    *,
+    text: str = CONSENT_TEXT,
+    basis: LegalBasis = LegalBasis.CONSENT,
+    required: bool = False,
+    description: str = "",
+    tenant: str = TENANT,
+    event_id: str | None = None,
+) -> Command:
+    facts = {
+        "purpose": purpose,
+        "consent_text": text,
+        "consent_text_version": version,
+        "required": required,
+        "legal_basis": basis,
+        "description": description,
+    }
+    return Command("PurposeDefined", envelope(None, tenant=tenant, event_id=event_id), facts, {})
+
+
+def grant(
+    ref: str,
+    purpose: str = "newsletter",
+    version: str = "1",
+    event_id: str | None = None,
+    *,
+    tenant: str = TENANT,
+    ip_address: str | None = IP,
+    user_agent: str | None = USER_AGENT,
+    evidence: str | None = None,
+) -> Command:
+    facts = {"purpose": purpose, "consent_text_version": version, "source": "signup-form"}
+    personal = {"ip_address": ip_address, "user_agent": user_agent, "evidence": evidence}
+    return Command(
+        "ConsentGranted", envelope(ref, tenant=tenant, event_id=event_id), facts, personal
+    )
+
+
+def withdraw(
+    ref: str,
+    purpose: str = "newsletter",
+    event_id: str | None = None,
+    *,
+    tenant: str = TENANT,
+    evidence: str | None = None,
+) -> Command:
+    facts = {"purpose": purpose, "source": "app-settings"}
+    return Command(
+        "ConsentWithdrawn",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"evidence": evidence},
+    )
+
+
+def collect(
+    ref: str,
+    purpose: str = "newsletter",
+    event_id: str | None = None,
+    *,
+    categories: Sequence[str] = ("contact.email",),
+    tenant: str = TENANT,
+    description: str | None = None,
+) -> Command:
+    facts = {"purpose": purpose, "categories": list(categories), "source": "data-subject"}
+    return Command(
+        "PersonalDataCollected",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"description": description},
+    )
+
+
+def disclose(
+    ref: str,
+    purpose: str = "newsletter",
+    basis: LegalBasis = LegalBasis.CONSENT,
+    event_id: str | None = None,
+    *,
+    categories: Sequence[str] = ("contact.email",),
+    recipient: str = "mailer-inc",
+    tenant: str = TENANT,
+    note: str | None = None,
+) -> Command:
+    facts = {
+        "recipient": recipient,
+        "purpose": purpose,
+        "categories": list(categories),
+        "legal_basis": basis,
+        "reference": "contract-17",
+    }
+    return Command(
+        "DataDisclosed", envelope(ref, tenant=tenant, event_id=event_id), facts, {"note": note}
+    )
+
+
+def erase(
+    ref: str, event_id: str | None = None, *, tenant: str = TENANT, reason: str | None = None
+) -> Command:
+    return Command(
+        "ErasureRequested",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        {"source": "email"},
+        {"reason": reason},
+    )
+
+
+def memory_ledger(lookup_key: bytes | None = None) -> Ledger:
+    """An in-memory ledger with fresh keys."""
+    return Ledger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        kek=LocalKek(new_secret(), "kek-1"),
+        lookup_key=lookup_key or new_secret(),
+    )

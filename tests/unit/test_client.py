@@ -1,0 +1,199 @@
+"""The producer client validates before sending, with a fake Kafka producer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import ledger.client
+from ledger import contract
+from ledger.client import InvalidEvent, LedgerClient
+from ledger.domain.values import LegalBasis
+from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
+
+
+class FakeFuture:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class FakeProducer:
+    bootstrap: str
+    config: dict[str, Any]
+    error: Exception | None = None
+    sent: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    flushed: int = 0
+    closed: bool = False
+
+    def send(self, topic: str, *, key: bytes, value: bytes) -> FakeFuture:
+        self.sent.append((topic, key, value))
+        return FakeFuture(self.error)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushed += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def producers(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
+    made: list[FakeProducer] = []
+
+    def make_producer(bootstrap: str, **config: Any) -> FakeProducer:
+        made.append(FakeProducer(bootstrap, config))
+        return made[-1]
+
+    monkeypatch.setattr(ledger.client, "make_producer", make_producer)
+    return made
+
+
+@pytest.fixture
+def client(producers: list[FakeProducer]) -> LedgerClient:
+    return LedgerClient("kafka:9092", producer="crm", topic="ingest-topic")
+
+
+def _grant(client: LedgerClient, **changes: Any) -> str:
+    fields: dict[str, Any] = {
+        "tenant": "acme",
+        "subject_ref": REF,
+        "purpose": "newsletter",
+        "consent_text_version": "1",
+        "source": "signup-form",
+        "ip_address": IP,
+        "user_agent": USER_AGENT,
+        "occurred_at": OCCURRED_AT,
+    }
+    return client.grant_consent(**{**fields, **changes})
+
+
+def _disclose(client: LedgerClient, **changes: Any) -> str:
+    fields: dict[str, Any] = {
+        "tenant": "acme",
+        "subject_ref": REF,
+        "recipient": "mailer-inc",
+        "purpose": "newsletter",
+        "categories": ["contact.email"],
+        "legal_basis": "CONSENT",
+        "reference": "contract-17",
+        "occurred_at": OCCURRED_AT,
+    }
+    return client.record_disclosure(**{**fields, **changes})
+
+
+REFUSED: dict[str, Callable[[LedgerClient], str]] = {
+    "bad legal basis": lambda c: _disclose(c, legal_basis="BECAUSE_WE_CAN"),
+    "bad legal basis on a purpose": lambda c: c.define_purpose(
+        tenant="acme",
+        purpose="newsletter",
+        consent_text="Send me news.",
+        consent_text_version="1",
+        legal_basis="MAYBE",
+    ),
+    "missing subject_ref": lambda c: _grant(c, subject_ref=""),
+    "null subject_ref": lambda c: _grant(c, subject_ref=None),
+    "bad purpose code": lambda c: _grant(c, purpose="News Letter"),
+    "bad tenant code": lambda c: _grant(c, tenant="ACME Inc"),
+    "no categories": lambda c: _disclose(c, categories=[]),
+    "wrong type for a field": lambda c: _disclose(c, categories=[42]),
+    "blank source": lambda c: _grant(c, source="  "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_an_invalid_event_is_refused_before_sending(
+    client: LedgerClient, producers: list[FakeProducer], case: str
+) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        REFUSED[case](client)
+    assert producers[0].sent == []
+    assert REF not in str(raised.value)
+
+
+def test_a_valid_event_is_sent_once_as_the_same_command(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    event_id = _grant(client)
+
+    [(topic, key, value)] = producers[0].sent
+    assert topic == "ingest-topic"
+    assert REF.encode() not in key
+    expected = grant(REF, ip_address=IP, user_agent=USER_AGENT, event_id=event_id)
+    assert contract.command_from_message(value) == expected
+
+
+def test_the_message_key_does_not_contain_the_reference(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    _grant(client)
+    _grant(client)
+    _grant(client, subject_ref="bob@example.org")
+    keys = [key for _, key, _ in producers[0].sent]
+    assert REF.encode() not in keys[0]
+    assert b"alice" not in keys[0]
+    assert keys[0] == keys[1]  # one subject's events share a partition
+    assert keys[0] != keys[2]
+
+
+def test_a_purpose_definition_is_keyed_by_its_tenant(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    cmd = define_purpose(basis=LegalBasis.CONTRACT)
+    event_id = client.define_purpose(
+        tenant="acme",
+        purpose=cmd.facts["purpose"],
+        consent_text=cmd.facts["consent_text"],
+        consent_text_version="1",
+        legal_basis="contract",  # case does not matter
+        occurred_at=OCCURRED_AT,
+    )
+    [(_, key, value)] = producers[0].sent
+    assert key == b"acme"
+    decoded = contract.command_from_message(value)
+    assert decoded.envelope.event_id == event_id
+    assert decoded.facts == cmd.facts
+
+
+def test_a_given_event_id_is_kept_and_fresh_ones_differ(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    assert _disclose(client, event_id="crm-4711") == "crm-4711"
+    first, second = _disclose(client), _disclose(client)
+    assert first != second
+    ids = [contract.command_from_message(v).envelope.event_id for _, _, v in producers[0].sent]
+    assert ids == ["crm-4711", first, second]
+
+
+def test_send_command_sends_a_ready_made_command(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    cmd = disclose(REF, note="alice.private@example.org")
+    assert client.send_command(cmd) == cmd.envelope.event_id
+    [(_, _, value)] = producers[0].sent
+    assert contract.command_from_message(value) == cmd
+
+
+def test_flush_raises_when_the_broker_refused_a_send(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    producers[0].error = RuntimeError("not enough replicas")
+    _grant(client)
+    with pytest.raises(RuntimeError, match="replicas"):
+        client.flush()
+
+
+def test_leaving_the_block_flushes_and_closes(producers: list[FakeProducer]) -> None:
+    with LedgerClient("kafka:9092", producer="crm", linger_ms=50) as client:
+        _grant(client)
+    [producer] = producers
+    assert (producer.bootstrap, producer.config) == ("kafka:9092", {"linger_ms": 50})
+    assert producer.flushed == 1
+    assert producer.closed

@@ -1,0 +1,275 @@
+"""The Avro contract ⇄ commands: content rules, personal fields, and outbound ledger records."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from consumers.relay import event_type
+from ledger import avro, contract
+from ledger.contract import Command
+from ledger.domain.rules import InvalidEvent
+from ledger.domain.values import LegalBasis
+from schemas import SCHEMA_DIR
+from tests.builders import (
+    IP,
+    REF,
+    USER_AGENT,
+    collect,
+    define_purpose,
+    disclose,
+    erase,
+    grant,
+    memory_ledger,
+    withdraw,
+)
+
+EXAMPLES = {
+    "PurposeDefined": define_purpose(),
+    "ConsentGranted": grant(REF),
+    "ConsentWithdrawn": withdraw(REF),
+    "PersonalDataCollected": collect(REF),
+    "DataDisclosed": disclose(REF),
+    "ErasureRequested": erase(REF),
+}
+SUBJECT_KINDS = sorted(contract.SUBJECT_TYPES)
+PERSONAL_VALUES = {
+    "subject_ref": REF,
+    "ip_address": IP,
+    "user_agent": USER_AGENT,
+    "evidence": "signed by Alice Example",
+    "description": "Alice's home address, 12 Rose Lane",
+    "note": "alice.private@example.org",
+    "reason": "Alice moved to Lisbon",
+}
+
+
+def _record(cmd: Command) -> dict[str, Any]:
+    return contract.record_from_command(cmd)
+
+
+def _with_envelope(cmd: Command, **changes: Any) -> dict[str, Any]:
+    record = _record(cmd)
+    record["envelope"].update(changes)
+    return record
+
+
+def _refused(kind: str, record: dict[str, Any]) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as raised:
+        contract.command_from_record(kind, record)
+    assert raised.value.code == "schema_invalid"
+    return raised.value
+
+
+@pytest.mark.parametrize("kind", SUBJECT_KINDS)
+@pytest.mark.parametrize("missing", [None, ""])
+def test_subject_events_need_a_subject_ref(kind: str, missing: str | None) -> None:
+    record = _with_envelope(EXAMPLES[kind], subject_ref=missing)
+    assert "subject_ref" in _refused(kind, record).detail
+
+
+def test_purpose_definitions_must_not_name_a_subject() -> None:
+    record = _with_envelope(define_purpose(), subject_ref=REF)
+    error = _refused("PurposeDefined", record)
+    assert "subject_ref" in error.detail
+    assert REF not in error.detail
+
+
+@pytest.mark.parametrize(
+    "tenant", ["Acme", "acme corp", "-acme", "_acme", "acme!", "a" * 64, "ácme"]
+)
+def test_bad_tenant_codes_are_refused(tenant: str) -> None:
+    error = _refused("ConsentGranted", _with_envelope(grant(REF), tenant=tenant))
+    assert "tenant" in error.detail
+
+
+def test_longest_tenant_code_is_accepted() -> None:
+    cmd = contract.command_from_record(
+        "ConsentGranted", _with_envelope(grant(REF), tenant="a" * 63)
+    )
+    assert cmd.envelope.tenant == "a" * 63
+
+
+@pytest.mark.parametrize("purpose", ["Newsletter", "news letter", ".newsletter", "", "x" * 101])
+@pytest.mark.parametrize("kind", ["PurposeDefined", "ConsentGranted", "DataDisclosed"])
+def test_bad_purpose_codes_are_refused(kind: str, purpose: str) -> None:
+    record = _record(EXAMPLES[kind])
+    record["purpose"] = purpose
+    assert "purpose" in _refused(kind, record).detail
+
+
+def test_occurred_at_more_than_a_day_ahead_is_refused() -> None:
+    too_late = datetime.now(UTC) + timedelta(days=1, minutes=5)
+    error = _refused("ConsentGranted", _with_envelope(grant(REF), occurred_at=too_late))
+    assert "occurred_at" in error.detail
+
+
+def test_occurred_at_less_than_a_day_ahead_is_accepted() -> None:
+    soon = datetime.now(UTC) + timedelta(hours=23)
+    cmd = contract.command_from_record(
+        "ConsentGranted", _with_envelope(grant(REF), occurred_at=soon)
+    )
+    assert cmd.envelope.occurred_at == soon
+
+
+@pytest.mark.parametrize("categories", [[], [""], ["contact.email", "  "]])
+@pytest.mark.parametrize("kind", ["PersonalDataCollected", "DataDisclosed"])
+def test_categories_must_name_at_least_one_category(kind: str, categories: list[str]) -> None:
+    record = _record(EXAMPLES[kind])
+    record["categories"] = categories
+    assert "categories" in _refused(kind, record).detail
+
+
+@pytest.mark.parametrize("field", ["ip_address", "user_agent", "evidence"])
+def test_a_sealed_value_in_an_ingest_personal_field_is_refused(field: str) -> None:
+    record = _record(grant(REF))
+    record[field] = {
+        "scheme": "A256GCM-subject-v1",
+        "key_id": "some-key",
+        "nonce": b"\x00" * 12,
+        "ciphertext": b"\x01" * 32,
+    }
+    message = avro.encode("ConsentGranted", record)  # the wire contract allows it...
+    with pytest.raises(InvalidEvent, match=field) as raised:  # ...the ledger does not
+        contract.command_from_message(message)
+    assert REF not in raised.value.detail
+
+
+def test_a_sealed_subject_ref_is_refused() -> None:
+    sealed = {"scheme": "A256GCM-subject-v1", "key_id": "k", "nonce": b"n", "ciphertext": b"c"}
+    message = avro.encode("ConsentGranted", _with_envelope(grant(REF), subject_ref=sealed))
+    with pytest.raises(InvalidEvent, match="subject_ref"):
+        contract.command_from_message(message)
+
+
+def test_an_over_long_personal_value_is_refused_without_echoing_it() -> None:
+    long_agent = "Mozilla/5.0 alice@example.com " * 400
+    error = _refused("ConsentGranted", _record(grant(REF, user_agent=long_agent)))
+    assert "user_agent" in error.detail
+    assert "alice@example.com" not in error.detail
+
+
+def _personal_in_avsc(name: str) -> frozenset[str]:
+    raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+    return frozenset(f["name"] for f in raw.get("fields", []) if f.get("personal") is True)
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.avsc")), ids=lambda p: p.stem)
+def test_personal_fields_are_exactly_those_marked_in_the_schema(path: Any) -> None:
+    assert avro.schema(path.stem).personal_fields == _personal_in_avsc(path.stem)
+
+
+@pytest.mark.parametrize("kind", contract.INGEST_TYPES)
+def test_commands_carry_exactly_the_marked_fields_as_personal(kind: str) -> None:
+    decoded = contract.command_from_record(kind, _record(EXAMPLES[kind]))
+    assert set(decoded.personal) == _personal_in_avsc(f"compliance.{kind}")
+    assert contract.personal_fields(kind) == _personal_in_avsc(f"compliance.{kind}")
+    assert not set(decoded.facts) & set(decoded.personal)
+
+
+def _full_commands() -> list[Command]:
+    return [
+        define_purpose("support", "2", basis=LegalBasis.CONTRACT, required=True, description="d"),
+        grant(REF, evidence=PERSONAL_VALUES["evidence"]),
+        grant(REF, ip_address=None, user_agent=None),
+        withdraw(REF, evidence=PERSONAL_VALUES["evidence"]),
+        collect(REF, categories=["contact.email", "identity.name"], description="Alice's CV"),
+        disclose(REF, basis=LegalBasis.LEGAL_OBLIGATION, note=PERSONAL_VALUES["note"]),
+        erase(REF, reason=PERSONAL_VALUES["reason"]),
+    ]
+
+
+@pytest.mark.parametrize("cmd", _full_commands(), ids=lambda c: c.kind)
+def test_command_to_record_and_back_is_the_same_command(cmd: Command) -> None:
+    record = _record(cmd)
+    assert contract.command_from_record(cmd.kind, record) == cmd
+    assert contract.command_from_message(avro.encode(cmd.kind, record)) == cmd
+
+
+@pytest.mark.parametrize("cmd", _full_commands(), ids=lambda c: c.kind)
+def test_record_to_command_and_back_is_the_same_record(cmd: Command) -> None:
+    _, record = avro.decode(avro.encode(cmd.kind, _record(cmd)))
+    assert _record(contract.command_from_record(cmd.kind, record)) == record
+
+
+def test_legal_basis_becomes_the_enum() -> None:
+    cmd = contract.command_from_record("DataDisclosed", _record(disclose(REF)))
+    assert cmd.facts["legal_basis"] is LegalBasis.CONSENT
+
+
+def test_unknown_ingest_type_is_refused() -> None:
+    with pytest.raises(avro.UnknownSchema):
+        contract.command_from_record("SubjectRegistered", {"tenant": "acme"})
+
+
+def _recorded_ledger_records() -> list[tuple[dict[str, Any], bytes]]:
+    """Every event a small in-memory history produces, as LedgerRecord and its encoding."""
+    ledger = memory_ledger()
+    ledger.register_tenant("acme", "Acme Ltd")
+    outcomes = ledger.record(
+        [
+            define_purpose(),
+            grant(REF, evidence=PERSONAL_VALUES["evidence"]),
+            collect(REF, description=PERSONAL_VALUES["description"]),
+            disclose(REF, note=PERSONAL_VALUES["note"]),
+            withdraw(REF, evidence=PERSONAL_VALUES["evidence"]),
+            erase(REF, reason=PERSONAL_VALUES["reason"]),
+        ]
+    )
+    assert [o.status for o in outcomes] == ["recorded"] * 6
+    out = []
+    for n in ledger.store.select_notifications(1, 100):
+        record = contract.ledger_record(
+            sequence=n.id,
+            event_type=event_type(n.topic),
+            aggregate_id=n.originator_id,  # type: ignore[arg-type]
+            aggregate_version=n.originator_version,
+            state=ledger.mapper.transcoder.decode(n.state),
+        )
+        out.append((record, avro.encode("LedgerRecord", record)))
+    return out
+
+
+def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
+    records = _recorded_ledger_records()
+    decoded = [avro.decode(message) for _, message in records]
+    assert {s.name for s, _ in decoded} == {"compliance.LedgerRecord"}
+    assert [r["event_type"] for _, r in decoded] == [
+        "TenantRegistered",
+        "PurposeDefined",
+        "SubjectRegistered",
+        "ConsentGranted",
+        "PersonalDataCollected",
+        "DataDisclosed",
+        "ConsentWithdrawn",
+        "ErasureRequested",
+    ]
+    assert [r["sequence"] for _, r in decoded] == list(range(1, 9))
+    assert {r["tenant"] for _, r in decoded} == {"acme"}
+    for _, record in decoded:
+        name, body = record["event"]
+        assert name == f"compliance.{record['event_type']}"
+        assert body["tenant" if "tenant" in body else "envelope"]
+
+
+def test_ledger_records_hold_personal_values_only_sealed() -> None:
+    sealed_fields = {"scheme", "key_id", "nonce", "ciphertext"}
+    for record, message in _recorded_ledger_records():
+        for name, value in PERSONAL_VALUES.items():
+            assert value.encode() not in message, (record["event_type"], name)
+        _, body = record["event"]
+        for name in avro.schema(record["event_type"]).personal_fields:
+            assert body[name] is None or set(body[name]) == sealed_fields
+        assert body.get("envelope", {}).get("subject_ref") is None
+
+
+def test_ledger_record_of_a_subject_event_carries_its_envelope() -> None:
+    records = {r["event_type"]: r for r, _ in _recorded_ledger_records()}
+    _, body = records["DataDisclosed"]["event"]
+    envelope = body["envelope"]
+    assert (envelope["tenant"], envelope["producer"]) == ("acme", "crm")
+    assert envelope["occurred_at"] == disclose(REF).envelope.occurred_at
+    assert body["legal_basis"] == "CONSENT"
