@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,11 +100,17 @@ class IngestConsumer:
         self.log = get_logger("ingest", topic=topics.ingest)
         self._failures = 0
 
-    def run(self, stop: threading.Event) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        on_report: Callable[[BatchReport], None] | None = None,
+    ) -> None:
         self.consumer.subscribe([self.topics.ingest])
         self.log.info("ingest_started", group=self.consumer.config["group_id"])
         while not stop.is_set():
-            self.poll_once()
+            report = self.poll_once()
+            if report is not None and on_report is not None:
+                on_report(report)
         self.log.info("ingest_stopped")
 
     def poll_once(self, timeout_ms: int = 500) -> BatchReport | None:

@@ -76,11 +76,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         """Events and their key, reference and receipt rows in one transaction that commits
         only if every statement succeeded. (The inherited method defers a Python exception
         until after its transaction has committed; here any exception rolls back.)"""
-        with self.datastore.transaction(commit=True) as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline() as pipeline,  # one round trip for all statements
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
             self._insert_events(curs, stored_events, **kwargs)
             if not stored_events:
                 return []
             self._insert_stored_events(curs, stored_events, **kwargs)
+            pipeline.sync()  # constraint violations raise here, inside the transaction
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_events(
