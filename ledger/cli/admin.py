@@ -9,12 +9,11 @@ from uuid import UUID
 import typer
 from eventsourcing.utils import get_topic
 
-from ledger.cli.common import fail, settings
+from ledger.cli import common
+from ledger.cli.common import fail
 from ledger.crypto import new_secret
 from ledger.domain.rules import RuleViolation
 from ledger.domain.tenant import Tenant
-from ledger.runtime import open_ledger
-from ledger.settings import ConfigError
 
 tenants = typer.Typer(help="Register and list tenants (data controllers).", no_args_is_help=True)
 keys = typer.Typer(help="Key material for configuration.", no_args_is_help=True)
@@ -26,10 +25,7 @@ def add_tenant(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Register a tenant, so the ledger accepts its events."""
-    try:
-        ledger = open_ledger(settings())
-    except ConfigError as exc:
-        fail(str(exc))
+    ledger = common.ledger()
     try:
         tenant = ledger.register_tenant(code, name)
     except RuleViolation as exc:
@@ -42,10 +38,7 @@ def add_tenant(
 @tenants.command("list")
 def list_tenants() -> None:
     """List registered tenants and their purposes."""
-    try:
-        ledger = open_ledger(settings())
-    except ConfigError as exc:
-        fail(str(exc))
+    ledger = common.ledger()
     topic = get_topic(Tenant.Registered)
     try:
         registered = ledger.store.select_notifications(1, 100_000, topics=[topic])

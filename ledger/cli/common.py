@@ -6,10 +6,16 @@ import signal
 import threading
 from typing import NoReturn
 
+import psycopg
 import typer
+from eventsourcing import persistence
 
 from ledger import logs
+from ledger.application import Ledger
+from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
+
+DATABASE_DOWN = (persistence.OperationalError, persistence.InterfaceError, psycopg.Error)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -24,6 +30,16 @@ def settings() -> Settings:
         fail(str(exc))
     logs.configure(loaded.log_format)
     return loaded
+
+
+def ledger(s: Settings | None = None) -> Ledger:
+    """The ledger on the configured database, or a clear error and exit code 2."""
+    try:
+        return open_ledger(s or settings())
+    except ConfigError as exc:
+        fail(str(exc))
+    except DATABASE_DOWN as exc:
+        fail(f"cannot use the database: {str(exc).splitlines()[0]}")
 
 
 def stop_on_signals() -> threading.Event:

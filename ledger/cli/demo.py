@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.cli import common
 from ledger.cli.common import fail, settings
 from ledger.client import LedgerClient
 from ledger.contract import command_from_message
 from ledger.domain.rules import TenantExists
 from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
 from ledger.kafka.consumer import TopicPartition, make_consumer
-from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings
 from ledger.store import LedgerStore
 
@@ -169,9 +169,9 @@ def demo(
     try:
         bootstrap = s.require_kafka()
         ensure_topics(bootstrap, default_partitions(s.topics))
-        ledger = open_ledger(s)
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    ledger = common.ledger(s)
     with contextlib.suppress(TenantExists):
         ledger.register_tenant(tenant, "Demo e-signatures")
     watcher = _Watcher(s, ledger.store, tenant)

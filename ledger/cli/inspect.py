@@ -16,10 +16,10 @@ from typing import Annotated, Any
 import typer
 
 from ledger import avro
+from ledger.cli import common
 from ledger.cli.common import fail, settings
 from ledger.domain.values import Sealed
 from ledger.kafka.consumer import TopicPartition, make_consumer
-from ledger.runtime import open_ledger
 from ledger.settings import ConfigError
 
 subject = typer.Typer(help="Look at a data subject's recorded events.", no_args_is_help=True)
@@ -35,10 +35,7 @@ def show(
     decrypt: Annotated[bool, typer.Option(help="Show personal fields in clear.")] = False,
 ) -> None:
     """Print a subject's events, current consents and erasure state."""
-    try:
-        ledger = open_ledger(settings())
-    except ConfigError as exc:
-        fail(str(exc))
+    ledger = common.ledger()
     try:
         found = ledger.find_subject(tenant, ref)
         if found is None:

@@ -6,11 +6,11 @@ import typer
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
+from ledger.cli import common
 from ledger.cli.common import fail, settings, stop_on_signals
 from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
-from ledger.runtime import open_ledger
 from ledger.settings import ConfigError
 
 
@@ -21,9 +21,9 @@ def ingest() -> None:
         bootstrap = s.require_kafka()
         partitions = default_partitions(s.topics)
         ensure_topics(bootstrap, {t: partitions[t] for t in (s.topics.ingest, s.topics.rejected)})
-        ledger = open_ledger(s)
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    ledger = common.ledger(s)
     stop = stop_on_signals()
     consumer = make_consumer(bootstrap, group=s.ingest_group)
     producer = make_producer(bootstrap)
@@ -45,9 +45,9 @@ def relay() -> None:
         created = ensure_topics(
             bootstrap, {s.topics.ledger: default_partitions(s.topics)[s.topics.ledger]}
         )
-        ledger = open_ledger(s)
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    ledger = common.ledger(s)
     stop = stop_on_signals()
     producer = make_producer(bootstrap)
     try:
