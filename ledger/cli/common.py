@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import NoReturn
 
 import psycopg
@@ -52,3 +56,12 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def invocation() -> str:
+    """How the user can call this same ``ledger`` from another terminal."""
+    me = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("ledger")
+    if me.name != "ledger" or (on_path and Path(on_path).resolve() == me):
+        return "ledger"
+    return os.path.relpath(me) if me.is_relative_to(Path.cwd()) else str(me)

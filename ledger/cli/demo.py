@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from ledger.cli import common
-from ledger.cli.common import fail, settings
+from ledger.cli.common import fail, invocation, settings
 from ledger.client import LedgerClient
 from ledger.contract import command_from_message
 from ledger.domain.rules import TenantExists
@@ -28,7 +29,7 @@ from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.settings import ConfigError, Settings
 from ledger.store import LedgerStore
 
-ALICE, BOB, CAROL = "alice@example.com", "bob@example.org", "customer-1001"
+ALICE, BOB = "alice@example.com", "bob@example.org"
 TERMS, NEWS, SIGN = "terms.service", "marketing.newsletter", "signing.audit-trail"
 
 
@@ -66,7 +67,7 @@ def _purposes(tenant: str) -> list[Step]:
     ]
 
 
-def _story(tenant: str) -> list[Step]:
+def _story(tenant: str, carol: str) -> list[Step]:
     t: dict[str, Any] = {"tenant": tenant}
     web = {"source": "signup-form", "ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0"}
 
@@ -127,18 +128,18 @@ def _story(tenant: str) -> list[Step]:
             disclose(BOB, "Mailer Co", NEWS, "CONSENT"),
         ),
         Step("bob tries to withdraw the required terms", "required_consent", withdraw(BOB, TERMS)),
-        Step("carol accepts the terms", "recorded", grant(CAROL, TERMS, "2026-01")),
+        Step("carol accepts the terms", "recorded", grant(carol, TERMS, "2026-01")),
         Step(
             "carol asks to be erased",
             "recorded",
             lambda c, **kw: c.request_erasure(
-                **t, subject_ref=CAROL, source="support-ticket", **kw
+                **t, subject_ref=carol, source="support-ticket", **kw
             ),
         ),
         Step(
             "carol's newsletter consent after erasure",
             "subject_erased",
-            grant(CAROL, NEWS, "2026-06"),
+            grant(carol, NEWS, "2026-06"),
         ),
         Step(
             "consent to an unknown text version",
@@ -179,7 +180,8 @@ def demo(
         with LedgerClient(bootstrap, producer="ledger-demo", topic=s.topics.ingest) as client:
             purposes = _send(client, _purposes(tenant))
             watcher.wait(purposes, wait)  # a purpose must be recorded before events use it
-            story = _send(client, _story(tenant))
+            # Erasure is for good: each run erases a new customer.
+            story = _send(client, _story(tenant, f"customer-{secrets.token_hex(3)}"))
             first = story[0]
             again = Step("alice's terms consent, sent again", "recorded once", first.send)
             again.event_id = first.send(client, event_id=first.event_id)
@@ -257,10 +259,12 @@ def _report(steps: list[Step]) -> None:
         failures += not ok
         mark = typer.style("ok " if ok else "!! ", fg="green" if ok else "red")
         typer.echo(f"{mark} {step.label.ljust(width)}  {step.outcome}")
+    cmd = invocation()
     typer.echo(
         "\nLook closer:\n"
-        "  ledger subject show --tenant demo --ref alice@example.com [--decrypt]\n"
-        "  ledger topic tail ledger      ledger topic tail rejected"
+        f"  {cmd} subject show --tenant demo --ref alice@example.com [--decrypt]\n"
+        f"  {cmd} topic tail ledger\n"
+        f"  {cmd} topic tail rejected"
     )
     if failures:
         fail(f"{failures} step(s) did not end as expected", code=1)

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from ledger import logs
-from ledger.cli.common import fail, stop_on_signals
+from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.runtime import open_ledger
@@ -142,6 +142,7 @@ def dev(
 def _banner(data_dir: Path, bootstrap: str) -> None:
     cwd = Path.cwd()
     where = "" if data_dir == (cwd / ".ledger") else f" (LEDGER_DATA_DIR={data_dir})"
+    cmd = invocation()
     typer.secho(
         f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}",
         fg=typer.colors.GREEN,
@@ -149,11 +150,11 @@ def _banner(data_dir: Path, bootstrap: str) -> None:
         err=True,
     )
     typer.echo(
-        "In another terminal, in this directory" + where + ":\n"
-        "  ledger demo                                   send sample events\n"
-        "  ledger subject show --tenant demo --ref alice@example.com\n"
-        "  ledger topic tail ledger                      what the relay published\n"
-        "  ledger topic tail rejected                    refused messages and why\n"
+        f"In another terminal, in this directory{where}:\n"
+        f"  {cmd} demo                      send sample events, good and bad\n"
+        f"  {cmd} subject show --tenant demo --ref alice@example.com\n"
+        f"  {cmd} topic tail ledger         what the relay published\n"
+        f"  {cmd} topic tail rejected       refused messages and why\n"
         "Ctrl-C stops everything.\n",
         err=True,
     )
