@@ -41,17 +41,21 @@ def client(settings: Settings) -> Iterator[LedgerClient]:
         yield producer_client
 
 
-@pytest.fixture
-def ingest(ledger: Ledger, settings: Settings) -> Iterator[IngestConsumer]:
-    """An ingest consumer running in a thread, as ``ledger ingest`` runs it."""
+def ingest_consumer(ledger: Ledger, settings: Settings, batch_size: int = 100) -> IngestConsumer:
     bootstrap = settings.require_kafka()
-    consumer = IngestConsumer(
+    return IngestConsumer(
         ledger,
         make_consumer(bootstrap, group=settings.ingest_group),
         make_producer(bootstrap),
         settings.topics,
-        batch_size=100,
+        batch_size=batch_size,
     )
+
+
+@pytest.fixture
+def ingest(ledger: Ledger, settings: Settings) -> Iterator[IngestConsumer]:
+    """An ingest consumer running in a thread, as ``ledger ingest`` runs it."""
+    consumer = ingest_consumer(ledger, settings)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
@@ -148,13 +152,7 @@ def test_a_batch_that_meets_a_database_outage_is_retried_and_recorded_once(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bootstrap = settings.require_kafka()
-    consumer = IngestConsumer(
-        ledger,
-        make_consumer(bootstrap, group=settings.ingest_group),
-        make_producer(bootstrap),
-        settings.topics,
-    )
+    consumer = ingest_consumer(ledger, settings)
     consumer.consumer.subscribe([settings.topics.ingest])
     ids = send(client, b.define_purpose(), b.define_purpose("terms"))
     original = ledger.record

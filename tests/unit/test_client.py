@@ -13,15 +13,7 @@ from ledger import contract
 from ledger.client import InvalidEvent, LedgerClient
 from ledger.domain.values import LegalBasis
 from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
-
-
-class FakeFuture:
-    def __init__(self, error: Exception | None) -> None:
-        self.error = error
-
-    def get(self, timeout: float | None = None) -> None:
-        if self.error is not None:
-            raise self.error
+from tests.fakes import FakeFuture
 
 
 @dataclass

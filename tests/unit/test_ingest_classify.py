@@ -31,6 +31,7 @@ from tests.builders import (
     memory_ledger,
     withdraw,
 )
+from tests.fakes import FakeFuture
 
 TOPICS = Topics()
 PERSONAL = [REF, IP, USER_AGENT, "alice.private@example.org", "Alice Example"]
@@ -128,15 +129,6 @@ class Sent:
     key: bytes | None
     value: bytes
     headers: dict[str, bytes]
-
-
-class FakeFuture:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-
-    def get(self, timeout: float | None = None) -> None:
-        if self.error is not None:
-            raise self.error
 
 
 @dataclass
