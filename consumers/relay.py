@@ -11,6 +11,9 @@ Rules this process keeps:
   (the notification id); consumers drop any sequence they have already seen.
 - **Ciphertext only.** Records are built from the stored event state, whose personal fields
   are sealed under the subject's key; the relay holds no key and decrypts nothing.
+- **One active relay per topic.** A relay publishes only while it holds a database lock named
+  after the topic; a second relay started beside it waits as a standby and takes over when the
+  first one stops or dies.
 - **A new topic is filled from the start.** If the ledger topic had to be created (a fresh
   cluster, or the memory-only development broker after a restart), the relay republishes
   from the first event.
@@ -52,6 +55,9 @@ class Relay:
         self.log = get_logger("relay", topic=topic)
 
     def run(self, stop: threading.Event, *, topic_created: bool = False) -> None:
+        self.log.info("relay_waiting_for_lock")
+        if not self.ledger.store.acquire_lock(self.position_name, stop):
+            return  # stopped while standing by
         if topic_created:
             self.restart_from_beginning()
         self.log.info("relay_started", position=self.position())

@@ -106,7 +106,7 @@ class Ledger(Application[UUID]):
 
     def close(self) -> None:
         if isinstance(self.store, PostgresLedgerRecorder):
-            self.store.close_listener()
+            self.store.close_connections()
         super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

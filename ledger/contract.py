@@ -32,6 +32,7 @@ SUBJECT_TYPES = frozenset(INGEST_TYPES) - {"PurposeDefined"}
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "producer", "tenant")
 MAX_FUTURE = timedelta(days=1)
 MAX_TEXT = 10_000
+MAX_CATEGORIES = 50
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,12 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
             _check_text(name, facts[name], 200)
     if "consent_text" in facts:
         _check_text("consent_text", facts["consent_text"].replace("\n", " "), MAX_TEXT)
-    if "categories" in facts and (
-        not facts["categories"] or any(not c.strip() for c in facts["categories"])
-    ):
-        raise InvalidEvent("categories must list at least one non-empty data category")
+    if "categories" in facts:
+        categories = facts["categories"]
+        if not 1 <= len(categories) <= MAX_CATEGORIES:
+            raise InvalidEvent(f"categories must list 1-{MAX_CATEGORIES} data categories")
+        for category in categories:
+            _check_text("categories[]", category, 100)
 
 
 def record_from_command(cmd: Command) -> dict[str, Any]:

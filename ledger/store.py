@@ -21,6 +21,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from threading import Event
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
@@ -77,6 +78,11 @@ class LedgerStore(ApplicationRecorder):
 
     @abstractmethod
     def set_position(self, name: str, position: int) -> None: ...
+
+    @abstractmethod
+    def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:
+        """Blocks until this process holds the named lock, held until the store is closed;
+        False if ``stop`` was set first. Makes a second relay a standby, not a duplicate."""
 
     @abstractmethod
     def wait_for_events(self, timeout: float) -> None:

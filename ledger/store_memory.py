@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from threading import Event
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         self.refs: dict[tuple[str, bytes], UUID] = {}
         self.receipts: dict[tuple[str, str], Receipt] = {}
         self.positions: dict[str, int] = {}
+        self.locks: set[str] = set()
 
     def _insert_events(
         self,
@@ -82,6 +84,15 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
 
     def set_position(self, name: str, position: int) -> None:
         self.positions[name] = position
+
+    def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:
+        while not stop.is_set():
+            with self._database_lock:
+                if name not in self.locks:
+                    self.locks.add(name)
+                    return True
+            stop.wait(retry_s)
+        return False
 
     def wait_for_events(self, timeout: float) -> None:
         time.sleep(min(timeout, 0.01))

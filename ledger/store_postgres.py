@@ -4,6 +4,7 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from threading import Event
 from typing import Any
 from uuid import UUID
 
@@ -60,6 +61,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self._listener: psycopg.Connection[Any] | None = None
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        self.schema_name = datastore.schema
         self.schema = Identifier(datastore.schema)
         self.events_table = Identifier(events_table_name)
         for statement in _TABLES.strip().split(";\n"):
@@ -217,7 +220,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             pass
 
-    def close_listener(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+    def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:
+        """A session-level advisory lock on a connection of its own: released when this
+        process closes the store or dies, so a standby takes over."""
+        while not stop.is_set():
+            conn = self._lock_conn or connect_direct(self.datastore)
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", [f"{self.schema_name}:{name}"]
+            ).fetchone()
+            if row and row[0]:
+                self._lock_conn = conn
+                return True
+            conn.close()
+            stop.wait(retry_s)
+        return False
+
+    def close_connections(self) -> None:
+        for conn in (self._listener, self._lock_conn):
+            if conn is not None:
+                conn.close()
+        self._listener = self._lock_conn = None

@@ -192,3 +192,20 @@ def test_relay_resumes_after_a_restart_without_gaps(ledger: Ledger, settings: Se
     records = read_topic(bootstrap, settings.topics.ledger, until=lambda r: len(r) >= total)
     sequences = sorted(avro.decode(r.value)[1]["sequence"] for r in records)
     assert sequences == list(range(1, total + 1))
+
+
+def test_a_second_relay_stands_by_until_the_first_one_stops(settings: Settings) -> None:
+    first, second = open_ledger(settings), open_ledger(settings)
+    stop = threading.Event()
+    assert first.store.acquire_lock("relay:ledger", stop)
+    taken = threading.Event()
+    standby = threading.Thread(
+        target=lambda: second.store.acquire_lock("relay:ledger", stop, retry_s=0.1) and taken.set()
+    )
+    standby.start()
+    assert not taken.wait(1.0), "two relays held the lock at once"
+    first.close()  # the active relay stops (or its process dies): its session lock goes
+    assert taken.wait(5.0)
+    stop.set()
+    standby.join()
+    second.close()

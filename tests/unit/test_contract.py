@@ -123,6 +123,17 @@ def test_categories_must_name_at_least_one_category(kind: str, categories: list[
     assert "categories" in _refused(kind, record).detail
 
 
+@pytest.mark.parametrize("kind", ["PersonalDataCollected", "DataDisclosed"])
+def test_categories_are_bounded_in_number_and_length(kind: str) -> None:
+    record = _record(EXAMPLES[kind])
+    record["categories"] = [f"category.{i}" for i in range(contract.MAX_CATEGORIES)]
+    assert contract.command_from_record(kind, record).facts["categories"] == record["categories"]
+    record["categories"].append("one.too.many")
+    assert "categories" in _refused(kind, record).detail
+    record["categories"] = ["x" * 101]
+    assert "categories" in _refused(kind, record).detail
+
+
 @pytest.mark.parametrize("field", ["ip_address", "user_agent", "evidence"])
 def test_a_sealed_value_in_an_ingest_personal_field_is_refused(field: str) -> None:
     record = _record(grant(REF))
