@@ -19,9 +19,10 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.application import Ledger
 from ledger.cli import common
 from ledger.cli.common import fail, invocation, settings
-from ledger.client import LedgerClient
+from ledger.client import LedgerClient, message_key
 from ledger.contract import command_from_message
 from ledger.domain.rules import TenantExists
 from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
@@ -185,13 +186,14 @@ def demo(
             first = story[0]
             again = Step("alice's terms consent, sent again", "recorded once", first.send)
             again.event_id = first.send(client, event_id=first.event_id)
+            # Same partition as the copy, so once this is rejected the copy was processed.
             garbage = Step("bytes that are not Avro", "undecodable", first.send)
             garbage.raw = b"not avro " + os.urandom(8)
-            client.send_raw(garbage.raw)
+            client.send_raw(garbage.raw, key=message_key(tenant, ALICE))
         steps = [*purposes, *story, garbage]
         watcher.wait(steps, wait)
-        again.outcome = f"recorded once ({watcher.copies(first)} copy in the ledger)"
-        again.expect = again.outcome
+        copies = _copies(ledger, tenant, ALICE, first.event_id)
+        again.outcome = "recorded once" if copies == 1 else f"{copies} events with this id"
     finally:
         watcher.close()
         ledger.close()
@@ -203,6 +205,12 @@ def _send(client: LedgerClient, steps: list[Step]) -> list[Step]:
         step.event_id = step.send(client)
     client.flush()
     return steps
+
+
+def _copies(ledger: Ledger, tenant: str, ref: str, event_id: str) -> int:
+    subject = ledger.find_subject(tenant, ref)
+    events = ledger.subject_events(subject.id) if subject else []
+    return sum(getattr(e, "event_id", None) == event_id for e in events)
 
 
 class _Watcher:
@@ -232,10 +240,6 @@ class _Watcher:
             time.sleep(0.2)
         for step in steps:
             step.outcome = step.outcome or "no outcome yet (is `ledger dev` running?)"
-
-    def copies(self, step: Step) -> int:
-        found = self.store.recorded_receipts([(self.tenant, step.event_id)])
-        return len(found)
 
     def _read_rejections(self) -> None:
         for records in self.consumer.poll(timeout_ms=100).values():
