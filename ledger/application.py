@@ -145,9 +145,6 @@ class Ledger(Application[UUID]):
                 for event in self.events.get(tenant.id, gt=tenant.version):
                     event.mutate(tenant)  # type: ignore[attr-defined]
 
-    def tenant_codes(self) -> list[str]:
-        return sorted(self._tenants)
-
     # Subjects.
 
     def find_subject(self, tenant: str, subject_ref: str) -> Subject | None:
