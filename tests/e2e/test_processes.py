@@ -24,7 +24,7 @@ from ledger.settings import DEV_STATE_FILE, load
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until
 
-SUBJECTS = 500  # four events each
+SUBJECTS = 1000  # four events each
 
 
 def ledger_command(*args: str) -> list[str]:
