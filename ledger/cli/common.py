@@ -47,7 +47,8 @@ def ledger(s: Settings | None = None) -> Ledger:
 
 
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM, so a loop can finish its batch and exit cleanly."""
+    """An event set by SIGINT, SIGTERM or SIGHUP (the terminal closed), so a loop can finish
+    its batch and exit cleanly — and ``ledger dev`` can stop the servers it started."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -55,6 +56,7 @@ def stop_on_signals() -> threading.Event:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
     return stop
 
 
