@@ -234,6 +234,7 @@ class Ledger(Application[UUID]):
             found = self.store.lookup_subjects(tenant, list(tenant_digests))
             ids.update({(tenant, d): i for d, i in found.items()})
         loaded = self._load_subjects(ids.values())
+        self.keys.data_keys(loaded)  # warm the key cache in one query, not one per subject
         return {k: loaded[i] for k, i in ids.items() if i in loaded}
 
     def _apply(

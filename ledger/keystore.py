@@ -46,6 +46,8 @@ class KeyStore:
         wanted = list(dict.fromkeys(subject_ids))
         found = {i: self._cache[i] for i in wanted if i in self._cache}
         missing = [i for i in wanted if i not in found]
+        if not missing:
+            return found
         for subject_id, row in self._store.wrapped_keys(missing).items():
             data_key = self._kek.unwrap(row.wrapped, crypto.subject_context(subject_id))
             self._remember(subject_id, data_key)

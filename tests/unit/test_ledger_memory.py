@@ -8,6 +8,7 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.crypto import LocalKek, new_secret
+from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.ledger_cases import LedgerCases, OpenLedger
 
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
@@ -33,3 +34,25 @@ class TestInMemoryLedger(LedgerCases):
     @pytest.fixture
     def open_other_store(self, keys: dict[str, Any]) -> OpenLedger:
         return lambda: Ledger(POPO, **keys)
+
+
+def test_a_batch_of_known_subjects_reads_their_keys_in_one_lookup() -> None:
+    kek, lookup_key = LocalKek(new_secret(), "kek-1"), new_secret()
+    writer = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, kek=kek, lookup_key=lookup_key)
+    writer.register_tenant(TENANT, "Acme")
+    writer.record([define_purpose()])
+    refs = [f"user-{i}@example.com" for i in range(20)]
+    writer.record([grant(ref) for ref in refs])
+    writer._subjects.clear()  # as after a restart: nothing cached
+    writer.keys._cache.clear()
+    lookups: list[int] = []
+    original = writer.store.wrapped_keys
+
+    def counting(ids: Any) -> Any:
+        lookups.append(len(ids))
+        return original(ids)
+
+    writer.store.wrapped_keys = counting  # type: ignore[method-assign]
+    outcomes = writer.record([withdraw(ref) for ref in refs])
+    assert [o.status for o in outcomes] == ["recorded"] * len(refs)
+    assert lookups == [len(refs)]
