@@ -77,21 +77,15 @@ class _Batch:
         return [row for i, row in self.new_subjects.items() if i in self.touched]
 
 
-class Ledger(Application[UUID]):
+class LedgerReader(Application[UUID]):
+    """The ledger's events and notification log, without keys: what the projection runners
+    and the relay need. It decrypts nothing and records nothing."""
+
     name = "Ledger"
 
-    def __init__(
-        self,
-        env: dict[str, str] | None = None,
-        *,
-        kek: KeyEncryptionKey,
-        lookup_key: bytes,
-    ) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self.store: LedgerStore = self.recorder  # type: ignore[assignment]
-        self.keys = KeyStore(self.store, kek, lookup_key)
-        self._tenants: dict[str, Tenant] = {}
-        self._subjects: OrderedDict[UUID, Subject] = OrderedDict()
 
     def construct_recorder(self) -> Any:
         factory = self.factory
@@ -113,6 +107,20 @@ class Ledger(Application[UUID]):
         super().register_transcodings(transcoder)
         transcoder.register(SealedAsDict())
         transcoder.register(LegalBasisAsName())
+
+
+class Ledger(LedgerReader):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        kek: KeyEncryptionKey,
+        lookup_key: bytes,
+    ) -> None:
+        super().__init__(env)
+        self.keys = KeyStore(self.store, kek, lookup_key)
+        self._tenants: dict[str, Tenant] = {}
+        self._subjects: OrderedDict[UUID, Subject] = OrderedDict()
 
     # Tenants.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.application import Ledger
+from ledger.application import Ledger, LedgerReader
 from ledger.crypto import LocalKek
 from ledger.settings import Settings
 
@@ -14,3 +14,8 @@ def open_ledger(settings: Settings) -> Ledger:
         kek=LocalKek(kek, settings.kek_id),
         lookup_key=lookup_key,
     )
+
+
+def open_reader(settings: Settings) -> LedgerReader:
+    """The ledger's events without keys, for processes that only read them."""
+    return LedgerReader(settings.eventsourcing_env())

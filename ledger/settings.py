@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
@@ -52,6 +53,12 @@ class Settings:
     ingest_group: str
     ingest_batch_size: int
     relay_batch_size: int
+    api_host: str = "127.0.0.1"
+    api_port: int = 8600
+    retention_disclosures: timedelta = timedelta(days=365)
+    retention_collections: timedelta = timedelta(days=365)
+    ready_max_lag: int = 1000
+    projection_batch_size: int = 500
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -121,6 +128,29 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+_DURATION = re.compile(r"^(\d+)([dhms])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _duration(name: str, raw: str | None, default: timedelta) -> timedelta:
+    if raw is None or raw == "":
+        return default
+    match = _DURATION.match(raw.strip())
+    if not match or int(match[1]) == 0:
+        raise ConfigError(
+            f"{name} must be a positive whole number of days, hours, minutes or seconds "
+            f"such as 365d or 12h, got {raw!r}"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def _port(name: str, raw: str | None, default: int) -> int:
+    value = _positive_int(name, raw, default)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
     return value
 
 
@@ -198,5 +228,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         relay_batch_size=_positive_int(
             "LEDGER_RELAY_BATCH_SIZE", env.get("LEDGER_RELAY_BATCH_SIZE"), 500
+        ),
+        api_host=env.get("LEDGER_API_HOST") or "127.0.0.1",
+        api_port=_port("LEDGER_API_PORT", env.get("LEDGER_API_PORT"), 8600),
+        retention_disclosures=_duration(
+            "LEDGER_RETENTION_DISCLOSURES",
+            env.get("LEDGER_RETENTION_DISCLOSURES"),
+            timedelta(days=365),
+        ),
+        retention_collections=_duration(
+            "LEDGER_RETENTION_COLLECTIONS",
+            env.get("LEDGER_RETENTION_COLLECTIONS"),
+            timedelta(days=365),
+        ),
+        ready_max_lag=_positive_int("LEDGER_READY_MAX_LAG", env.get("LEDGER_READY_MAX_LAG"), 1000),
+        projection_batch_size=_positive_int(
+            "LEDGER_PROJECTION_BATCH_SIZE", env.get("LEDGER_PROJECTION_BATCH_SIZE"), 500
         ),
     )

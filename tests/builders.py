@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from ledger.application import Ledger
@@ -151,3 +152,8 @@ def memory_ledger(lookup_key: bytes | None = None) -> Ledger:
         kek=LocalKek(new_secret(), "kek-1"),
         lookup_key=lookup_key or new_secret(),
     )
+
+
+def at(command: Command, when: datetime) -> Command:
+    """The same command, happening upstream at ``when``."""
+    return replace(command, envelope=replace(command.envelope, occurred_at=when))

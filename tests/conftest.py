@@ -105,7 +105,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def pg_schema(database_url: str) -> Iterator[str]:
-    """A fresh, empty schema ``t_<12 hex>``, dropped with everything in it afterwards."""
+    """A fresh, empty schema ``t_<12 hex>``, dropped with everything in it afterwards —
+    and so are the projections' schemas named after it (``t_<12 hex>_<view>``)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
@@ -114,7 +115,12 @@ def pg_schema(database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("SET lock_timeout = '10s'")
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            found = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
+                [name, name + "\\_%"],
+            ).fetchall()
+            for (schema,) in found:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

@@ -31,6 +31,23 @@ class Sealed:
     nonce: bytes
     ciphertext: bytes
 
+    def to_bytes(self) -> bytes:
+        """A compact form for a view's ``bytea`` column: each part length-prefixed."""
+        parts = (self.scheme.encode(), self.key_id.encode(), self.nonce, self.ciphertext)
+        return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Sealed:
+        parts: list[bytes] = []
+        offset = 0
+        for _ in range(4):
+            size = int.from_bytes(data[offset : offset + 4], "big")
+            parts.append(bytes(data[offset + 4 : offset + 4 + size]))
+            offset += 4 + size
+        if offset != len(data) or len(parts[2]) == 0:
+            raise ValueError("not a sealed value")
+        return cls(parts[0].decode(), parts[1].decode(), parts[2], parts[3])
+
 
 TENANT_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PURPOSE_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")

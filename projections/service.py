@@ -1,0 +1,54 @@
+"""``ledger project``: every view (or the chosen ones), each followed by its own thread.
+
+Each view's runner first takes a database lock named after the view, so a second
+``ledger project`` beside the first is a hot standby, not a second writer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from ledger.application import LedgerReader
+from ledger.logs import get as get_logger
+from ledger.settings import Settings
+from projections.catalog import live_schema, open_view
+from projections.runner import ProjectionRunner, hold_lock
+
+log = get_logger("projections")
+
+
+def run_views(
+    settings: Settings, reader: LedgerReader, names: Sequence[str], stop: threading.Event
+) -> None:
+    threads = [
+        threading.Thread(target=_run_one, args=(settings, reader, name, stop), name=f"view-{name}")
+        for name in names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _run_one(settings: Settings, reader: LedgerReader, name: str, stop: threading.Event) -> None:
+    lock_name = f"projection:{live_schema(settings, name)}"
+    log.info("projection_waiting_for_lock", projection=name)
+    lock = hold_lock(settings.require_database(), lock_name, stop)
+    if lock is None:
+        return
+    try:
+        while not stop.is_set():
+            try:
+                view = open_view(settings, name)
+            except Exception as exc:  # the database is down: wait for it
+                log.warning("projection_cannot_open", projection=name, error=type(exc).__name__)
+                stop.wait(2.0)
+                continue
+            try:
+                runner = ProjectionRunner(reader, view, batch_size=settings.projection_batch_size)
+                runner.run(stop)
+            finally:
+                view.datastore.close()
+    finally:
+        lock.close()

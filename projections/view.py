@@ -1,0 +1,99 @@
+"""What every projection's view is: tables in a schema of its own, plus a tracking row.
+
+Rules every view keeps:
+
+- **Exactly once.** A batch of events is applied in one transaction that also moves the
+  view's tracking position (the `eventsourcing` tracking record). The transaction first reads
+  that position under a row lock and skips every event at or below it, so a redelivered
+  batch, a second runner, or a runner that raced a rebuild's swap never applies an event twice.
+- **A schema per view.** A view's tables live in ``<ledger schema>_<view name>``. A rebuild
+  fills ``..._rebuild`` from the first event and swaps the two schemas in one transaction,
+  so readers see the old view or the new one, never a half-built one.
+- **No plaintext personal data.** Personal columns hold the event's sealed value
+  (:meth:`Sealed.to_bytes`); they open only with the subject's key, which the view never has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.domain.values import Sealed
+from ledger.settings import Settings
+
+APPLICATION_NAME = "Ledger"  # the tracked application: LedgerReader.name
+REBUILD_SUFFIX = "_rebuild"
+
+Handler = Callable[[Cursor[DictRow], Any], None]
+
+
+def view_schema(base_schema: str, view_name: str) -> str:
+    return f"{base_schema}_{view_name}"
+
+
+def sealed_bytes(value: Sealed | None) -> bytes | None:
+    return None if value is None else value.to_bytes()
+
+
+class View(PostgresTrackingRecorder):
+    """Base of the views. Subclasses list their DDL and map event classes to handlers."""
+
+    name: ClassVar[str]
+    ddl: ClassVar[str]  # statements separated by ";\n", with {schema} placeholders
+
+    def __init__(self, datastore: PostgresDatastore, settings: Settings) -> None:
+        super().__init__(datastore, tracking_table_name="tracking")
+        self.settings = settings
+        self.schema = Identifier(datastore.schema)
+        self.sql_create_statements.insert(
+            0, SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema)
+        )
+        for statement in self.ddl.strip().split(";\n"):
+            if statement.strip():
+                self.sql_create_statements.append(self.sql(statement))
+        self._position_for_update = self.sql(
+            "SELECT notification_id FROM {schema}.tracking WHERE application_name = %s FOR UPDATE"
+        )
+        self.handlers: dict[type, Handler] = self.event_handlers()
+
+    def sql(self, text: str, **tables: str) -> Composed:
+        names = {k: Identifier(v) for k, v in tables.items()}
+        return SQL(text).format(schema=self.schema, **names)
+
+    def event_handlers(self) -> dict[type, Handler]:
+        raise NotImplementedError
+
+    def position(self) -> int:
+        return self.max_tracking_id(APPLICATION_NAME) or 0
+
+    def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> int:
+        """Applies the events after the view's position and moves it, in one transaction.
+        Returns the position after the batch."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            curs.execute(self._position_for_update, [APPLICATION_NAME])
+            row = curs.fetchone()
+            position = int(row["notification_id"]) if row else 0
+            todo = [(e, t) for e, t in batch if t.notification_id > position]
+            if not todo:
+                return position
+            with conn.pipeline():
+                for event, _ in todo:
+                    handler = self.handlers.get(type(event))
+                    if handler is not None:
+                        handler(curs, event)
+                self._insert_tracking(curs, todo[-1][1])
+            return todo[-1][1].notification_id
+
+    def maintain(self) -> int:
+        """Periodic upkeep (a retention sweep); returns how many rows it removed."""
+        return 0
