@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,6 +147,7 @@ class IngestConsumer:
             else:
                 rejections.append((record, Rejection(outcome.reason or "", outcome.detail or "")))
         self._publish_rejections(rejections)
+        self._count(recorded, duplicates, rejections)
         report = BatchReport(
             len(records), recorded, duplicates, len(rejections), time.perf_counter() - started
         )
@@ -158,6 +160,18 @@ class IngestConsumer:
             ms=round(report.seconds * 1000, 1),
         )
         return report
+
+    def _count(
+        self, recorded: int, duplicates: int, rejections: list[tuple[Any, Rejection]]
+    ) -> None:
+        """Outcome counters for metrics. A batch re-run after a crash counts again, so they
+        are close to, not exactly, the messages seen; the ledger itself is exact."""
+        counts = Counter({("recorded", ""): recorded, ("duplicate", ""): duplicates})
+        counts.update(("rejected", r.reason) for _, r in rejections)
+        try:
+            self.ledger.store.add_counts(counts)
+        except RETRYABLE as exc:  # metrics must not hold up the partition
+            self.log.warning("counts_not_saved", error=type(exc).__name__)
 
     def _record(self, commands: list[contract.Command]) -> list[Outcome]:
         if not commands:

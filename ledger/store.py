@@ -10,6 +10,9 @@ transaction** as the events they belong to (passed as keyword arguments to
 - ``ingest_receipts``: (tenant, event_id) of every recorded ingest event. A redelivered or
   duplicated message finds its receipt and is not recorded again.
 
+(``ingest_counts`` and ``positions`` are bookkeeping for metrics and the relay, written
+on their own.)
+
 If the transaction fails, none of them is written; if it commits, all are.
 
 Both recorders here implement :class:`LedgerStore`: one on PostgreSQL, one in memory for unit
@@ -78,6 +81,13 @@ class LedgerStore(ApplicationRecorder):
 
     @abstractmethod
     def set_position(self, name: str, position: int) -> None: ...
+
+    @abstractmethod
+    def add_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Adds to the ingest outcome counters, keyed by (outcome, reason); for metrics."""
+
+    @abstractmethod
+    def counts(self) -> dict[tuple[str, str], int]: ...
 
     @abstractmethod
     def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:

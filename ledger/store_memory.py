@@ -21,6 +21,7 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         self.refs: dict[tuple[str, bytes], UUID] = {}
         self.receipts: dict[tuple[str, str], Receipt] = {}
         self.positions: dict[str, int] = {}
+        self.outcome_counts: dict[tuple[str, str], int] = {}
         self.locks: set[str] = set()
 
     def _insert_events(
@@ -84,6 +85,13 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
 
     def set_position(self, name: str, position: int) -> None:
         self.positions[name] = position
+
+    def add_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for key, n in counts.items():
+            self.outcome_counts[key] = self.outcome_counts.get(key, 0) + n
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return dict(self.outcome_counts)
 
     def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:
         while not stop.is_set():

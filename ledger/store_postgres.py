@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS {schema}.ingest_receipts (
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant, event_id)
 );
+CREATE TABLE IF NOT EXISTS {schema}.ingest_counts (
+    outcome text NOT NULL,
+    reason text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (outcome, reason)
+);
 CREATE TABLE IF NOT EXISTS {schema}.positions (
     name text PRIMARY KEY,
     position bigint NOT NULL
@@ -208,6 +214,24 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 ),
                 [name, position],
             )
+
+    def add_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        rows = [(outcome, reason, n) for (outcome, reason), n in sorted(counts.items()) if n]
+        if not rows:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.ingest_counts (outcome, reason, count) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (outcome, reason) "
+                    "DO UPDATE SET count = {schema}.ingest_counts.count + EXCLUDED.count"
+                ),
+                rows,
+            )
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        rows = self._fetch("SELECT outcome, reason, count FROM {schema}.ingest_counts", [])
+        return {(r["outcome"], r["reason"]): int(r["count"]) for r in rows}
 
     def wait_for_events(self, timeout: float) -> None:
         """Waits for the NOTIFY that every insert sends. The first call only starts listening

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import admin, bench, demo, dev, inspect, processes, project
+from ledger.cli import admin, apikeys, bench, demo, dev, inspect, processes, project, serve
 
 app = typer.Typer(
     help="Compliance ledger: records consent, collection, disclosure and erasure facts.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold keys or personal values
 )
-for module in (dev, processes, project, demo, inspect, admin, bench):
+for module in (dev, processes, project, serve, demo, inspect, admin, apikeys, bench):
     module.register(app)
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""What every route needs, built once per server: settings, the pool, queries and keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+from fastapi import Request
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ledger.settings import Settings
+from projections.api.personal import SubjectKeys
+from projections.api.problems import Unavailable
+from projections.queries import Queries
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+    queries: Queries
+    keys: SubjectKeys
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
+        """A pooled connection, or a 503 problem if the database cannot be reached."""
+        try:
+            async with self.pool.connection(timeout=5.0) as conn:
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError):
+            raise Unavailable("the database is not reachable; try again shortly") from None
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx

@@ -1,0 +1,53 @@
+"""The purpose check's rule: may this tenant process this subject's data for this purpose now?
+
+In order:
+
+1. A purpose the tenant has not catalogued: **no** (``unknown_purpose``).
+2. A subject whose erasure has been requested: **no** (``erasure_requested``), whatever the
+   legal basis — processing stops while the request is carried out.
+3. A purpose catalogued under a legal basis other than consent (contract, legal obligation,
+   ...): **yes** (``legal_basis``); the proof is the purpose's definition.
+4. Consent purposes: **yes** if the consent is currently granted (``consent_granted``, proved by
+   the grant), **no** if withdrawn (``consent_withdrawn``, proved by the withdrawal) or never
+   given (``no_consent``) — an unknown reference is simply a subject who never consented.
+"""
+
+from __future__ import annotations
+
+from psycopg.rows import DictRow
+
+from projections.api.models import PurposeDecision
+
+
+def decide(purpose: str, row: DictRow | None) -> PurposeDecision:
+    if row is None:
+        return PurposeDecision(allowed=False, reason="unknown_purpose", purpose=purpose)
+    base = {
+        "purpose": purpose,
+        "legal_basis": row["legal_basis"],
+        "required": row["required"],
+        "subject_id": row["subject_id"],
+    }
+    if row["erasure_requested_at"] is not None:
+        return PurposeDecision(
+            **base,
+            allowed=False,
+            reason="erasure_requested",
+            event_id=row["erasure_event_id"],
+            since=row["erasure_requested_at"],
+        )
+    if row["legal_basis"] != "CONSENT":
+        return PurposeDecision(
+            **base, allowed=True, reason="legal_basis", event_id=row["purpose_event_id"]
+        )
+    if row["state"] is None:
+        return PurposeDecision(**base, allowed=False, reason="no_consent")
+    granted = row["state"] == "granted"
+    return PurposeDecision(
+        **base,
+        allowed=granted,
+        reason="consent_granted" if granted else "consent_withdrawn",
+        consent_text_version=row["consent_text_version"],
+        event_id=row["event_id"],
+        since=row["changed_at"],
+    )

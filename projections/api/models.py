@@ -1,0 +1,169 @@
+"""Request and response bodies of the query API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from projections.api.personal import PersonalData
+
+SubjectRef = Field(
+    min_length=1,
+    max_length=512,
+    description="The subject's reference in your system (personal data: sent in the body, "
+    "never in a URL, and looked up by keyed digest only).",
+)
+
+
+class SubjectQuery(BaseModel):
+    subject_ref: str = SubjectRef
+
+
+class PurposeCheckRequest(BaseModel):
+    subject_ref: str = SubjectRef
+    purpose: str = Field(min_length=1, max_length=100)
+
+
+Reason = Literal[
+    "consent_granted",
+    "consent_withdrawn",
+    "no_consent",
+    "legal_basis",
+    "erasure_requested",
+    "unknown_purpose",
+]
+
+
+class PurposeDecision(BaseModel):
+    """May this tenant process this subject's data for this purpose now?"""
+
+    allowed: bool
+    reason: Reason
+    purpose: str
+    legal_basis: str | None = None
+    required: bool | None = None
+    consent_text_version: str | None = None
+    event_id: str | None = Field(
+        default=None,
+        description="The ledger event that proves the answer (grant, withdrawal, erasure "
+        "request, or the purpose's definition for a non-consent legal basis).",
+    )
+    since: datetime | None = Field(default=None, description="When that event happened upstream.")
+    subject_id: UUID | None = None
+
+
+class ConsentState(BaseModel):
+    purpose: str
+    state: Literal["granted", "withdrawn", "never"]
+    required: bool
+    legal_basis: str
+    consent_text_version: str | None = None
+    changed_at: datetime | None = Field(default=None, description="When it happened upstream.")
+    recorded_at: datetime | None = Field(default=None, description="When the ledger recorded it.")
+    first_granted_at: datetime | None = None
+    source: str | None = None
+    event_id: str | None = Field(default=None, description="The event that proves this state.")
+    evidence: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+class SubjectHeader(BaseModel):
+    subject_id: UUID
+    subject_ref: str | None = None
+    personal_data: PersonalData
+    erasure_requested_at: datetime | None = None
+
+
+class SubjectConsents(SubjectHeader):
+    consents: list[ConsentState]
+
+
+class Disclosure(BaseModel):
+    event_id: str
+    subject_id: UUID
+    recipient: str
+    purpose: str
+    categories: list[str]
+    legal_basis: str
+    reference: str
+    disclosed_at: datetime
+    recorded_at: datetime
+    retained_until: datetime
+    personal_data: PersonalData
+    note: str | None = None
+
+
+class SubjectDisclosures(SubjectHeader):
+    since: datetime
+    until: datetime
+    disclosures: list[Disclosure]
+
+
+class DisclosurePage(BaseModel):
+    since: datetime
+    until: datetime
+    items: list[Disclosure]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; absent on the last page."
+    )
+
+
+class Collection(BaseModel):
+    event_id: str
+    purpose: str
+    categories: list[str]
+    source: str
+    collected_at: datetime
+    recorded_at: datetime
+    retained_until: datetime
+    description: str | None = None
+
+
+class SubjectCollections(SubjectHeader):
+    collections: list[Collection]
+
+
+class ErasureRequest(BaseModel):
+    event_id: str
+    source: str
+    requested_at: datetime
+    recorded_at: datetime
+    due_by: datetime
+    overdue: bool
+    status: str
+    status_at: datetime
+
+
+class SubjectErasure(SubjectHeader):
+    key_state: Literal["active", "shredded"]
+    key_state_since: datetime
+    erasure_requests: list[ErasureRequest]
+
+
+class Purpose(BaseModel):
+    purpose: str
+    required: bool
+    legal_basis: str
+    description: str
+    current_version: str
+    texts: dict[str, str]
+    defined_at: datetime
+    event_id: str
+
+
+class ViewState(BaseModel):
+    name: str
+    position: int
+    lag: int
+    rebuilding: bool
+
+
+class Readiness(BaseModel):
+    ready: bool
+    head: int
+    max_lag: int
+    projections: list[ViewState]

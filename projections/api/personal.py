@@ -1,0 +1,58 @@
+"""Personal fields in responses: opened with the subject's key, for scopes that may see them.
+
+- A key is unwrapped per request from the row the query returned; the API keeps no data key
+  in memory between requests, so a shredded subject reads as erased from the next request on.
+- ``visible``: the caller may see personal data and the subject's key exists;
+  ``withheld``: the caller's scopes do not allow it (values are null);
+  ``erased``: the subject's key is shredded, nobody can open the values (values are null).
+- Upstream references arrive in request bodies, never in URLs, so they stay out of access logs;
+  they are looked up by their HMAC digest only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from ledger import crypto
+from ledger.domain.values import Sealed
+
+
+class PersonalData(StrEnum):
+    VISIBLE = "visible"
+    WITHHELD = "withheld"
+    ERASED = "erased"
+
+
+class SubjectKeys:
+    """The ledger's KEK and lookup key, as the query API uses them."""
+
+    def __init__(self, kek: crypto.KeyEncryptionKey, lookup_key: bytes) -> None:
+        self._kek = kek
+        self._lookup_key = lookup_key
+
+    def digest(self, tenant: str, subject_ref: str) -> bytes:
+        return crypto.reference_digest(self._lookup_key, tenant, subject_ref)
+
+    def opener(self, subject_id: UUID, wrapped: bytes | None, allowed: bool) -> Opener:
+        if wrapped is None:
+            return Opener(subject_id, None, PersonalData.ERASED)
+        if not allowed:
+            return Opener(subject_id, None, PersonalData.WITHHELD)
+        data_key = self._kek.unwrap(bytes(wrapped), crypto.subject_context(subject_id))
+        return Opener(subject_id, data_key, PersonalData.VISIBLE)
+
+
+class Opener:
+    """Opens one subject's sealed columns, or returns None where it may not."""
+
+    def __init__(self, subject_id: UUID, data_key: bytes | None, state: PersonalData) -> None:
+        self.subject_id = subject_id
+        self._data_key = data_key
+        self.state = state
+
+    def open(self, field: str, stored: bytes | None) -> str | None:
+        if stored is None or self._data_key is None:
+            return None
+        sealed = Sealed.from_bytes(bytes(stored))
+        return crypto.open_sealed(self._data_key, self.subject_id, field, sealed)

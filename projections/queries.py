@@ -1,0 +1,194 @@
+"""Read queries over the views: plain SQL, one round trip each, always scoped to a tenant.
+
+Every query takes the tenant of the caller's API key and filters by it, so no request can
+reach another tenant's rows. Record queries also hide entries whose retention horizon has
+passed but that the sweep has not deleted yet. Rows carry the subject's wrapped data key
+(absent once shredded) so the caller can open personal columns without a second query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.settings import Settings
+from projections.catalog import live_schema
+
+Conn = AsyncConnection[DictRow]
+
+
+@dataclass(frozen=True)
+class DisclosureFilter:
+    since: datetime
+    until: datetime
+    recipient: str | None = None
+    subject_id: UUID | None = None
+
+
+class Queries:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = {
+            "ledger": Identifier(settings.database_schema),
+            "consent": Identifier(live_schema(settings, "consent")),
+            "records": Identifier(live_schema(settings, "records")),
+            "erasure": Identifier(live_schema(settings, "erasure")),
+        }
+
+    def sql(self, text: str) -> Composed:
+        return SQL(text).format(**self.names)
+
+    @property
+    def horizons(self) -> dict[str, timedelta]:
+        return {
+            "disclosures": self.settings.retention_disclosures,
+            "collections": self.settings.retention_collections,
+        }
+
+    async def subject_by_digest(self, conn: Conn, tenant: str, digest: bytes) -> UUID | None:
+        cur = await conn.execute(
+            self.sql(
+                "SELECT subject_id FROM {ledger}.subject_refs WHERE tenant = %s AND digest = %s"
+            ),
+            [tenant, digest],
+        )
+        row = await cur.fetchone()
+        return None if row is None else row["subject_id"]
+
+    async def subject(self, conn: Conn, tenant: str, subject_id: UUID) -> DictRow | None:
+        """The subject as the consent view knows it, with its wrapped key (None if shredded)."""
+        cur = await conn.execute(
+            self.sql(
+                "SELECT s.subject_id, s.subject_ref, s.registered_at, s.erasure_requested_at, "
+                "k.wrapped, k.kek_id FROM {consent}.subjects s "
+                "LEFT JOIN {ledger}.subject_keys k ON k.subject_id = s.subject_id "
+                "WHERE s.subject_id = %s AND s.tenant = %s"
+            ),
+            [subject_id, tenant],
+        )
+        return await cur.fetchone()
+
+    async def purposes(self, conn: Conn, tenant: str) -> list[DictRow]:
+        cur = await conn.execute(
+            self.sql(
+                "SELECT purpose, required, legal_basis, description, current_version, texts, "
+                "defined_at, event_id FROM {consent}.purposes WHERE tenant = %s ORDER BY purpose"
+            ),
+            [tenant],
+        )
+        return await cur.fetchall()
+
+    async def consents(self, conn: Conn, tenant: str, subject_id: UUID) -> list[DictRow]:
+        cur = await conn.execute(
+            self.sql(
+                "SELECT purpose, state, consent_text_version, changed_at, recorded_at, source, "
+                "event_id, first_granted_at, evidence, ip_address, user_agent "
+                "FROM {consent}.consents WHERE subject_id = %s AND tenant = %s"
+            ),
+            [subject_id, tenant],
+        )
+        return await cur.fetchall()
+
+    async def purpose_check(
+        self, conn: Conn, tenant: str, digest: bytes, purpose: str
+    ) -> DictRow | None:
+        """One indexed lookup: the purpose, the subject (if known) and its consent row."""
+        cur = await conn.execute(
+            self.sql(
+                "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
+                "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
+                "c.consent_text_version, c.event_id, c.changed_at "
+                "FROM {consent}.purposes p "
+                "LEFT JOIN {ledger}.subject_refs r ON r.tenant = p.tenant AND r.digest = %s "
+                "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
+                "LEFT JOIN {consent}.consents c "
+                "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+                "WHERE p.tenant = %s AND p.purpose = %s"
+            ),
+            [digest, tenant, purpose],
+        )
+        return await cur.fetchone()
+
+    async def collections(self, conn: Conn, tenant: str, subject_id: UUID) -> list[DictRow]:
+        cur = await conn.execute(
+            self.sql(
+                "SELECT event_id, purpose, categories, source, collected_at, recorded_at, "
+                "last_used_at, description FROM {records}.collections "
+                "WHERE subject_id = %s AND tenant = %s AND last_used_at >= now() - %s "
+                "ORDER BY collected_at, event_id"
+            ),
+            [subject_id, tenant, self.horizons["collections"]],
+        )
+        return await cur.fetchall()
+
+    def disclosures_sql(
+        self, tenant: str, f: DisclosureFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[Composed, list[Any]]:
+        """Disclosures in [since, until), oldest first, keyset-paginated after a cursor."""
+        where = [
+            "d.tenant = %s",
+            "d.disclosed_at >= %s",
+            "d.disclosed_at < %s",
+            "d.last_used_at >= now() - %s",
+        ]
+        params: list[Any] = [tenant, f.since, f.until, self.horizons["disclosures"]]
+        if f.recipient is not None:
+            where.append("d.recipient = %s")
+            params.append(f.recipient)
+        if f.subject_id is not None:
+            where.append("d.subject_id = %s")
+            params.append(f.subject_id)
+        if after is not None:
+            where.append("(d.disclosed_at, d.event_id) > (%s, %s)")
+            params.extend(after)
+        text = (
+            "SELECT d.event_id, d.subject_id, d.recipient, d.purpose, d.categories, "
+            "d.legal_basis, d.reference, d.disclosed_at, d.recorded_at, d.last_used_at, d.note, "
+            "k.wrapped FROM {records}.disclosures d "
+            "LEFT JOIN {ledger}.subject_keys k ON k.subject_id = d.subject_id "
+            "WHERE " + " AND ".join(where) + " ORDER BY d.disclosed_at, d.event_id"
+        )
+        if limit > 0:
+            text += " LIMIT %s"
+            params.append(limit)
+        return self.sql(text), params
+
+    async def disclosures(
+        self,
+        conn: Conn,
+        tenant: str,
+        f: DisclosureFilter,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 0,
+    ) -> list[DictRow]:
+        query, params = self.disclosures_sql(tenant, f, after, limit)
+        cur = await conn.execute(query, params)
+        return await cur.fetchall()
+
+    async def erasure(
+        self, conn: Conn, tenant: str, subject_id: UUID
+    ) -> tuple[DictRow | None, list[DictRow]]:
+        cur = await conn.execute(
+            self.sql(
+                "SELECT state, since, created_at FROM {erasure}.subject_keys "
+                "WHERE subject_id = %s AND tenant = %s"
+            ),
+            [subject_id, tenant],
+        )
+        key = await cur.fetchone()
+        cur = await conn.execute(
+            self.sql(
+                "SELECT event_id, source, requested_at, recorded_at, due_by, status, status_at "
+                "FROM {erasure}.erasure_requests WHERE subject_id = %s AND tenant = %s "
+                "ORDER BY requested_at"
+            ),
+            [subject_id, tenant],
+        )
+        return key, await cur.fetchall()
