@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from logging import INFO, WARNING
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -30,7 +30,8 @@ def configure(fmt: str = "auto", level: int = INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
+        # structlog only calls write() and flush() on it.
+        logger_factory=structlog.PrintLoggerFactory(file=cast("TextIO", _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
 

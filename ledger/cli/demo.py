@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from ledger.application import Ledger
-from ledger.cli import common
+from ledger.cli import common, demo_api
 from ledger.cli.common import fail, invocation, settings
 from ledger.client import LedgerClient, message_key
 from ledger.contract import command_from_message
@@ -182,7 +182,8 @@ def demo(
             purposes = _send(client, _purposes(tenant))
             watcher.wait(purposes, wait)  # a purpose must be recorded before events use it
             # Erasure is for good: each run erases a new customer.
-            story = _send(client, _story(tenant, f"customer-{secrets.token_hex(3)}"))
+            carol = f"customer-{secrets.token_hex(3)}"
+            story = _send(client, _story(tenant, carol))
             first = story[0]
             again = Step("alice's terms consent, sent again", "recorded once", first.send)
             again.event_id = first.send(client, event_id=first.event_id)
@@ -197,7 +198,16 @@ def demo(
     finally:
         watcher.close()
         ledger.close()
-    _report([*steps, again])
+    failures = _report([*steps, again])
+    checks = [
+        ("alice, newsletter", ALICE, NEWS, "consent_granted"),
+        ("bob, newsletter", BOB, NEWS, "consent_withdrawn"),
+        ("bob, terms (withdrawal refused)", BOB, TERMS, "consent_granted"),
+        ("the erased customer, terms", carol, TERMS, "erasure_requested"),
+    ]
+    api_ok = demo_api.show(s, tenant, checks, wait)
+    if failures or not api_ok:
+        fail(f"{failures} step(s) did not end as expected" if failures else "API check failed", 1)
 
 
 def _send(client: LedgerClient, steps: list[Step]) -> list[Step]:
@@ -255,7 +265,7 @@ class _Watcher:
         self.consumer.close()
 
 
-def _report(steps: list[Step]) -> None:
+def _report(steps: list[Step]) -> int:
     width = max(len(step.label) for step in steps)
     failures = 0
     for step in steps:
@@ -270,8 +280,7 @@ def _report(steps: list[Step]) -> None:
         f"  {cmd} topic tail ledger\n"
         f"  {cmd} topic tail rejected"
     )
-    if failures:
-        fail(f"{failures} step(s) did not end as expected", code=1)
+    return failures
 
 
 def register(app: typer.Typer) -> None:

@@ -29,8 +29,9 @@ from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
+from projections.api.app import prepare
 
-CHILDREN = ("ingest", "relay")
+CHILDREN = ("ingest", "relay", "project", "serve")
 RESTART_DELAY_S = 2.0
 STOP_GRACE_S = 15.0
 
@@ -94,8 +95,11 @@ def dev(
     kafka_port: Annotated[
         int, typer.Option(help="Broker port (another is chosen if taken).")
     ] = 9092,
+    api_port: Annotated[
+        int, typer.Option(help="Query API port (another is chosen if taken).")
+    ] = 8600,
 ) -> None:
-    """Run everything locally: PostgreSQL, a broker, the ingest consumer and the relay."""
+    """Run everything locally: PostgreSQL, a broker, ingest, relay, projections and the API."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     fmt = os.environ.get("LEDGER_LOG_FORMAT") or "auto"
@@ -115,15 +119,17 @@ def dev(
             "LEDGER_DATABASE_URL": database_url,
             "LEDGER_KAFKA_BOOTSTRAP": bootstrap,
             "LEDGER_DATA_DIR": str(data_dir),
+            "LEDGER_API_PORT": str(_port(api_port)),
             **_dev_keys(data_dir),
         }
         env = {**os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
         open_ledger(load(env)).close()  # create schema and tables once, before the children
+        prepare(load(env))
         _write_private(state_file, state)
         stop = stop_on_signals()
         for name in CHILDREN:
             children[name] = _spawn(name, env)
-        _banner(data_dir, bootstrap)
+        _banner(data_dir, bootstrap, int(state["LEDGER_API_PORT"]))
         while not stop.wait(0.5):
             for name, proc in children.items():
                 if proc.poll() is not None:
@@ -139,22 +145,25 @@ def dev(
     log.info("dev_stopped")
 
 
-def _banner(data_dir: Path, bootstrap: str) -> None:
+def _banner(data_dir: Path, bootstrap: str, api_port: int) -> None:
     cwd = Path.cwd()
     where = "" if data_dir == (cwd / ".ledger") else f" (LEDGER_DATA_DIR={data_dir})"
     cmd = invocation()
     typer.secho(
-        f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}",
+        f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}, "
+        f"query API http://127.0.0.1:{api_port}/docs",
         fg=typer.colors.GREEN,
         bold=True,
         err=True,
     )
     typer.echo(
         f"In another terminal, in this directory{where}:\n"
-        f"  {cmd} demo                      send sample events, good and bad\n"
+        f"  {cmd} demo                      send sample events, good and bad, then query them\n"
         f"  {cmd} subject show --tenant demo --ref alice@example.com\n"
         f"  {cmd} topic tail ledger         what the relay published\n"
         f"  {cmd} topic tail rejected       refused messages and why\n"
+        f"  {cmd} project status            how far each projection is behind\n"
+        f"  {cmd} apikeys create demo --scope auditor   a key for the query API\n"
         "Ctrl-C stops everything.\n",
         err=True,
     )

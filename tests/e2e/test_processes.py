@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,9 +145,12 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["LEDGER_LOG_FORMAT"] = "json"
-    port = free_port()
+    port, api_port = free_port(), free_port()
     dev = Process(
-        ledger_command("dev", "--kafka-port", str(port)), env, tmp_path / "dev.log", tmp_path
+        ledger_command("dev", "--kafka-port", str(port), "--api-port", str(api_port)),
+        env,
+        tmp_path / "dev.log",
+        tmp_path,
     )
     processes.append(dev)
     state = tmp_path / ".ledger" / DEV_STATE_FILE
@@ -164,6 +168,14 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "required_consent" in demo.stdout and "subject_erased" in demo.stdout
+        # The same story through the query API that `ledger dev` serves.
+        assert "alice, newsletter → allowed (consent_granted)" in demo.stdout
+        assert "bob, newsletter → refused (consent_withdrawn)" in demo.stdout
+        assert "the erased customer, terms → refused (erasure_requested)" in demo.stdout
+        assert "last 12 months: Cloud Hosting Ltd, Mailer Co" in demo.stdout
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
+        assert json.loads(ready.read())["ready"] is True
 
     shown = subprocess.run(
         ledger_command("subject", "show", "--tenant", "demo", "--ref", "alice@example.com"),

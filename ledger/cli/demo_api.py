@@ -1,0 +1,82 @@
+"""The end of ``ledger demo``: the same story, asked of the query API.
+
+It creates an auditor key for the demo tenant (printed, so the reader can try the API
+themselves), waits until the projections have caught up with the story's last event, and
+prints the purpose checks and the disclosure log the API answers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import psycopg
+import typer
+
+from ledger.settings import Settings
+from projections.api import access
+
+
+def _post(url: str, token: str, path: str, body: dict[str, str]) -> Any:
+    request = urllib.request.Request(  # noqa: S310 (a local http URL from settings)
+        url + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def _key(s: Settings, tenant: str) -> str:
+    with psycopg.connect(s.require_database(), autocommit=True) as conn:
+        access.create_table(conn, s.database_schema)
+        token, _ = access.create_key(conn, s.database_schema, tenant, ["auditor"], "ledger demo")
+    return token
+
+
+def _wait_for(url: str, token: str, ref: str, purpose: str, reason: str, seconds: float) -> Any:
+    deadline = time.monotonic() + seconds
+    answer: Any = None
+    while time.monotonic() < deadline:
+        try:
+            answer = _post(
+                url, token, "/v1/purpose-check", {"subject_ref": ref, "purpose": purpose}
+            )
+        except (urllib.error.URLError, OSError):
+            answer = None
+        if answer and answer["reason"] == reason:
+            break
+        time.sleep(0.2)
+    return answer
+
+
+def show(s: Settings, tenant: str, checks: list[tuple[str, str, str, str]], seconds: float) -> bool:
+    """Prints the API's answers for ``checks`` — (label, reference, purpose, expected reason)
+    — and whether each was as expected. False if the API could not be reached."""
+    url = f"http://{s.api_host}:{s.api_port}"
+    token = _key(s, tenant)
+    typer.echo(f"\nThrough the query API ({url}/docs):")
+    ok = True
+    for label, ref, purpose, expected in checks:
+        answer = _wait_for(url, token, ref, purpose, expected, seconds)
+        if answer is None:
+            typer.echo(f"!!  query API not reachable at {url} (is `ledger dev` running?)")
+            return False
+        verdict = "allowed" if answer["allowed"] else "refused"
+        mark = "ok " if answer["reason"] == expected else "!! "
+        ok &= answer["reason"] == expected
+        typer.echo(f"{mark} purpose check: {label} → {verdict} ({answer['reason']})")
+    ref = checks[0][1]
+    disclosures = _post(url, token, "/v1/subject/disclosures", {"subject_ref": ref})
+    recipients = ", ".join(d["recipient"] for d in disclosures["disclosures"]) or "none"
+    typer.echo(f"    disclosures of {checks[0][0].split()[0]} in the last 12 months: {recipients}")
+    body = json.dumps({"subject_ref": ref, "purpose": checks[0][2]})
+    typer.echo(
+        "Try it yourself (an auditor key for this tenant was made for this run):\n"
+        f"  curl -s {url}/v1/purpose-check -H 'Authorization: Bearer {token}' \\\n"
+        f"       -H 'Content-Type: application/json' -d '{body}'"
+    )
+    return ok
