@@ -177,6 +177,31 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
         assert json.loads(ready.read())["ready"] is True
 
+    # Rebuild a projection beside the live runner, then see every view caught up.
+    for args in (("project", "rebuild", "consent"), ("project", "status")):
+        done = subprocess.run(
+            ledger_command(*args),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "rebuilt consent up to event"
+        in subprocess.run(
+            ledger_command("project", "rebuild", "records"),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
+    status = done.stdout.splitlines()
+    assert len(status) == 3 and all("lag 0" in line for line in status), status
+
     shown = subprocess.run(
         ledger_command("subject", "show", "--tenant", "demo", "--ref", "alice@example.com"),
         env=env,
