@@ -189,7 +189,7 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         )
         assert done.returncode == 0, done.stdout + done.stderr
     assert (
-        "rebuilt consent up to event"
+        "rebuilt records up to event"
         in subprocess.run(
             ledger_command("project", "rebuild", "records"),
             env=env,
