@@ -144,6 +144,9 @@ def test_bad_messages_go_to_the_rejected_topic_and_the_consumer_keeps_going(
         assert headers["source.topic"].decode() == settings.topics.ingest
         assert not any(value in headers["detail"] for value in PERSONAL)
     assert recorded(ledger, refused[:1]) == 1
+    counts = ledger.store.counts()  # what the API's /metrics reports
+    assert {reason for (outcome, reason) in counts if outcome == "rejected"} == set(reasons)
+    assert counts[("recorded", "")] == 3
 
 
 def test_a_batch_that_meets_a_database_outage_is_retried_and_recorded_once(
