@@ -71,9 +71,12 @@ def env(settings_environ: dict[str, str]) -> dict[str, str]:
 def processes() -> Iterator[list[Process]]:
     started: list[Process] = []
     yield started
-    for process in started:
+    for process in started:  # gracefully first: `ledger dev` must stop what it started
         if process.proc.poll() is None:
-            process.kill()
+            try:
+                process.stop(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def count_facts(database_url: str, schema: str) -> tuple[int, int]:
