@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import Response
+from httpx2 import Response
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, field_validator
 from starlette.exceptions import StarletteDeprecationWarning
