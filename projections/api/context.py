@@ -35,6 +35,7 @@ class ApiContext:
             raise Unavailable("the database is not reachable; try again shortly") from None
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    """Async so FastAPI calls it on the event loop, not in its thread pool."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
