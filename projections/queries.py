@@ -95,24 +95,25 @@ class Queries:
         )
         return await cur.fetchall()
 
+    def purpose_check_sql(self) -> Composed:
+        """One indexed lookup: the purpose, the subject (if known) and its consent row.
+        Parameters: the reference digest, the tenant, the purpose."""
+        return self.sql(
+            "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
+            "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
+            "c.consent_text_version, c.event_id, c.changed_at "
+            "FROM {consent}.purposes p "
+            "LEFT JOIN {ledger}.subject_refs r ON r.tenant = p.tenant AND r.digest = %s "
+            "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
+            "LEFT JOIN {consent}.consents c "
+            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            "WHERE p.tenant = %s AND p.purpose = %s"
+        )
+
     async def purpose_check(
         self, conn: Conn, tenant: str, digest: bytes, purpose: str
     ) -> DictRow | None:
-        """One indexed lookup: the purpose, the subject (if known) and its consent row."""
-        cur = await conn.execute(
-            self.sql(
-                "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
-                "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
-                "c.consent_text_version, c.event_id, c.changed_at "
-                "FROM {consent}.purposes p "
-                "LEFT JOIN {ledger}.subject_refs r ON r.tenant = p.tenant AND r.digest = %s "
-                "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
-                "LEFT JOIN {consent}.consents c "
-                "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
-                "WHERE p.tenant = %s AND p.purpose = %s"
-            ),
-            [digest, tenant, purpose],
-        )
+        cur = await conn.execute(self.purpose_check_sql(), [digest, tenant, purpose])
         return await cur.fetchone()
 
     async def collections(self, conn: Conn, tenant: str, subject_id: UUID) -> list[DictRow]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ledger.application import LedgerReader
 from ledger.logs import get as get_logger
 from ledger.settings import Settings
-from projections.catalog import live_schema, open_view
+from projections.catalog import VIEWS, live_schema, open_view
 from projections.runner import ProjectionRunner, hold_lock
 
 log = get_logger("projections")
@@ -52,3 +52,18 @@ def _run_one(settings: Settings, reader: LedgerReader, name: str, stop: threadin
                 view.datastore.close()
     finally:
         lock.close()
+
+
+def catch_up(settings: Settings, reader: LedgerReader, names: Sequence[str] = tuple(VIEWS)) -> int:
+    """Brings each view up to the ledger's head as it is now, in this thread; returns the head.
+    For tools and tests that need the views current before they ask them."""
+    head = reader.recorder.max_notification_id() or 0
+    for name in names:
+        view = open_view(settings, name)
+        try:
+            ProjectionRunner(reader, view, batch_size=settings.projection_batch_size).follow(
+                threading.Event(), until=head
+            )
+        finally:
+            view.datastore.close()
+    return head

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +14,8 @@ from ledger.application import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.runtime import open_ledger, open_reader
 from ledger.settings import Settings
+from projections import service
 from projections.catalog import VIEWS, live_schema, open_view
-from projections.runner import ProjectionRunner
 from tests import builders as b
 
 NOW = datetime.now(UTC)
@@ -46,15 +45,14 @@ def reader(settings_db_only: Settings) -> Iterator[LedgerReader]:
 def catch_up(settings: Settings, reader: LedgerReader, *, sweep: bool = False) -> None:
     """Every view up to the ledger's head; with ``sweep``, then the retention sweep the live
     runner runs on start and every few minutes."""
-    head = reader.recorder.max_notification_id() or 0
-    for name in VIEWS:
-        view = open_view(settings, name)
-        try:
-            ProjectionRunner(reader, view).follow(threading.Event(), until=head)
-            if sweep:
+    service.catch_up(settings, reader)
+    if sweep:
+        for name in VIEWS:
+            view = open_view(settings, name)
+            try:
                 view.maintain()
-        finally:
-            view.datastore.close()
+            finally:
+                view.datastore.close()
 
 
 def rows(settings: Settings, table: str, order: str = "1") -> list[dict[str, Any]]:

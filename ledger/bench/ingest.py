@@ -1,0 +1,165 @@
+"""``ledger bench ingest``: throughput of Kafka → ingest → ledger, with its baselines.
+
+Three figures from one run, each on a fresh schema of the same PostgreSQL:
+
+1. **one save per event** — ``Ledger.record([event])``: one `eventsourcing` save (one
+   transaction) per event, the naive design;
+2. **batched save** — ``Ledger.record(batch)``: the ledger's own batched save, no Kafka;
+3. **end to end** — the events are first produced to a fresh ingest topic (timed apart), then
+   ``IngestConsumer.run`` — the loop ``ledger ingest`` runs — consumes, decodes, validates,
+   records and commits them. Timed from the first fetched batch (the consumer group join is
+   reported separately) until the last batch is committed.
+
+The workload is realistic rather than flattering: every subject is new (a data key is made
+and wrapped, the reference sealed and looked up) and gets a consent grant, a collection, a
+disclosure under consent and a withdrawal, with IP address, user agent and free text sealed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import closing
+from datetime import UTC, datetime
+
+from consumers.ingest import BatchReport, IngestConsumer
+from ledger.bench.setup import TENANT, fresh_schema
+from ledger.client import LedgerClient
+from ledger.contract import Command, Envelope, new_event_id
+from ledger.domain.values import LegalBasis
+from ledger.kafka.admin import default_partitions, ensure_topics
+from ledger.kafka.consumer import make_consumer
+from ledger.kafka.producer import make_producer
+from ledger.runtime import open_ledger
+from ledger.settings import Settings, Topics
+
+
+def workload(subjects: int, run: str) -> list[Command]:
+    """Four events per new subject; purposes are defined separately (see ``catalogue``)."""
+    now = datetime.now(UTC)
+    out: list[Command] = []
+    for i in range(subjects):
+        ref = f"{run}-subject-{i}@example.com"
+
+        def env(ref: str = ref) -> Envelope:
+            return Envelope(new_event_id(), TENANT, ref, now, "bench")
+
+        sealed_web = {"ip_address": "198.51.100.23", "user_agent": "Mozilla/5.0 bench"}
+        out += [
+            Command(
+                "ConsentGranted",
+                env(),
+                {"purpose": "newsletter", "consent_text_version": "1", "source": "signup-form"},
+                {**sealed_web, "evidence": None},
+            ),
+            Command(
+                "PersonalDataCollected",
+                env(),
+                {
+                    "purpose": "newsletter",
+                    "categories": ["contact.email"],
+                    "source": "data-subject",
+                },
+                {"description": "newsletter sign-up form"},
+            ),
+            Command(
+                "DataDisclosed",
+                env(),
+                {
+                    "recipient": "Mailer Co",
+                    "purpose": "newsletter",
+                    "categories": ["contact.email"],
+                    "legal_basis": LegalBasis.CONSENT,
+                    "reference": "DPA-1",
+                },
+                {"note": None},
+            ),
+            Command(
+                "ConsentWithdrawn",
+                env(),
+                {"purpose": "newsletter", "source": "app"},
+                {"evidence": None},
+            ),
+        ]
+    return out
+
+
+def _rate(events: int, seconds: float) -> str:
+    return f"{events / seconds:>8,.0f} events/s  ({events:,} events in {seconds:.2f} s)"
+
+
+def one_save_per_event(base: Settings, commands: Sequence[Command]) -> float:
+    with fresh_schema(base) as s, closing(open_ledger(s)) as ledger:
+        started = time.perf_counter()
+        for command in commands:
+            ledger.record([command])
+        return len(commands) / (time.perf_counter() - started)
+
+
+def batched(base: Settings, commands: Sequence[Command], batch: int) -> float:
+    with fresh_schema(base) as s, closing(open_ledger(s)) as ledger:
+        started = time.perf_counter()
+        for i in range(0, len(commands), batch):
+            outcomes = ledger.record(commands[i : i + batch])
+            assert all(o.status == "recorded" for o in outcomes)
+        return len(commands) / (time.perf_counter() - started)
+
+
+def end_to_end(base: Settings, commands: Sequence[Command], batch: int) -> float:
+    bootstrap = base.require_kafka()
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    topics = Topics(f"{prefix}.ingest", f"{prefix}.rejected", f"{prefix}.ledger")
+    ensure_topics(bootstrap, default_partitions(topics))
+    started = time.perf_counter()
+    with LedgerClient(bootstrap, producer="bench", topic=topics.ingest) as client:
+        for command in commands:
+            client.send_command(command)
+    print(
+        f"  (producing them to Kafka first: {_rate(len(commands), time.perf_counter() - started)})"
+    )
+    with fresh_schema(base) as s, closing(open_ledger(s)) as ledger:
+        consumer = IngestConsumer(
+            ledger,
+            make_consumer(bootstrap, group=f"{prefix}-ingest"),
+            make_producer(bootstrap),
+            topics,
+            batch_size=batch,
+        )
+        stop = threading.Event()
+        done: list[float] = []  # per report: when its batch was first read
+        handled = 0
+
+        def on_report(report: BatchReport) -> None:
+            nonlocal handled
+            assert report.rejected == 0, "benchmark events must all be valid"
+            done.append(time.perf_counter() - report.seconds)
+            handled += report.messages
+            if handled >= len(commands):
+                stop.set()
+
+        subscribed = time.perf_counter()
+        consumer.run(stop, on_report)  # the loop `ledger ingest` runs
+        finished = time.perf_counter()
+        first = min(done)
+        print(f"  (consumer group join and first fetch took {first - subscribed:.2f} s)")
+        elapsed = finished - first
+        consumer.consumer.close()
+        consumer.producer.close()
+    return len(commands) / elapsed
+
+
+def run(s: Settings, *, events: int, single: int, batch: int) -> None:
+    tag = uuid.uuid4().hex[:6]
+    per_event = one_save_per_event(s, workload(max(1, single // 4), tag + "a"))
+    print(f"one save per event      {per_event:>8,.0f} events/s")
+    commands = workload(max(1, events // 4), tag + "b")
+    base_rate = batched(s, commands, batch)
+    print(f"batched save, no Kafka  {base_rate:>8,.0f} events/s  (batch {batch})")
+    e2e = end_to_end(s, workload(max(1, events // 4), tag + "c"), batch)
+    print(f"Kafka → ingest → ledger {e2e:>8,.0f} events/s  ({len(commands):,} events)")
+    print(
+        f"end to end / batched save = {e2e / base_rate:.2f}; "
+        f"batched / one save per event = {base_rate / per_event:.1f}x"
+    )

@@ -1,0 +1,160 @@
+"""``ledger bench query``: purpose-check latency under load, against the running API.
+
+The ledger gets ``subjects`` new subjects, each granted the bench purpose and every second one
+withdrawn again; the views are brought up to date; then ``ledger serve`` runs as its own
+process and is asked ``POST /v1/purpose-check`` at a fixed rate over keep-alive connections.
+Every answer is checked (allowed for a granted subject, refused for a withdrawn one).
+
+The baseline is the same SQL the route runs (``Queries.purpose_check_sql``) and the same
+decision, sent straight to PostgreSQL at the same rate over as many connections: what the
+API adds on top of it is HTTP, authentication, the reference's HMAC and JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ledger.bench.load import Call, Summary, Worker, open_loop
+from ledger.bench.setup import PURPOSE, TENANT, processes, wait_for_api
+from ledger.contract import Command, Envelope, new_event_id, personal_fields
+from ledger.crypto import reference_digest
+from ledger.runtime import open_ledger, open_reader
+from ledger.settings import Settings
+from projections.api import access
+from projections.api.app import prepare
+from projections.api.decisions import decide
+from projections.queries import Queries
+from projections.service import catch_up
+
+BATCH = 500
+TARGET_P99_S = 0.010
+WARMUP_S = 3.0
+
+
+class WrongAnswer(AssertionError):
+    """The service answered, but not what the seeded history says."""
+
+
+def seed(s: Settings, subjects: int) -> tuple[list[str], list[bool]]:
+    """Records the history; returns the references and whether each may be processed."""
+    run = uuid4().hex[:8]
+    refs = [f"bench-{run}-{i}@example.com" for i in range(subjects)]
+    allowed = [i % 2 == 0 for i in range(subjects)]
+    commands: list[Command] = []
+    for ref, ok in zip(refs, allowed, strict=True):
+        commands.append(_command("ConsentGranted", ref, consent_text_version="1"))
+        if not ok:
+            commands.append(_command("ConsentWithdrawn", ref))
+    ledger = open_ledger(s)
+    try:
+        for i in range(0, len(commands), BATCH):
+            outcomes = ledger.record(commands[i : i + BATCH])
+            if any(o.status != "recorded" for o in outcomes):
+                raise RuntimeError("the benchmark history was not recorded as planned")
+    finally:
+        ledger.close()
+    return refs, allowed
+
+
+def _command(kind: str, ref: str, **facts: str) -> Command:
+    env = Envelope(new_event_id(), TENANT, ref, datetime.now(UTC), "bench")
+    personal: dict[str, str | None] = dict.fromkeys(personal_fields(kind))
+    return Command(kind, env, {"purpose": PURPOSE, "source": "bench", **facts}, personal)
+
+
+def project(s: Settings) -> None:
+    prepare(s)
+    reader = open_reader(s)
+    try:
+        catch_up(s, reader)
+    finally:
+        reader.close()
+
+
+def api_key(s: Settings) -> str:
+    with psycopg.connect(s.require_database(), autocommit=True) as conn:
+        token, _ = access.create_key(conn, s.database_schema, TENANT, ["reader"], "bench")
+    return token
+
+
+def api_worker(s: Settings, token: str, refs: list[str], allowed: list[bool]) -> Worker:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    @contextlib.contextmanager
+    def worker() -> Iterator[Call]:
+        conn = http.client.HTTPConnection(s.api_host, s.api_port, timeout=10)
+
+        def call(i: int) -> None:
+            n = i % len(refs)
+            body = json.dumps({"subject_ref": refs[n], "purpose": PURPOSE})
+            conn.request("POST", "/v1/purpose-check", body, headers)
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            if response.status != 200 or answer["allowed"] is not allowed[n]:
+                raise WrongAnswer(f"HTTP {response.status}, reason {answer.get('reason')}")
+
+        try:
+            yield call
+        finally:
+            conn.close()
+
+    return worker
+
+
+def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
+    _, lookup_key = s.require_keys()
+    digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
+    query = Queries(s).purpose_check_sql()
+
+    @contextlib.contextmanager
+    def worker() -> Iterator[Call]:
+        with psycopg.connect(s.require_database(), autocommit=True, row_factory=dict_row) as conn:
+
+            def call(i: int) -> None:
+                n = i % len(refs)
+                row = conn.execute(query, [digests[n], TENANT, PURPOSE]).fetchone()
+                if decide(PURPOSE, row).allowed is not allowed[n]:
+                    raise WrongAnswer("the view disagrees with the seeded history")
+
+            yield call
+
+    return worker
+
+
+def run(s: Settings, *, subjects: int, rate: float, count: int, workers: int) -> None:
+    """Seeds, projects, then measures the API and the baseline; prints both."""
+    print(f"seeding {subjects:,} subjects and projecting them ...", flush=True)
+    refs, allowed = seed(s, subjects)
+    project(s)
+    token = api_key(s)
+    # Warm-up at the measured rate and concurrency, so connection pools have grown and
+    # statements are prepared before the clock runs.
+    warmup = min(count, int(rate * WARMUP_S))
+    with processes(s, ["serve"]) as live:
+        wait_for_api(live)
+        api = api_worker(live, token, refs, allowed)
+        open_loop(api, rate=rate, count=warmup, workers=workers)
+        through_api = open_loop(api, rate=rate, count=count, workers=workers)
+    base = sql_worker(s, refs, allowed)
+    open_loop(base, rate=rate, count=warmup, workers=workers)
+    straight = open_loop(base, rate=rate, count=count, workers=workers)
+    report(through_api, straight, rate=rate, workers=workers)
+
+
+def report(api: Summary, sql: Summary, *, rate: float, workers: int) -> None:
+    print(
+        f"purpose check, {api.count + api.errors:,} requests at {rate:,.0f}/s "
+        f"over {workers} keep-alive connections (latency from each request's scheduled start)"
+    )
+    print(f"  API  POST /v1/purpose-check   {api.line()}")
+    print(f"  baseline: same SQL straight   {sql.line()}")
+    verdict = "met" if api.p99_s <= TARGET_P99_S and not api.errors else "NOT met"
+    print(f"  target p99 <= {TARGET_P99_S * 1000:.0f} ms at 200/s: {verdict}")

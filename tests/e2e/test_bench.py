@@ -1,0 +1,65 @@
+"""``ledger bench query`` and ``ledger bench freshness`` run as a user runs them, briefly.
+
+They must print their figures and their baselines, answer every request correctly (a wrong
+answer counts as an error and is printed), and leave no schema behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+FIGURE = r"p50 +[\d.]+ ms +p99 +[\d.]+ ms +max +[\d.]+ ms +n=[\d,]+$"
+
+
+def bench(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger.cli.main", "bench", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def bench_schemas(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'")
+        return {name for (name,) in rows}
+
+
+@pytest.fixture
+def env(database_url: str, kafka_bootstrap: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    return {**clean, "LEDGER_DATABASE_URL": database_url, "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap}
+
+
+def test_bench_query_prints_api_and_baseline_latency(
+    env: dict[str, str], database_url: str
+) -> None:
+    before = bench_schemas(database_url)
+    out = bench("query", "--rate", "100", "--seconds", "2", "--subjects", "60", env=env)
+    assert re.search(r"purpose check, 200 requests at 100/s", out), out
+    assert re.search(r"API  POST /v1/purpose-check +" + FIGURE, out, re.M), out
+    assert re.search(r"baseline: same SQL straight +" + FIGURE, out, re.M), out
+    assert "target p99 <= 10 ms at 200/s:" in out
+    assert bench_schemas(database_url) == before
+
+
+def test_bench_freshness_prints_end_to_end_and_kafka_hop(
+    env: dict[str, str], database_url: str
+) -> None:
+    before = bench_schemas(database_url)
+    out = bench("freshness", "--samples", "5", env=env)
+    assert re.search(r"Kafka -> ingest -> ledger -> view -> API +" + FIGURE, out, re.M), out
+    assert re.search(r"baseline: Kafka hop alone +" + FIGURE, out, re.M), out
+    assert "target p99 <= 1 s:" in out
+    assert bench_schemas(database_url) == before
