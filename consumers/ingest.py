@@ -11,11 +11,18 @@ Rules this process keeps:
   exactly once. A rejection may then be published twice; its ``source.*`` headers identify it.
 - **Nothing is dropped silently.** Every message is recorded, reported duplicate, or published
   on the rejected topic with a ``reason`` header (a stable code) and a ``detail`` header
-  (for people; never a personal value).
+  (for people; never a personal value). The rejected copy never holds a personal field in
+  clear: such fields are set to null (header ``removed`` names them); sealed ones stay.
 - **The process keeps running.** If the database or the broker is unreachable, the consumer
   rewinds to the start of the batch and retries with backoff. A message that fails for a
   reason no rule names (a bug) is rejected as ``internal_error`` rather than blocking its
   partition.
+- **Sealed fields are opened with the ledger's ingest keys** (``Ledger.ingest_keys``) while
+  decoding; one that does not open is a rejection (``ingest_key_unknown``,
+  ``ingest_key_destroyed``, ``ingest_seal_invalid``) whose detail names the field, never its
+  value. Personal fields in clear are refused later, by the tenant's policy.
+- **Retired ingest keys are destroyed on time.** On start and hourly the consumer destroys
+  the private keys retired longer ago than ``LEDGER_INGEST_RETENTION``.
 """
 
 from __future__ import annotations
@@ -36,7 +43,13 @@ from kafka.errors import KafkaError
 from ledger import avro, contract
 from ledger.application import Ledger, Outcome
 from ledger.domain.rules import RuleViolation
-from ledger.kafka.consumer import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from ledger.kafka.consumer import (
+    KafkaConsumer,
+    Polled,
+    TopicPartition,
+    commit_polled,
+    rewind,
+)
 from ledger.kafka.producer import KafkaProducer
 from ledger.logs import get as get_logger
 from ledger.settings import Topics
@@ -50,6 +63,8 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     KafkaError,
 )
 MAX_BACKOFF_S = 5.0
+KEY_MAINTENANCE_S = 3600.0
+KEY_MAINTENANCE_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,18 +82,23 @@ class BatchReport:
     seconds: float
 
 
-def classify(value: bytes | None) -> contract.Command | Rejection:
-    """Decodes one message into a command, or says why it is not one."""
+def classify(
+    value: bytes | None, opener: contract.IngestOpener | None = None
+) -> contract.Command | Rejection:
+    """Decodes one message into a command, or says why it is not one. An unreachable
+    database (while the opener reads ingest keys) raises: the batch is retried."""
     if not value:
         return Rejection("undecodable", "empty message")
     try:
-        return contract.command_from_message(value)
+        return contract.command_from_message(value, opener)
     except avro.UndecodableMessage as exc:
         return Rejection("undecodable", str(exc))
     except avro.UnknownSchema as exc:
         return Rejection("unknown_schema", str(exc))
     except RuleViolation as exc:
         return Rejection(exc.code, exc.detail)
+    except RETRYABLE:
+        raise
     except Exception as exc:  # a bug must not stop the partition
         return Rejection("internal_error", f"decoding failed: {type(exc).__name__}")
 
@@ -100,6 +120,7 @@ class IngestConsumer:
         self.batch_size = batch_size
         self.log = get_logger("ingest", topic=topics.ingest)
         self._failures = 0
+        self._next_key_maintenance = 0.0
 
     def run(
         self,
@@ -109,10 +130,28 @@ class IngestConsumer:
         self.consumer.subscribe([self.topics.ingest])
         self.log.info("ingest_started", group=self.consumer.config["group_id"])
         while not stop.is_set():
+            self.maintain_keys()
             report = self.poll_once()
             if report is not None and on_report is not None:
                 on_report(report)
         self.log.info("ingest_stopped")
+
+    def maintain_keys(self) -> list[str]:
+        """Destroys expired ingest keys when due (on the first call, then hourly); returns
+        the ids destroyed. A database outage postpones it by a minute."""
+        now = time.monotonic()
+        if now < self._next_key_maintenance:
+            return []
+        try:
+            destroyed = self.ledger.ingest_keys.destroy_expired()
+        except RETRYABLE as exc:
+            self.log.warning("ingest_key_maintenance_failed", error=type(exc).__name__)
+            self._next_key_maintenance = now + KEY_MAINTENANCE_RETRY_S
+            return []
+        self._next_key_maintenance = now + KEY_MAINTENANCE_S
+        if destroyed:
+            self.log.info("ingest_keys_destroyed", key_ids=destroyed)
+        return destroyed
 
     def poll_once(self, timeout_ms: int = 500) -> BatchReport | None:
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_size)
@@ -130,7 +169,7 @@ class IngestConsumer:
 
     def process(self, records: Sequence[Any]) -> BatchReport:
         started = time.perf_counter()
-        classified = [classify(r.value) for r in records]
+        classified = [classify(r.value, self.ledger.ingest_keys) for r in records]
         commands = [c for c in classified if isinstance(c, contract.Command)]
         outcomes = iter(self._record(commands))
         rejections: list[tuple[Any, Rejection]] = []
@@ -212,9 +251,14 @@ class IngestConsumer:
                 ("source.offset", str(record.offset).encode()),
                 ("rejected_at", rejected_at),
             ]
+            value, removed = (
+                contract.without_plaintext(record.value) if record.value else (record.value, [])
+            )
+            if removed:
+                headers.append(("removed", ",".join(removed).encode()))
             futures.append(
                 self.producer.send(
-                    self.topics.rejected, key=record.key, value=record.value, headers=headers
+                    self.topics.rejected, key=record.key, value=value, headers=headers
                 )
             )
             self.log.warning(
@@ -227,18 +271,10 @@ class IngestConsumer:
         for future in futures:
             future.get(timeout=0)  # a refused send raises KafkaError: the batch is retried
 
-    def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
-        offsets = {
-            tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            for tp, records in polled.items()
-            if records
-        }
-        try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:
-            # Typically a rebalance: the new owner re-reads these records and the ledger's
-            # receipts make them duplicates. Nothing is lost.
-            self.log.warning("commit_failed", error=type(exc).__name__)
+    def _commit(self, polled: Polled) -> None:
+        failed = commit_polled(self.consumer, polled)
+        if failed:  # the new owner re-reads these records; receipts make them duplicates
+            self.log.warning("commit_failed", error=failed)
 
     def _retry_later(self, polled: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
         self._failures += 1
@@ -249,7 +285,5 @@ class IngestConsumer:
             attempt=self._failures,
             backoff_s=backoff,
         )
-        for tp, records in polled.items():
-            if records:
-                self.consumer.seek(tp, records[0].offset)
+        rewind(self.consumer, polled)
         time.sleep(backoff)

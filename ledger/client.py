@@ -1,12 +1,20 @@
 """The producer client: what an upstream Python service imports to tell the ledger a fact.
 
-    from ledger.client import LedgerClient
+    from ledger.client import LedgerClient, fetch_ingest_key
 
-    with LedgerClient("kafka:9092", producer="signup-web") as ledger:
+    key = fetch_ingest_key("https://ledger.example", api_key)  # once at start, then daily
+    with LedgerClient("kafka:9092", producer="signup-web", ingest_key=key) as ledger:
         ledger.grant_consent(
             tenant="acme", subject_ref="customer-1842", purpose="newsletter",
             consent_text_version="2024-05", source="signup-form", ip_address="203.0.113.7",
         )
+
+**Sealed or in clear.** With ``ingest_key`` (one :class:`IngestPublicKey` per tenant the
+client sends for) every personal field, ``subject_ref`` included, is sealed to the ledger's
+public key before it leaves the process, and an event for a tenant without a key is refused.
+Without ``ingest_key`` the client sends personal fields **in clear**; the ledger rejects them
+(``plaintext_personal_data``) unless the tenant has explicitly allowed plaintext ingest. The
+client holds no secret either way: the public key opens nothing.
 
 Every method builds the event, checks it against the Avro schema *and* the ledger's content
 rules (the same code the ingest consumer runs), and raises :class:`InvalidEvent` before
@@ -21,42 +29,69 @@ rejected topic, not here.
 
 from __future__ import annotations
 
-import hashlib
+import json
+import urllib.request
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from ledger import avro, contract
+from ledger import avro, contract, crypto_ingest
+from ledger.crypto_ingest import IngestPublicKey
 from ledger.domain.rules import InvalidEvent
 from ledger.domain.values import LegalBasis
 from ledger.kafka.producer import make_producer
 from ledger.settings import Topics
 
-__all__ = ["InvalidEvent", "LedgerClient", "LegalBasis"]
+__all__ = ["IngestPublicKey", "InvalidEvent", "LedgerClient", "LegalBasis", "fetch_ingest_key"]
 
 
-def message_key(tenant: str, subject_ref: str | None) -> bytes:
-    """Partition key on the ingest topic: keeps one subject's events in order.
+def message_key(tenant: str, subject_ref: str | None, routing_key: bytes | None = None) -> bytes:
+    """Partition key on the ingest topic: ``<tenant>/<bucket>``, so one subject's events stay
+    in order in one partition. Catalogue events are keyed by the tenant alone.
 
-    A hash, so the reference itself is not in the key. (The ingest topic is short-lived and
-    access-restricted; the ledger topic is keyed by the random subject id instead.)
+    The bucket is a 16-bit keyed hash of the reference under the tenant's routing key (see
+    :func:`ledger.crypto_ingest.routing_bucket` for what that hides and what not).
     """
     if subject_ref is None:
         return tenant.encode()
-    return hashlib.sha256(f"{tenant}\x00{subject_ref}".encode()).hexdigest()[:32].encode()
+    bucket = crypto_ingest.routing_bucket(routing_key, tenant, subject_ref)
+    return f"{tenant}/{bucket:04x}".encode()
+
+
+def fetch_ingest_key(api_url: str, api_key: str, *, timeout: float = 10.0) -> IngestPublicKey:
+    """The current ingest key of the API key's tenant, from ``GET /v1/ingest-key``.
+
+    Fetch it when the producer starts and again at least daily: after a rotation the retired
+    key keeps working only for ``LEDGER_INGEST_RETENTION``. Use https: whoever could swap
+    this answer could read what is sealed to it.
+    """
+    if not api_url.startswith(("https://", "http://")):
+        raise ValueError("api_url must be an http(s) URL")
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
+        api_url.rstrip("/") + "/v1/ingest-key",
+        headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return IngestPublicKey.from_json(json.load(response))
 
 
 class LedgerClient:
+    """Sends ingest events; see the module docstring for sealed versus plaintext sending."""
+
     def __init__(
         self,
         bootstrap: str,
         *,
         producer: str,
         topic: str = Topics.ingest,
+        ingest_key: IngestPublicKey | Iterable[IngestPublicKey] | None = None,
         **kafka_config: Any,
     ) -> None:
         self.producer_name = producer
         self.topic = topic
+        keys = [ingest_key] if isinstance(ingest_key, IngestPublicKey) else ingest_key or ()
+        self.ingest_keys = {key.tenant: key for key in keys}
         self._producer = make_producer(bootstrap, **kafka_config)
         self._futures: list[Any] = []
 
@@ -196,17 +231,36 @@ class LedgerClient:
         self._futures.append(self._producer.send(self.topic, key=key, value=value))
 
     def send_command(self, command: contract.Command) -> str:
-        """Validates and sends a ready-made command (used by tools such as `ledger demo`)."""
+        """Validates, seals (with an ingest key) and sends a ready-made command."""
         record = contract.record_from_command(command)
         try:
             avro.check(command.kind, record)
         except avro.InvalidRecord as exc:
             raise InvalidEvent(str(exc)) from None
-        validated = contract.command_from_record(command.kind, record)
+        env = contract.command_from_record(command.kind, record).envelope
+        ingest_key = self._ingest_key(env.tenant)
+        if ingest_key is not None:
+            record = contract.seal_record(
+                command.kind,
+                record,
+                lambda field, text: crypto_ingest.seal(ingest_key, env.event_id, field, text),
+            )
+        routing = ingest_key.routing_key if ingest_key else None
+        key = message_key(env.tenant, env.subject_ref, routing)
         value = avro.encode(command.kind, record)
-        key = message_key(validated.envelope.tenant, validated.envelope.subject_ref)
         self._futures.append(self._producer.send(self.topic, key=key, value=value))
-        return validated.envelope.event_id
+        return env.event_id
+
+    def _ingest_key(self, tenant: str) -> IngestPublicKey | None:
+        if not self.ingest_keys:
+            return None
+        try:
+            return self.ingest_keys[tenant]
+        except KeyError:
+            raise InvalidEvent(
+                f"this client seals for {', '.join(sorted(self.ingest_keys))} and holds no "
+                f"ingest key of tenant {tenant!r}"
+            ) from None
 
     def _send(
         self,

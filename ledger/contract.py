@@ -1,8 +1,11 @@
 """The one place that maps between the Avro wire contract and the ledger's own types.
 
 Inbound: a decoded ingest record becomes a :class:`Command` (checked beyond what Avro can say:
-codes, lengths, a subject reference where one is needed, no future timestamps). Outbound: a
-recorded event becomes a ``compliance.LedgerRecord`` with personal fields only as Sealed.
+codes, lengths, a subject reference where one is needed, no future timestamps). Personal
+fields sealed to the ledger's ingest key are opened here, through an :class:`IngestOpener`;
+the command records which personal fields arrived in clear instead, so the tenant's ingest
+policy can refuse them. Outbound: a recorded event becomes a ``compliance.LedgerRecord`` with
+personal fields only as Sealed.
 
 Error messages name fields, never their values: a rejected message's reason must not leak
 the personal data it carried.
@@ -11,10 +14,10 @@ the personal data it carried.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from ledger import avro
 from ledger.domain.rules import InvalidEvent
@@ -27,12 +30,15 @@ INGEST_TYPES = (
     "PersonalDataCollected",
     "DataDisclosed",
     "ErasureRequested",
+    "LegalHoldPlaced",
+    "LegalHoldReleased",
 )
 SUBJECT_TYPES = frozenset(INGEST_TYPES) - {"PurposeDefined"}
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "producer", "tenant")
 MAX_FUTURE = timedelta(days=1)
 MAX_TEXT = 10_000
 MAX_CATEGORIES = 50
+SUBJECT_REF_FIELD = "envelope.subject_ref"
 
 
 @dataclass(frozen=True)
@@ -47,33 +53,82 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Command:
-    """One ingest event, validated, with personal values still in clear (sealed on recording)."""
+    """One ingest event, validated, with personal values in clear (sealed on recording).
+
+    ``plaintext_fields`` names the personal fields (``envelope.subject_ref``, ``ip_address``...)
+    that arrived in clear on the ingest topic. Only :func:`command_from_record` sets it, from
+    the wire; a command built in process (tests, tools) did not cross the topic.
+    """
 
     kind: str
     envelope: Envelope
     facts: dict[str, Any] = field(default_factory=dict)
     personal: dict[str, str | None] = field(default_factory=dict)
+    plaintext_fields: frozenset[str] = frozenset()
+
+
+class IngestOpener(Protocol):
+    """Opens a personal field a producer sealed to the ledger's ingest key. Raises a
+    RuleViolation naming the field, never its value, when it cannot."""
+
+    def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str: ...
 
 
 def personal_fields(kind: str) -> frozenset[str]:
     return avro.schema(kind).personal_fields
 
 
-def command_from_record(kind: str, record: Mapping[str, Any]) -> Command:
-    """Raises InvalidEvent (reason ``schema_invalid``) for content Avro cannot rule out."""
+def command_from_record(
+    kind: str, record: Mapping[str, Any], opener: IngestOpener | None = None
+) -> Command:
+    """Raises InvalidEvent (reason ``schema_invalid``) for content Avro cannot rule out, and
+    the opener's violations for sealed fields that do not open."""
     if kind not in INGEST_TYPES:
         raise avro.UnknownSchema(f"{kind} is not an ingest event type")
-    env = _envelope(kind, record["envelope"])
+    personal_values = _PersonalValues(opener)
+    env = _envelope(kind, record["envelope"], personal_values)
     personal_names = personal_fields(kind)
-    personal = {name: _personal_text(name, record.get(name)) for name in personal_names}
+    personal = {
+        name: personal_values.text(env.tenant, env.event_id, name, record.get(name))
+        for name in sorted(personal_names)
+    }
     facts = {k: v for k, v in record.items() if k != "envelope" and k not in personal_names}
     _check_facts(kind, facts)
     if "legal_basis" in facts:
         facts["legal_basis"] = LegalBasis[facts["legal_basis"]]
-    return Command(kind, env, facts, personal)
+    return Command(kind, env, facts, personal, frozenset(personal_values.in_clear))
 
 
-def _envelope(kind: str, raw: Mapping[str, Any]) -> Envelope:
+class _PersonalValues:
+    """Turns personal values as they arrived (null, a string, or Sealed) into text, and
+    remembers which arrived in clear."""
+
+    def __init__(self, opener: IngestOpener | None) -> None:
+        self.opener = opener
+        self.in_clear: set[str] = set()
+
+    def text(self, tenant: str, event_id: str, name: str, value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            self.in_clear.add(name)
+            text = value
+        else:
+            text = self._open(tenant, event_id, name, value)
+        if len(text) > MAX_TEXT:
+            raise InvalidEvent(f"{name} is longer than {MAX_TEXT} characters")
+        return text
+
+    def _open(self, tenant: str, event_id: str, name: str, value: object) -> str:
+        if not isinstance(value, Mapping):
+            raise InvalidEvent(f"{name} is neither text nor a Sealed record")
+        if self.opener is None:
+            raise InvalidEvent(f"{name} arrived sealed, and this reader holds no ingest key")
+        sealed = Sealed(value["scheme"], value["key_id"], value["nonce"], value["ciphertext"])
+        return self.opener.open(tenant, event_id, name, sealed)
+
+
+def _envelope(kind: str, raw: Mapping[str, Any], personal_values: _PersonalValues) -> Envelope:
     _check_text("event_id", raw["event_id"], 200)
     _check_text("producer", raw["producer"], 100)
     if not TENANT_CODE.match(raw["tenant"]):
@@ -83,7 +138,9 @@ def _envelope(kind: str, raw: Mapping[str, Any]) -> Envelope:
         occurred_at = occurred_at.replace(tzinfo=UTC)
     if occurred_at > datetime.now(UTC) + MAX_FUTURE:
         raise InvalidEvent("envelope.occurred_at is more than a day in the future")
-    ref = _personal_text("envelope.subject_ref", raw.get("subject_ref"))
+    ref = personal_values.text(
+        raw["tenant"], raw["event_id"], SUBJECT_REF_FIELD, raw.get("subject_ref")
+    )
     if kind in SUBJECT_TYPES and not ref:
         raise InvalidEvent(f"{kind} needs envelope.subject_ref")
     if kind not in SUBJECT_TYPES and ref is not None:
@@ -101,16 +158,6 @@ def _envelope(kind: str, raw: Mapping[str, Any]) -> Envelope:
 def _check_text(name: str, value: str, limit: int) -> None:
     if not value.strip() or len(value) > limit or not value.isprintable():
         raise InvalidEvent(f"{name} must be 1-{limit} printable characters")
-
-
-def _personal_text(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidEvent(f"{name} arrived sealed; sealed ingest is not enabled for this ledger")
-    if len(value) > MAX_TEXT:
-        raise InvalidEvent(f"{name} is longer than {MAX_TEXT} characters")
-    return value
 
 
 def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
@@ -147,6 +194,50 @@ def record_from_command(cmd: Command) -> dict[str, Any]:
     if isinstance(record.get("legal_basis"), LegalBasis):
         record["legal_basis"] = record["legal_basis"].value
     return record
+
+
+def seal_record(
+    kind: str, record: Mapping[str, Any], seal: Callable[[str, str], Sealed]
+) -> dict[str, Any]:
+    """The record with every personal value that is not null replaced by ``seal(field,
+    text)``; field names are those :class:`IngestOpener` receives."""
+    sealed = dict(record)
+    envelope = dict(record["envelope"])
+    if envelope.get("subject_ref") is not None:
+        envelope["subject_ref"] = _sealed_record(seal(SUBJECT_REF_FIELD, envelope["subject_ref"]))
+    sealed["envelope"] = envelope
+    for name in personal_fields(kind):
+        if record.get(name) is not None:
+            sealed[name] = _sealed_record(seal(name, record[name]))
+    return sealed
+
+
+def without_plaintext(message: bytes) -> tuple[bytes, list[str]]:
+    """The message with every personal field that is in clear set to null, and those fields'
+    names: what the rejected topic may carry. Sealed fields stay (they are ciphertext); a
+    message that does not decode as an ingest event is returned unchanged."""
+    try:
+        schema, record = avro.decode(message)
+    except (avro.UndecodableMessage, avro.UnknownSchema):
+        return message, []
+    kind = schema.short_name
+    if kind not in INGEST_TYPES:
+        return message, []
+    envelope = dict(record["envelope"])
+    removed = [SUBJECT_REF_FIELD] if isinstance(envelope.get("subject_ref"), str) else []
+    removed += sorted(n for n in personal_fields(kind) if isinstance(record.get(n), str))
+    if not removed:
+        return message, []
+    cleared = dict(record, envelope=envelope)
+    for name in removed:
+        if name == SUBJECT_REF_FIELD:
+            envelope["subject_ref"] = None
+        else:
+            cleared[name] = None
+    try:
+        return avro.encode(kind, cleared), removed
+    except avro.InvalidRecord:  # cannot happen for what decoded; withhold it all if it does
+        return b"", removed
 
 
 def new_event_id() -> str:
@@ -188,20 +279,6 @@ def ledger_record(
     """
     fields = {k: _avro_value(v) for k, v in state.items() if k != "timestamp"}
     tenant = fields.get("tenant") or fields.get("code")
-    if event_type == "TenantRegistered":
-        body: dict[str, Any] = {"tenant": fields["code"], "name": fields["name"]}
-    elif event_type == "SubjectRegistered":
-        body = {"tenant": fields["tenant"], "subject_ref": fields["subject_ref"]}
-    else:
-        envelope = {
-            "event_id": fields.pop("event_id"),
-            "tenant": fields.pop("tenant"),
-            "subject_ref": None,
-            "occurred_at": fields.pop("occurred_at"),
-            "producer": fields.pop("producer"),
-            "schema_version": 1,
-        }
-        body = {"envelope": envelope, **fields}
     return {
         "sequence": sequence,
         "event_type": event_type,
@@ -209,12 +286,56 @@ def ledger_record(
         "aggregate_version": aggregate_version,
         "tenant": tenant,
         "recorded_at": state["timestamp"],
-        "event": (f"compliance.{event_type}", body),
+        "event": (f"compliance.{event_type}", _ledger_body(event_type, fields)),
     }
 
 
-def command_from_message(message: bytes) -> Command:
-    """Decodes an ingest message. Raises avro.UndecodableMessage, avro.UnknownSchema or
-    InvalidEvent, each with a reason fit to publish (no field values)."""
+def _ledger_body(event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+    if event_type == "TenantRegistered":
+        return {"tenant": fields["code"], "name": fields["name"]}
+    if event_type == "IngestPolicySet":
+        return {
+            "tenant": fields["tenant"],
+            "allow_plaintext_ingest": fields["allow_plaintext_ingest"],
+        }
+    if event_type == "SubjectRegistered":
+        return {"tenant": fields["tenant"], "subject_ref": fields["subject_ref"]}
+    envelope = {
+        "event_id": fields.pop("event_id"),
+        "tenant": fields.pop("tenant"),
+        "subject_ref": None,
+        "occurred_at": fields.pop("occurred_at"),
+        "producer": fields.pop("producer"),
+        "schema_version": 1,
+    }
+    return {"envelope": envelope, **fields}
+
+
+def command_from_message(message: bytes, opener: IngestOpener | None = None) -> Command:
+    """Decodes an ingest message. Raises avro.UndecodableMessage, avro.UnknownSchema or a
+    RuleViolation, each with a reason fit to publish (no field values)."""
     schema, record = avro.decode(message)
-    return command_from_record(schema.short_name, record)
+    return command_from_record(schema.short_name, record, opener)
+
+
+def subject_command(
+    kind: str,
+    *,
+    tenant: str,
+    subject_ref: str,
+    producer: str,
+    event_id: str | None = None,
+    **values: Any,
+) -> Command:
+    """A subject command built in process (the CLI, the admin API), happening now: the values
+    are split into facts and personal fields by the event's schema."""
+    personal_names = personal_fields(kind)
+    envelope = Envelope(
+        event_id or new_event_id(), tenant, subject_ref, datetime.now(UTC), producer
+    )
+    return Command(
+        kind,
+        envelope,
+        {k: v for k, v in values.items() if k not in personal_names},
+        {k: v for k, v in values.items() if k in personal_names},
+    )

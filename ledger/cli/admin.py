@@ -23,16 +23,52 @@ keys = typer.Typer(help="Key material for configuration.", no_args_is_help=True)
 def add_tenant(
     code: Annotated[str, typer.Argument(help="Tenant code: lower-case letters, digits, - and _.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
+    allow_plaintext_ingest: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plaintext-ingest",
+            help="Accept personal fields in clear on the ingest topic (default: only sealed).",
+        ),
+    ] = False,
 ) -> None:
     """Register a tenant, so the ledger accepts its events."""
     ledger = common.ledger()
     try:
-        tenant = ledger.register_tenant(code, name)
+        tenant = ledger.register_tenant(code, name, allow_plaintext_ingest=allow_plaintext_ingest)
     except RuleViolation as exc:
         fail(exc.detail, code=1)
     finally:
         ledger.close()
-    typer.echo(f"registered tenant {tenant.code} ({tenant.name}), id {tenant.id}")
+    typer.echo(
+        f"registered tenant {tenant.code} ({tenant.name}), id {tenant.id}; "
+        f"personal fields on the ingest topic: {_policy(tenant)}"
+    )
+
+
+@tenants.command("plaintext-ingest")
+def plaintext_ingest(
+    code: Annotated[str, typer.Argument(help="Tenant code.")],
+    allow: Annotated[
+        bool,
+        typer.Option(
+            "--allow/--refuse",
+            help="Accept personal fields in clear on the ingest topic, or only sealed ones.",
+        ),
+    ],
+) -> None:
+    """Allow or refuse personal fields in clear on the ingest topic; recorded in the ledger."""
+    ledger = common.ledger()
+    try:
+        changed = ledger.set_ingest_policy(code, allow_plaintext_ingest=allow)
+    except RuleViolation as exc:
+        fail(exc.detail, code=1)
+    finally:
+        ledger.close()
+    policy = "sealed or in clear" if allow else "sealed only"
+    typer.echo(
+        f"tenant {code}: personal fields on the ingest topic {policy}"
+        + ("" if changed else " (unchanged)")
+    )
 
 
 @tenants.command("list")
@@ -45,9 +81,13 @@ def list_tenants() -> None:
         for notification in registered:
             tenant: Tenant = ledger.repository.get(UUID(str(notification.originator_id)))
             purposes = ", ".join(sorted(tenant.purposes)) or "no purposes yet"
-            typer.echo(f"{tenant.code}\t{tenant.name}\t{purposes}")
+            typer.echo(f"{tenant.code}\t{tenant.name}\t{_policy(tenant)}\t{purposes}")
     finally:
         ledger.close()
+
+
+def _policy(tenant: Tenant) -> str:
+    return "sealed or in clear" if tenant.allow_plaintext_ingest else "sealed only"
 
 
 @keys.command("generate")

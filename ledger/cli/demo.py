@@ -5,6 +5,10 @@ consent re-granted under a new text version and withdrawn, the record of collect
 signed document, disclosures to a hosting provider and a mailing service, and an erasure —
 plus the mistakes producers make, which the ledger refuses with a reason. The demo waits
 until every event is recorded or rejected and prints what happened to each.
+
+Like a real producer it seals every personal field to the ledger's ingest key (read here from
+the database; producers fetch it from ``GET /v1/ingest-key``), and shows that a producer
+sending them in clear is refused: the demo tenant does not allow plaintext ingest.
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger import avro
 from ledger.application import Ledger
 from ledger.cli import common, demo_api
 from ledger.cli.common import fail, invocation, settings
 from ledger.client import LedgerClient, message_key
-from ledger.contract import command_from_message
 from ledger.domain.rules import TenantExists
-from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
+from ledger.kafka.admin import (
+    BrokerUnavailable,
+    default_partitions,
+    ensure_topics,
+    ingest_topic_configs,
+)
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.settings import ConfigError, Settings
 from ledger.store import LedgerStore
@@ -168,17 +177,17 @@ def demo(
 ) -> None:
     """Send sample events (and some bad ones) and show what the ledger did with each."""
     s = settings()
-    try:
-        bootstrap = s.require_kafka()
-        ensure_topics(bootstrap, default_partitions(s.topics))
-    except (ConfigError, BrokerUnavailable) as exc:
-        fail(str(exc))
+    bootstrap = _topics_ready(s)
     ledger = common.ledger(s)
     with contextlib.suppress(TenantExists):
         ledger.register_tenant(tenant, "Demo e-signatures")
+    # "nobody" is the unregistered tenant of a mistake below; its key is as public as ours.
+    keys = [ledger.ingest_keys.public_key_for(t) for t in (tenant, "nobody")]
     watcher = _Watcher(s, ledger.store, tenant)
     try:
-        with LedgerClient(bootstrap, producer="ledger-demo", topic=s.topics.ingest) as client:
+        with LedgerClient(
+            bootstrap, producer="ledger-demo", topic=s.topics.ingest, ingest_key=keys
+        ) as client:
             purposes = _send(client, _purposes(tenant))
             watcher.wait(purposes, wait)  # a purpose must be recorded before events use it
             # Erasure is for good: each run erases a new customer.
@@ -190,8 +199,9 @@ def demo(
             # Same partition as the copy, so once this is rejected the copy was processed.
             garbage = Step("bytes that are not Avro", "undecodable", first.send)
             garbage.raw = b"not avro " + os.urandom(8)
-            client.send_raw(garbage.raw, key=message_key(tenant, ALICE))
-        steps = [*purposes, *story, garbage]
+            client.send_raw(garbage.raw, key=message_key(tenant, ALICE, keys[0].routing_key))
+        in_clear = _send_in_clear(bootstrap, s.topics.ingest, tenant)
+        steps = [*purposes, *story, garbage, in_clear]
         watcher.wait(steps, wait)
         copies = _copies(ledger, tenant, ALICE, first.event_id)
         again.outcome = "recorded once" if copies == 1 else f"{copies} events with this id"
@@ -203,11 +213,44 @@ def demo(
         ("alice, newsletter", ALICE, NEWS, "consent_granted"),
         ("bob, newsletter", BOB, NEWS, "consent_withdrawn"),
         ("bob, terms (withdrawal refused)", BOB, TERMS, "consent_granted"),
-        ("the erased customer, terms", carol, TERMS, "erasure_requested"),
+        ("the erased customer, terms", carol, TERMS, "subject_erased"),
     ]
     api_ok = demo_api.show(s, tenant, checks, wait)
     if failures or not api_ok:
         fail(f"{failures} step(s) did not end as expected" if failures else "API check failed", 1)
+
+
+def _topics_ready(s: Settings) -> str:
+    """The broker's bootstrap list, once the ledger's topics exist."""
+    try:
+        bootstrap = s.require_kafka()
+        ensure_topics(
+            bootstrap,
+            default_partitions(s.topics),
+            configs=ingest_topic_configs(s.topics, s.ingest_retention),
+        )
+    except (ConfigError, BrokerUnavailable) as exc:
+        fail(str(exc))
+    return bootstrap
+
+
+def _send_in_clear(bootstrap: str, topic: str, tenant: str) -> Step:
+    """An old producer without the ingest key: its personal fields travel in clear."""
+    step = Step(
+        "a producer sending personal data in clear",
+        "plaintext_personal_data",
+        lambda c, **kw: c.grant_consent(
+            tenant=tenant,
+            subject_ref=ALICE,
+            purpose=NEWS,
+            consent_text_version="2026-06",
+            source="legacy-crm",
+            **kw,
+        ),
+    )
+    with LedgerClient(bootstrap, producer="legacy-crm", topic=topic) as plain:
+        step.event_id = step.send(plain)
+    return step
 
 
 def _send(client: LedgerClient, steps: list[Step]) -> list[Step]:
@@ -255,14 +298,20 @@ class _Watcher:
         for records in self.consumer.poll(timeout_ms=100).values():
             for record in records:
                 reason = dict(record.headers or []).get("reason", b"?").decode()
-                try:
-                    event_id: str | bytes = command_from_message(record.value).envelope.event_id
-                except Exception:
-                    event_id = record.value
-                self.rejections[event_id] = reason
+                self.rejections[_event_id(record.value)] = reason
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _event_id(value: bytes) -> str | bytes:
+    """A rejected message's event id (read without opening its sealed fields), or the
+    message itself if it has none."""
+    try:
+        _, record = avro.decode(value)
+        return str(record["envelope"]["event_id"])
+    except (avro.UndecodableMessage, avro.UnknownSchema, KeyError, TypeError):
+        return value
 
 
 def _report(steps: list[Step]) -> int:

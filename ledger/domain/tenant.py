@@ -1,7 +1,14 @@
-"""The tenant (a data controller) and its purpose catalogue."""
+"""The tenant (a data controller), its purpose catalogue and its ingest policy.
+
+The ingest policy says whether the tenant's producers may send personal fields in clear on
+the ingest topic. It is refused unless an ``IngestPolicySet`` event of the tenant allows it
+(``ledger tenants add --allow-plaintext-ingest``, ``ledger tenants plaintext-ingest``), so
+every change of the policy is a fact in the ledger, with its time.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -11,6 +18,7 @@ from ledger.domain.facts import Fact
 from ledger.domain.rules import (
     ConsentTextConflict,
     InvalidEvent,
+    PlaintextPersonalData,
     UnknownConsentVersion,
     UnknownPurpose,
 )
@@ -64,10 +72,21 @@ class Tenant(Aggregate):
                 texts=texts,
             )
 
+    class IngestPolicySet(Aggregate.Event):
+        """An operator allowed or refused personal fields in clear on the ingest topic."""
+
+        tenant: str
+        allow_plaintext_ingest: bool
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Tenant)
+            aggregate.allow_plaintext_ingest = self.allow_plaintext_ingest
+
     def __init__(self, code: str, name: str) -> None:
         self.code = code
         self.name = name
         self.purposes: dict[str, Purpose] = {}
+        self.allow_plaintext_ingest = False
 
     @staticmethod
     def create_id(code: str, name: str = "") -> UUID:
@@ -78,10 +97,30 @@ class Tenant(Aggregate):
         return uuid5(TENANT_NAMESPACE, code)
 
     @classmethod
-    def register(cls, code: str, name: str) -> Tenant:
+    def register(cls, code: str, name: str, *, allow_plaintext_ingest: bool = False) -> Tenant:
         if not TENANT_CODE.match(code):
             raise InvalidEvent("tenant code must be 1-63 lower-case letters, digits, '-' or '_'")
-        return cls._create(cls.Registered, code=code, name=name or code)
+        tenant = cls._create(cls.Registered, code=code, name=name or code)
+        tenant.set_ingest_policy(allow_plaintext_ingest=allow_plaintext_ingest)
+        return tenant
+
+    def set_ingest_policy(self, *, allow_plaintext_ingest: bool) -> bool:
+        """Records the policy if it changes it; returns whether it did."""
+        if allow_plaintext_ingest == self.allow_plaintext_ingest:
+            return False
+        self.trigger_event(
+            self.IngestPolicySet, tenant=self.code, allow_plaintext_ingest=allow_plaintext_ingest
+        )
+        return True
+
+    def check_ingest_policy(self, plaintext_fields: Collection[str]) -> None:
+        """Refuses personal fields that arrived in clear, unless the tenant allows them."""
+        if plaintext_fields and not self.allow_plaintext_ingest:
+            raise PlaintextPersonalData(
+                f"tenant {self.code!r} does not accept personal fields in clear on the ingest "
+                f"topic ({', '.join(sorted(plaintext_fields))}); seal them to the ledger's "
+                "ingest key"
+            )
 
     def purpose(self, code: str) -> Purpose:
         try:

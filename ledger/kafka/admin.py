@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import kafka.errors as kafka_errors
@@ -17,6 +18,7 @@ from kafka import KafkaAdminClient
 from ledger.settings import Topics
 
 DEFAULT_PORT = 9092
+_CONFIG_REFUSED = (kafka_errors.InvalidConfigurationError, kafka_errors.PolicyViolationError)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -28,18 +30,30 @@ def default_partitions(topics: Topics) -> dict[str, int]:
     return {topics.ingest: 3, topics.rejected: 1, topics.ledger: 3}
 
 
+def ingest_topic_configs(topics: Topics, retention: timedelta) -> dict[str, dict[str, str]]:
+    """The ingest topic keeps messages exactly as long as a retired ingest key still opens
+    them (``LEDGER_INGEST_RETENTION``)."""
+    return {topics.ingest: {"retention.ms": str(int(retention.total_seconds() * 1000))}}
+
+
 def replication_factor(brokers: int) -> int:
     """1 on a single-broker cluster, else as many replicas as brokers, at most 3."""
     return 1 if brokers <= 1 else min(3, brokers)
 
 
 def ensure_topics(
-    bootstrap: str, partitions: Mapping[str, int], *, timeout_s: float = 10.0
+    bootstrap: str,
+    partitions: Mapping[str, int],
+    *,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    timeout_s: float = 10.0,
 ) -> set[str]:
     """Creates the topics in ``partitions`` that do not exist yet; returns the names it created.
 
-    Existing topics are left as they are (their partition count is not changed). A topic
-    another process creates at the same moment counts as existing, not as an error.
+    Existing topics are left as they are (their partition count and configs are not changed).
+    A topic another process creates at the same moment counts as existing, not as an error.
+    A new topic gets its ``configs`` entry (e.g. ``retention.ms``); if the broker refuses
+    that configuration, the topic is created with the broker's defaults instead.
     """
     for name, count in partitions.items():
         if count < 1:
@@ -50,24 +64,41 @@ def ensure_topics(
         if not missing:
             return set()
         factor = replication_factor(len(admin.describe_cluster()["brokers"]))
-        response = admin.create_topics(
-            {
-                name: {"num_partitions": count, "replication_factor": factor}
-                for name, count in missing.items()
-            },
-            timeout_ms=int(timeout_s * 1000),
-            raise_errors=False,
-        )
-        created: set[str] = set()
-        for result in response["topics"]:
-            error = kafka_errors.for_code(result["error_code"])
-            if error is kafka_errors.NoError:
-                created.add(result["name"])
-            elif error is not kafka_errors.TopicAlreadyExistsError:
-                raise error(f"could not create topic {result['name']!r}: {result['error_message']}")
+        created, refused = _create(admin, missing, factor, configs or {}, timeout_s)
+        if refused:
+            created |= _create(admin, refused, factor, {}, timeout_s)[0]
         if created:
             admin.wait_for_topics(sorted(created), timeout_ms=int(timeout_s * 1000))
         return created
+
+
+def _create(
+    admin: Any,
+    missing: Mapping[str, int],
+    factor: int,
+    configs: Mapping[str, Mapping[str, str]],
+    timeout_s: float,
+) -> tuple[set[str], dict[str, int]]:
+    """Topics created, and those whose configs the broker refused (to try without)."""
+    specs: dict[str, dict[str, Any]] = {
+        name: {"num_partitions": count, "replication_factor": factor}
+        for name, count in missing.items()
+    }
+    for name, config in configs.items():
+        if name in specs:
+            specs[name]["configs"] = dict(config)
+    response = admin.create_topics(specs, timeout_ms=int(timeout_s * 1000), raise_errors=False)
+    created: set[str] = set()
+    refused: dict[str, int] = {}
+    for result in response["topics"]:
+        name, error = result["name"], kafka_errors.for_code(result["error_code"])
+        if error is kafka_errors.NoError:
+            created.add(name)
+        elif error in _CONFIG_REFUSED and "configs" in specs[name]:
+            refused[name] = missing[name]
+        elif error is not kafka_errors.TopicAlreadyExistsError:
+            raise error(f"could not create topic {name!r}: {result['error_message']}")
+    return created, refused
 
 
 def topic_exists(bootstrap: str, name: str, *, timeout_s: float = 10.0) -> bool:

@@ -10,8 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
-__all__ = ["KafkaConsumer", "OffsetAndMetadata", "TopicPartition", "make_consumer"]
+__all__ = [
+    "KafkaConsumer",
+    "OffsetAndMetadata",
+    "Polled",
+    "TopicPartition",
+    "commit_polled",
+    "make_consumer",
+    "rewind",
+]
 
 
 def make_consumer(bootstrap: str, *, group: str | None, **overrides: Any) -> KafkaConsumer:
@@ -29,3 +38,29 @@ def make_consumer(bootstrap: str, *, group: str | None, **overrides: Any) -> Kaf
     }
     config.update(overrides)
     return KafkaConsumer(**config)
+
+
+Polled = dict[TopicPartition, list[Any]]
+
+
+def commit_polled(consumer: KafkaConsumer, polled: Polled) -> str | None:
+    """Commits the offsets after every polled record. Returns the error's name if the commit
+    failed — typically a rebalance: the new owner re-reads the records, and the caller's own
+    idempotence (receipts, planned deliveries) makes that harmless."""
+    offsets = {
+        tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        for tp, records in polled.items()
+        if records
+    }
+    try:
+        consumer.commit(offsets)
+    except KafkaError as exc:
+        return type(exc).__name__
+    return None
+
+
+def rewind(consumer: KafkaConsumer, polled: Polled) -> None:
+    """Seeks back to the first polled record of each partition, to read the batch again."""
+    for tp, records in polled.items():
+        if records:
+            consumer.seek(tp, records[0].offset)

@@ -34,9 +34,12 @@ def ledger(settings: Settings) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[LedgerClient]:
+def client(settings: Settings, ledger: Ledger) -> Iterator[LedgerClient]:
+    """A producer sealing personal fields to the ledger's ingest key (for an unregistered
+    tenant too: one test sends for one)."""
+    keys = [ledger.ingest_keys.public_key_for(t) for t in (b.TENANT, "nobody")]
     with LedgerClient(
-        settings.require_kafka(), producer="crm", topic=settings.topics.ingest
+        settings.require_kafka(), producer="crm", topic=settings.topics.ingest, ingest_key=keys
     ) as producer_client:
         yield producer_client
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 import ledger.client
-from ledger import contract
-from ledger.client import InvalidEvent, LedgerClient
-from ledger.domain.values import LegalBasis
+from ledger import avro, contract
+from ledger.client import InvalidEvent, LedgerClient, message_key
+from ledger.crypto_ingest import INGEST_SCHEME, IngestPrivateKey, IngestPublicKey
+from ledger.domain.values import LegalBasis, Sealed
 from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
 from tests.fakes import FakeFuture
+from tests.sealing import received_in_clear
 
 
 @dataclass
@@ -119,7 +122,7 @@ def test_a_valid_event_is_sent_once_as_the_same_command(
     assert topic == "ingest-topic"
     assert REF.encode() not in key
     expected = grant(REF, ip_address=IP, user_agent=USER_AGENT, event_id=event_id)
-    assert contract.command_from_message(value) == expected
+    assert contract.command_from_message(value) == received_in_clear(expected)
 
 
 def test_the_message_key_does_not_contain_the_reference(
@@ -170,7 +173,7 @@ def test_send_command_sends_a_ready_made_command(
     cmd = disclose(REF, note="alice.private@example.org")
     assert client.send_command(cmd) == cmd.envelope.event_id
     [(_, _, value)] = producers[0].sent
-    assert contract.command_from_message(value) == cmd
+    assert contract.command_from_message(value) == received_in_clear(cmd)
 
 
 def test_flush_raises_when_the_broker_refused_a_send(
@@ -189,3 +192,85 @@ def test_leaving_the_block_flushes_and_closes(producers: list[FakeProducer]) -> 
     assert (producer.bootstrap, producer.config) == ("kafka:9092", {"linger_ms": 50})
     assert producer.flushed == 1
     assert producer.closed
+
+
+# Sealed ingest.
+
+
+@pytest.fixture
+def ingest_private() -> IngestPrivateKey:
+    return IngestPrivateKey.generate()
+
+
+def _ingest_key(private: IngestPrivateKey, tenant: str = "acme") -> IngestPublicKey:
+    return IngestPublicKey(tenant, "ik-20260501-0a1b2c3d", private.public_key(), b"r" * 32)
+
+
+class _Opener:
+    def __init__(self, private: IngestPrivateKey) -> None:
+        self.private = private
+        self.opened: list[tuple[str, str, str]] = []
+
+    def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str:
+        self.opened.append((tenant, event_id, field))
+        return self.private.open(tenant, event_id, field, sealed)
+
+
+def test_with_an_ingest_key_every_personal_field_is_sealed(
+    producers: list[FakeProducer], ingest_private: IngestPrivateKey
+) -> None:
+    client = LedgerClient("kafka:9092", producer="crm", ingest_key=_ingest_key(ingest_private))
+    event_id = _grant(client, evidence="signed by Alice Example")
+    [(_, key, value)] = producers[0].sent
+    for personal in (REF, IP, USER_AGENT, "signed by Alice Example"):
+        assert personal.encode() not in value
+        assert personal.encode() not in key
+    _, record = avro.decode(value)
+    for sealed in (record["envelope"]["subject_ref"], record["ip_address"], record["evidence"]):
+        assert (sealed["scheme"], sealed["key_id"]) == (INGEST_SCHEME, "ik-20260501-0a1b2c3d")
+    opener = _Opener(ingest_private)
+    decoded = contract.command_from_message(value, opener)
+    expected = grant(REF, ip_address=IP, user_agent=USER_AGENT, event_id=event_id)
+    assert decoded == replace(
+        expected, personal={**expected.personal, "evidence": "signed by Alice Example"}
+    )
+    assert sorted(f for _, _, f in opener.opened) == [
+        "envelope.subject_ref",
+        "evidence",
+        "ip_address",
+        "user_agent",
+    ]
+    assert {(t, e) for t, e, _ in opener.opened} == {("acme", event_id)}
+
+
+def test_a_sealing_client_refuses_a_tenant_it_holds_no_key_for(
+    producers: list[FakeProducer], ingest_private: IngestPrivateKey
+) -> None:
+    keys = [_ingest_key(ingest_private), _ingest_key(ingest_private, "globex")]
+    client = LedgerClient("kafka:9092", producer="crm", ingest_key=keys)
+    _grant(client, tenant="globex")
+    with pytest.raises(InvalidEvent, match="no ingest key of tenant 'initech'"):
+        _grant(client, tenant="initech")
+    assert len(producers[0].sent) == 1
+
+
+def test_message_keys_use_the_tenant_routing_key(
+    producers: list[FakeProducer], ingest_private: IngestPrivateKey
+) -> None:
+    key = _ingest_key(ingest_private)
+    client = LedgerClient("kafka:9092", producer="crm", ingest_key=key)
+    _grant(client)
+    _disclose(client)
+    keys = [k for _, k, _ in producers[0].sent]
+    assert keys[0] == keys[1] == message_key("acme", REF, key.routing_key)
+    assert re.fullmatch(rb"acme/[0-9a-f]{4}", keys[0])
+    assert keys[0] != message_key("acme", REF, b"s" * 32)
+
+
+def test_without_an_ingest_key_personal_fields_go_in_clear(
+    client: LedgerClient, producers: list[FakeProducer]
+) -> None:
+    _grant(client)
+    [(_, key, value)] = producers[0].sent
+    assert REF.encode() in value  # the ledger refuses this unless the tenant allows it
+    assert key == message_key("acme", REF)

@@ -14,6 +14,7 @@ from ledger.domain.rules import (
     ConsentTextConflict,
     InvalidEvent,
     NoLegalBasis,
+    PlaintextPersonalData,
     RequiredConsent,
     RuleViolation,
     SubjectErased,
@@ -283,3 +284,39 @@ def test_tenant_id_follows_from_its_code_and_subject_id_is_the_one_given() -> No
     assert Tenant.id_for("acme") != Tenant.id_for("globex")
     subject_id = uuid.uuid4()
     assert Subject.register(subject_id, "acme", SEALED_REF).id == subject_id
+
+
+def test_a_new_tenant_refuses_plaintext_ingest_without_recording_a_policy() -> None:
+    tenant = Tenant.register("acme", "Acme Ltd")
+    assert not tenant.allow_plaintext_ingest
+    assert [type(e).__name__ for e in tenant.pending_events] == ["Registered"]
+    with pytest.raises(PlaintextPersonalData) as refused:
+        tenant.check_ingest_policy({"ip_address", "envelope.subject_ref"})
+    assert refused.value.code == "plaintext_personal_data"
+    assert "envelope.subject_ref, ip_address" in refused.value.detail
+    tenant.check_ingest_policy(set())  # nothing in clear: nothing to refuse
+
+
+def test_allowing_plaintext_ingest_is_an_event_of_the_tenant() -> None:
+    tenant = Tenant.register("acme", "Acme Ltd", allow_plaintext_ingest=True)
+    registered, policy = tenant.collect_events()
+    assert isinstance(policy, Tenant.IngestPolicySet)
+    assert (policy.tenant, policy.allow_plaintext_ingest) == ("acme", True)
+    tenant.check_ingest_policy({"ip_address"})
+    replayed = policy.mutate(registered.mutate(None))
+    assert replayed.allow_plaintext_ingest
+
+
+def test_setting_the_same_policy_again_records_nothing() -> None:
+    tenant = Tenant.register("acme", "Acme Ltd")
+    assert not tenant.set_ingest_policy(allow_plaintext_ingest=False)
+    assert tenant.set_ingest_policy(allow_plaintext_ingest=True)
+    assert not tenant.set_ingest_policy(allow_plaintext_ingest=True)
+    assert tenant.set_ingest_policy(allow_plaintext_ingest=False)
+    assert [type(e).__name__ for e in tenant.pending_events] == [
+        "Registered",
+        "IngestPolicySet",
+        "IngestPolicySet",
+    ]
+    with pytest.raises(PlaintextPersonalData):
+        tenant.check_ingest_policy({"note"})

@@ -32,9 +32,11 @@ from tests.builders import (
     withdraw,
 )
 from tests.fakes import FakeFuture
+from tests.sealing import received_in_clear
 
 TOPICS = Topics()
 PERSONAL = [REF, IP, USER_AGENT, "alice.private@example.org", "Alice Example"]
+PERSONAL_FIELDS = {"ip_address", "user_agent", "evidence", "reason"}
 
 
 def message(cmd: Command) -> bytes:
@@ -43,7 +45,9 @@ def message(cmd: Command) -> bytes:
 
 def acme_ledger() -> Ledger:
     ledger = memory_ledger()
-    ledger.register_tenant("acme", "Acme Ltd")
+    # These tests are about the consumer's mechanics; their messages carry personal fields
+    # in clear, so the tenant allows it (sealed ingest: tests/unit/test_sealed_ingest.py).
+    ledger.register_tenant("acme", "Acme Ltd", allow_plaintext_ingest=True)
     ledger.record([define_purpose(), define_purpose("billing", basis=LegalBasis.CONTRACT)])
     return ledger
 
@@ -53,7 +57,7 @@ def acme_ledger() -> Ledger:
 
 def test_a_valid_message_becomes_its_command() -> None:
     cmd = grant(REF)
-    assert classify(message(cmd)) == cmd
+    assert classify(message(cmd)) == received_in_clear(cmd)
 
 
 @pytest.mark.parametrize("value", [None, b""])
@@ -195,12 +199,19 @@ def test_process_records_valid_messages_and_rejects_the_rest_with_context() -> N
 
     assert (report.messages, report.recorded, report.duplicates, report.rejected) == (6, 2, 0, 4)
     assert [s.topic for s in producer.sent] == [TOPICS.rejected] * 4
-    assert [(s.headers["reason"], s.key, s.value) for s in producer.sent] == [
-        (b"undecodable", b"garbage", garbage),
-        (b"consent_not_granted", b"k", records[2].value),
-        (b"unknown_tenant", b"k", records[3].value),
-        (b"unknown_subject", b"k", records[4].value),
+    assert [(s.headers["reason"], s.key, s.headers.get("removed")) for s in producer.sent] == [
+        (b"undecodable", b"garbage", None),
+        (b"consent_not_granted", b"k", b"envelope.subject_ref,evidence"),
+        (b"unknown_tenant", b"k", b"envelope.subject_ref,ip_address,user_agent"),
+        (b"unknown_subject", b"k", b"envelope.subject_ref"),
     ]
+    assert producer.sent[0].value == garbage  # not an ingest event: as it came
+    for sent, original in zip(producer.sent[1:], records[2:5], strict=True):
+        # The rejected copy is the event without the personal fields that came in clear.
+        (_, kept), (_, came) = avro.decode(sent.value), avro.decode(original.value or b"")
+        cleared = {f: None for f in PERSONAL_FIELDS if f in came}
+        assert kept == {**came, "envelope": {**came["envelope"], "subject_ref": None}, **cleared}
+        assert all(v.encode() not in sent.value for v in [*PERSONAL, "bob@example.org"])
     assert [
         (s.headers["source.topic"], s.headers["source.partition"], s.headers["source.offset"])
         for s in producer.sent
