@@ -12,6 +12,9 @@ Rules this module keeps:
   store before each batch; a writer racing between that read and the save makes the save fail
   on the (aggregate, version) key, and the batch is re-run from fresh state.
 - **Personal values are sealed before any event exists**, with the subject's data key.
+- **The tenant's ingest policy decides first.** A command whose personal fields arrived in
+  clear on the ingest topic is refused (``plaintext_personal_data``) unless its tenant allows
+  that; fields producers sealed were opened by the contract with :attr:`Ledger.ingest_keys`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -30,51 +33,32 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from psycopg.sql import SQL, Identifier
 
+from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
 from ledger.contract import Command
 from ledger.crypto import KeyEncryptionKey
-from ledger.domain.rules import RuleViolation, TenantExists, UnknownSubject, UnknownTenant
+from ledger.domain.rules import (
+    RuleViolation,
+    SubjectErased,
+    TenantExists,
+    UnknownSubject,
+    UnknownTenant,
+)
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
+from ledger.ingest_keys import (
+    DEFAULT_RETENTION,
+    IngestKeyring,
+    IngestKeyTable,
+    MemoryIngestKeyTable,
+)
+from ledger.ingest_keys_postgres import PostgresIngestKeyTable
 from ledger.keystore import KeyStore
-from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef
 from ledger.store_memory import InMemoryLedgerRecorder
 from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
 from ledger.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
-_SUBJECT_COMMANDS = {
-    "ConsentGranted": "grant_consent",
-    "ConsentWithdrawn": "withdraw_consent",
-    "PersonalDataCollected": "record_collection",
-    "DataDisclosed": "record_disclosure",
-}
-BATCH_ATTEMPTS = 2
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Literal["recorded", "duplicate", "rejected"]
-    reason: str | None = None
-    detail: str | None = None
-    aggregate_id: UUID | None = None
-    version: int | None = None
-
-
-@dataclass
-class _Batch:
-    """What one attempt at a batch has produced so far."""
-
-    seen: set[tuple[str, str]]
-    touched: dict[UUID, Aggregate] = field(default_factory=dict)
-    new_subjects: dict[UUID, tuple[WrappedKey, SubjectRef]] = field(default_factory=dict)
-    receipts: list[Receipt] = field(default_factory=list)
-
-    def aggregates(self) -> list[Aggregate]:
-        return [a for a in self.touched.values() if a.pending_events]
-
-    def saved_new_subjects(self) -> list[tuple[WrappedKey, SubjectRef]]:
-        # A subject created in this batch whose commands were all refused is not saved.
-        return [row for i, row in self.new_subjects.items() if i in self.touched]
 
 
 class LedgerReader(Application[UUID]):
@@ -116,22 +100,39 @@ class Ledger(LedgerReader):
         *,
         kek: KeyEncryptionKey,
         lookup_key: bytes,
+        ingest_retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         super().__init__(env)
         self.keys = KeyStore(self.store, kek, lookup_key)
+        self.ingest_keys = IngestKeyring(
+            _ingest_key_table(self.factory), kek, lookup_key, retention=ingest_retention
+        )
         self._tenants: dict[str, Tenant] = {}
         self._subjects: OrderedDict[UUID, Subject] = OrderedDict()
 
     # Tenants.
 
-    def register_tenant(self, code: str, name: str) -> Tenant:
+    def register_tenant(
+        self, code: str, name: str, *, allow_plaintext_ingest: bool = False
+    ) -> Tenant:
         try:
             self.repository.get(Tenant.id_for(code))
         except AggregateNotFoundError:
-            tenant = Tenant.register(code, name)
+            tenant = Tenant.register(code, name, allow_plaintext_ingest=allow_plaintext_ingest)
             self.save(tenant)
             return tenant
         raise TenantExists(f"tenant {code!r} is already registered")
+
+    def set_ingest_policy(self, code: str, *, allow_plaintext_ingest: bool) -> bool:
+        """Records the tenant's plaintext ingest policy; False if it was already so."""
+        try:
+            tenant: Tenant = self.repository.get(Tenant.id_for(code))
+        except AggregateNotFoundError:
+            raise UnknownTenant(f"tenant {code!r} is not registered") from None
+        if not tenant.set_ingest_policy(allow_plaintext_ingest=allow_plaintext_ingest):
+            return False
+        self.save(tenant)
+        return True
 
     def tenant(self, code: str) -> Tenant:
         """The tenant as recorded, including events other processes recorded."""
@@ -162,6 +163,10 @@ class Ledger(LedgerReader):
             return None
         return self._load_subjects([found[digest]]).get(found[digest])
 
+    def reference_erased(self, tenant: str, subject_ref: str) -> bool:
+        digest = self.keys.digest(tenant, subject_ref)
+        return bool(self.store.erased_refs(tenant, [digest]))
+
     def subject_events(self, subject_id: UUID) -> list[Any]:
         """Every recorded event of a subject, personal fields still sealed."""
         return list(self.events.get(subject_id))
@@ -187,6 +192,24 @@ class Ledger(LedgerReader):
         while len(self._subjects) > SUBJECT_CACHE_SIZE:
             self._subjects.popitem(last=False)
 
+    def record_notification(
+        self, subject_id: UUID, deliveries: list[dict[str, object]], at: datetime
+    ) -> bool:
+        """Records that the processors were told of the subject's erasure, and its completion.
+        False if that is already recorded (a notifier re-running after a crash)."""
+        subject = self._load_subjects([subject_id]).get(subject_id)
+        if subject is None:
+            raise UnknownSubject(f"no subject {subject_id}")
+        if subject.processors_notified:
+            return False
+        subject.record_notification(deliveries, at)
+        try:
+            self.save(subject)
+        except BaseException:
+            self._subjects.pop(subject_id, None)
+            raise
+        return True
+
     # Recording.
 
     def record(self, commands: Sequence[Command]) -> list[Outcome]:
@@ -204,7 +227,7 @@ class Ledger(LedgerReader):
         keys = [(c.envelope.tenant, c.envelope.event_id) for c in commands]
         batch = _Batch(seen=self.store.recorded_receipts(keys))
         self._refresh_tenants({c.envelope.tenant for c in commands})
-        subjects = self._subjects_for(commands)
+        subjects = self._subjects_for(commands, batch)
         outcomes = [self._apply(c, batch, subjects) for c in commands]
         aggregates = batch.aggregates()
         if not aggregates:
@@ -216,10 +239,12 @@ class Ledger(LedgerReader):
                 new_keys=[key for key, _ in new_subjects],
                 new_refs=[ref for _, ref in new_subjects],
                 receipts=batch.receipts,
+                shredded=batch.shredded,
             )
         except BaseException:
             self._forget(batch)
             raise
+        self.keys.forget([gone.subject_id for gone in batch.shredded])
         self._cache_subjects(a for a in aggregates if isinstance(a, Subject))
         return outcomes
 
@@ -231,7 +256,9 @@ class Ledger(LedgerReader):
                 self._tenants.pop(aggregate.code, None)
         self.keys.forget(list(batch.new_subjects))
 
-    def _subjects_for(self, commands: Sequence[Command]) -> dict[tuple[str, bytes], Subject]:
+    def _subjects_for(
+        self, commands: Sequence[Command], batch: _Batch
+    ) -> dict[tuple[str, bytes], Subject]:
         digests: dict[str, set[bytes]] = {}
         for c in commands:
             if c.envelope.subject_ref is not None:
@@ -241,6 +268,8 @@ class Ledger(LedgerReader):
         for tenant, tenant_digests in digests.items():
             found = self.store.lookup_subjects(tenant, list(tenant_digests))
             ids.update({(tenant, d): i for d, i in found.items()})
+            unknown = [d for d in tenant_digests if d not in found]
+            batch.erased.update((tenant, d) for d in self.store.erased_refs(tenant, unknown))
         loaded = self._load_subjects(ids.values())
         self.keys.data_keys(loaded)  # warm the key cache in one query, not one per subject
         return {k: loaded[i] for k, i in ids.items() if i in loaded}
@@ -256,6 +285,7 @@ class Ledger(LedgerReader):
             tenant = self._tenants.get(env.tenant)
             if tenant is None:
                 raise UnknownTenant(f"tenant {env.tenant!r} is not registered")
+            tenant.check_ingest_policy(cmd.plaintext_fields)
             if cmd.kind == "PurposeDefined":
                 aggregate: Aggregate = tenant
                 tenant.define_purpose(**cmd.facts, **_envelope_fields(cmd))
@@ -279,6 +309,8 @@ class Ledger(LedgerReader):
         lookup = (tenant.code, self.keys.digest(tenant.code, cmd.envelope.subject_ref))
         subject = subjects.get(lookup)
         if subject is None:
+            if lookup in batch.erased:
+                raise SubjectErased("this reference belongs to an erased subject")
             if cmd.kind == "ErasureRequested":
                 raise UnknownSubject(f"tenant {tenant.code!r} has no such subject to erase")
             subject = self._new_subject(tenant.code, lookup[1], cmd.envelope.subject_ref, batch)
@@ -291,10 +323,14 @@ class Ledger(LedgerReader):
         facts = {k: v for k, v in cmd.facts.items() if k != "purpose"}
         fields = {**facts, **sealed, **_envelope_fields(cmd)}
         if cmd.kind == "ErasureRequested":
-            subject.request_erasure(**fields)
+            if subject.request_erasure(**fields):
+                batch.shredded.append(Shredded(tenant.code, subject.id))
+            return subject
+        if cmd.kind in ERASURE_COMMANDS:
+            getattr(subject, ERASURE_COMMANDS[cmd.kind])(**fields)
             return subject
         purpose = tenant.purpose(cmd.facts["purpose"])
-        command: Callable[..., None] = getattr(subject, _SUBJECT_COMMANDS[cmd.kind])
+        command: Callable[..., None] = getattr(subject, SUBJECT_COMMANDS[cmd.kind])
         command(purpose, **fields)
         return subject
 
@@ -306,6 +342,12 @@ class Ledger(LedgerReader):
         assert sealed_ref is not None
         batch.new_subjects[subject_id] = (wrapped, SubjectRef(tenant, digest, subject_id))
         return Subject.register(subject_id, tenant, sealed_ref)
+
+
+def _ingest_key_table(factory: Any) -> IngestKeyTable:
+    if isinstance(factory, PostgresFactory):
+        return PostgresIngestKeyTable(factory.datastore)
+    return MemoryIngestKeyTable()
 
 
 @contextmanager

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from ledger.application import Ledger, LedgerReader
 from ledger.crypto import LocalKek
+from ledger.kek import KeyRing
 from ledger.settings import Settings
 
 
+def kek_ring(settings: Settings) -> KeyRing:
+    """The current KEK, which makes every new wrap, and the previous ones that still unwrap."""
+    kek, _ = settings.require_keys()
+    previous = [LocalKek(key, kek_id) for kek_id, key in settings.kek_previous]
+    return KeyRing(LocalKek(kek, settings.kek_id), previous)
+
+
 def open_ledger(settings: Settings) -> Ledger:
-    kek, lookup_key = settings.require_keys()
+    _, lookup_key = settings.require_keys()
     return Ledger(
         settings.eventsourcing_env(),
-        kek=LocalKek(kek, settings.kek_id),
+        kek=kek_ring(settings),
         lookup_key=lookup_key,
+        ingest_retention=settings.ingest_retention,
     )
+
+
+def ensure_ingest_key(settings: Settings) -> None:
+    """Makes the first ingest key pair if there is none (before the API serves it)."""
+    ledger = open_ledger(settings)
+    try:
+        ledger.ingest_keys.current()
+    finally:
+        ledger.close()
 
 
 def open_reader(settings: Settings) -> LedgerReader:

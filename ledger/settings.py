@@ -23,6 +23,8 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
+from ledger import kek as kek_config
+
 DEFAULT_DATA_DIR = ".ledger"
 DEV_STATE_FILE = "dev.json"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -59,6 +61,15 @@ class Settings:
     retention_collections: timedelta = timedelta(days=365)
     ready_max_lag: int = 1000
     projection_batch_size: int = 500
+    ingest_retention: timedelta = timedelta(days=7)
+    # Previous KEK versions, (id, key), that still unwrap (``ledger.kek``).
+    kek_previous: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    # Erasure webhooks (``ledger notify``).
+    notifier_group: str = "ledger-notifier"
+    webhook_max_attempts: int = 16
+    webhook_retry_base: timedelta = timedelta(seconds=2)
+    webhook_retry_max: timedelta = timedelta(hours=1)
+    webhook_timeout: timedelta = timedelta(seconds=10)
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -197,15 +208,24 @@ def read_dev_state(data_dir: Path) -> dict[str, str]:
     return {k: str(v) for k, v in state.items()} if isinstance(state, dict) else {}
 
 
+def _keks(env: Mapping[str, str], explicit: Mapping[str, str]) -> kek_config.KekConfig | None:
+    try:
+        return kek_config.from_environment(env, explicit)
+    except kek_config.KekConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Reads settings from ``environ`` (default: the process environment).
 
     Values a running ``ledger dev`` published fill in only what the environment leaves unset.
     """
-    env = dict(os.environ if environ is None else environ)
+    explicit = dict(os.environ if environ is None else environ)
+    env = dict(explicit)
     data_dir = Path(env.get("LEDGER_DATA_DIR") or DEFAULT_DATA_DIR)
     for key, value in read_dev_state(data_dir).items():
         env.setdefault(key, value)
+    keks = _keks(env, explicit)
     return Settings(
         database_url=_database_url(env.get("LEDGER_DATABASE_URL")),
         database_schema=_schema(env.get("LEDGER_DATABASE_SCHEMA")),
@@ -215,8 +235,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             rejected=env.get("LEDGER_TOPIC_REJECTED") or Topics.rejected,
             ledger=env.get("LEDGER_TOPIC_LEDGER") or Topics.ledger,
         ),
-        kek=_b64_key("LEDGER_KEK", env.get("LEDGER_KEK")),
-        kek_id=env.get("LEDGER_KEK_ID") or "kek-1",
+        kek=keks.current if keks else None,
+        kek_id=keks.current_id if keks else kek_config.DEFAULT_KEK_ID,
+        kek_previous=keks.previous if keks else (),
         lookup_key=_b64_key("LEDGER_LOOKUP_KEY", env.get("LEDGER_LOOKUP_KEY")),
         data_dir=data_dir,
         log_format=_choice(
@@ -244,5 +265,23 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ready_max_lag=_positive_int("LEDGER_READY_MAX_LAG", env.get("LEDGER_READY_MAX_LAG"), 1000),
         projection_batch_size=_positive_int(
             "LEDGER_PROJECTION_BATCH_SIZE", env.get("LEDGER_PROJECTION_BATCH_SIZE"), 500
+        ),
+        # How long a retired ingest key still opens messages: at least the ingest topic's
+        # retention.ms (the ledger creates that topic with exactly this retention).
+        ingest_retention=_duration(
+            "LEDGER_INGEST_RETENTION", env.get("LEDGER_INGEST_RETENTION"), timedelta(days=7)
+        ),
+        notifier_group=env.get("LEDGER_NOTIFIER_GROUP") or "ledger-notifier",
+        webhook_max_attempts=_positive_int(
+            "LEDGER_WEBHOOK_MAX_ATTEMPTS", env.get("LEDGER_WEBHOOK_MAX_ATTEMPTS"), 16
+        ),
+        webhook_retry_base=_duration(
+            "LEDGER_WEBHOOK_RETRY_BASE", env.get("LEDGER_WEBHOOK_RETRY_BASE"), timedelta(seconds=2)
+        ),
+        webhook_retry_max=_duration(
+            "LEDGER_WEBHOOK_RETRY_MAX", env.get("LEDGER_WEBHOOK_RETRY_MAX"), timedelta(hours=1)
+        ),
+        webhook_timeout=_duration(
+            "LEDGER_WEBHOOK_TIMEOUT", env.get("LEDGER_WEBHOOK_TIMEOUT"), timedelta(seconds=10)
         ),
     )

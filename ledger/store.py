@@ -9,6 +9,10 @@ transaction** as the events they belong to (passed as keyword arguments to
   (it links a reference to a subject), so it goes with erasure.
 - ``ingest_receipts``: (tenant, event_id) of every recorded ingest event. A redelivered or
   duplicated message finds its receipt and is not recorded again.
+- **Shredding** (``shredded=`` on save) deletes a subject's key and reference rows and moves
+  each reference digest to ``erased_refs``, in the transaction that records ``KeysShredded``.
+  ``erased_refs`` holds (tenant, digest) only — no subject id, no time — so a new event for
+  an erased reference can be refused without linking the reference to the erased history.
 
 (``ingest_counts`` and ``positions`` are bookkeeping for metrics and the relay, written
 on their own.)
@@ -46,6 +50,12 @@ class SubjectRef:
 
 
 @dataclass(frozen=True)
+class Shredded:
+    tenant: str
+    subject_id: UUID
+
+
+@dataclass(frozen=True)
 class Receipt:
     tenant: str
     event_id: str
@@ -63,6 +73,14 @@ class LedgerStore(ApplicationRecorder):
     @abstractmethod
     def lookup_subjects(self, tenant: str, digests: Sequence[bytes]) -> dict[bytes, UUID]:
         """Subject ids by reference digest; unknown digests are absent."""
+
+    @abstractmethod
+    def shred(self, subjects: Sequence[Shredded]) -> None:
+        """Shreds subjects outside an event save (re-applying erasures after a restore)."""
+
+    @abstractmethod
+    def erased_refs(self, tenant: str, digests: Sequence[bytes]) -> set[bytes]:
+        """Which of these reference digests belonged to a subject that has been erased."""
 
     @abstractmethod
     def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:

@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
 
 class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
@@ -19,6 +19,7 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         super().__init__()
         self.keys: dict[UUID, WrappedKey] = {}
         self.refs: dict[tuple[str, bytes], UUID] = {}
+        self.erased: set[tuple[str, bytes]] = set()
         self.receipts: dict[tuple[str, str], Receipt] = {}
         self.positions: dict[str, int] = {}
         self.outcome_counts: dict[tuple[str, str], int] = {}
@@ -31,6 +32,7 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         new_keys: Sequence[WrappedKey] = (),
         new_refs: Sequence[SubjectRef] = (),
         receipts: Sequence[Receipt] = (),
+        shredded: Sequence[Shredded] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._database_lock:
@@ -42,7 +44,16 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
                 self.refs[(r.tenant, r.digest)] = r.subject_id
             for receipt in receipts:
                 self.receipts[(receipt.tenant, receipt.event_id)] = receipt
+            for gone in shredded:
+                self._shred(gone)
             return self._update_table(stored_events, **kwargs)
+
+    def _shred(self, gone: Shredded) -> None:
+        self.keys.pop(gone.subject_id, None)
+        for ref, subject_id in list(self.refs.items()):
+            if subject_id == gone.subject_id:
+                del self.refs[ref]
+                self.erased.add(ref)
 
     def _check_new(
         self,
@@ -62,6 +73,14 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
 
     def lookup_subjects(self, tenant: str, digests: Sequence[bytes]) -> dict[bytes, UUID]:
         return {d: self.refs[(tenant, d)] for d in digests if (tenant, d) in self.refs}
+
+    def shred(self, subjects: Sequence[Shredded]) -> None:
+        with self._database_lock:
+            for gone in subjects:
+                self._shred(gone)
+
+    def erased_refs(self, tenant: str, digests: Sequence[bytes]) -> set[bytes]:
+        return {d for d in digests if (tenant, d) in self.erased}
 
     def wrapped_keys(self, subject_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
         return {i: self.keys[i] for i in subject_ids if i in self.keys}

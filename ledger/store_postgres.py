@@ -16,7 +16,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.store import LedgerStore, Receipt, SubjectRef, WrappedKey
+from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS {schema}.subject_refs (
     tenant text NOT NULL,
     digest bytea NOT NULL,
     subject_id uuid NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+CREATE INDEX IF NOT EXISTS subject_refs_by_subject ON {schema}.subject_refs (subject_id);
+CREATE TABLE IF NOT EXISTS {schema}.erased_refs (
+    tenant text NOT NULL,
+    digest bytea NOT NULL,
     PRIMARY KEY (tenant, digest)
 );
 CREATE TABLE IF NOT EXISTS {schema}.ingest_receipts (
@@ -106,6 +112,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         new_keys: Sequence[WrappedKey] = (),
         new_refs: Sequence[SubjectRef] = (),
         receipts: Sequence[Receipt] = (),
+        shredded: Sequence[Shredded] = (),
         **kwargs: Any,
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
@@ -134,6 +141,36 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 ),
                 [(r.tenant, r.event_id, r.originator_id, r.originator_version) for r in receipts],
             )
+        for gone in shredded:  # last: a subject new in this batch may be erased in it too
+            self._shred(curs, gone)
+
+    def _shred(self, curs: Cursor[DictRow], gone: Shredded) -> None:
+        curs.execute(
+            self._sql(
+                "WITH gone AS (DELETE FROM {schema}.subject_refs WHERE subject_id = %s "
+                "RETURNING tenant, digest) INSERT INTO {schema}.erased_refs (tenant, digest) "
+                "SELECT tenant, digest FROM gone ON CONFLICT DO NOTHING"
+            ),
+            [gone.subject_id],
+        )
+        curs.execute(
+            self._sql("DELETE FROM {schema}.subject_keys WHERE subject_id = %s"),
+            [gone.subject_id],
+        )
+
+    def shred(self, subjects: Sequence[Shredded]) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for gone in subjects:
+                self._shred(curs, gone)
+
+    def erased_refs(self, tenant: str, digests: Sequence[bytes]) -> set[bytes]:
+        if not digests:
+            return set()
+        rows = self._fetch(
+            "SELECT digest FROM {schema}.erased_refs WHERE tenant = %s AND digest = ANY(%s)",
+            [tenant, list(digests)],
+        )
+        return {bytes(row["digest"]) for row in rows}
 
     def _fetch(self, query: str, params: Sequence[object]) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             Subject.ConsentGranted: self.consent_granted,
             Subject.ConsentWithdrawn: self.consent_withdrawn,
             Subject.ErasureRequested: self.erasure_requested,
+            Subject.ErasureRefused: self.erasure_refused,
         }
 
     def purpose_defined(self, curs: Cursor[DictRow], e: Any) -> None:
@@ -170,4 +171,14 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 "WHERE subject_id = %s"
             ),
             [e.occurred_at, e.event_id, e.originator_id],
+        )
+
+    def erasure_refused(self, curs: Cursor[DictRow], e: Any) -> None:
+        """A refused request (legal hold) leaves the subject as it was before it."""
+        curs.execute(
+            self.sql(
+                "UPDATE {schema}.subjects SET erasure_requested_at = NULL, erasure_event_id = NULL "
+                "WHERE subject_id = %s AND erasure_event_id = %s"
+            ),
+            [e.originator_id, e.request_event_id],
         )

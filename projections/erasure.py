@@ -1,11 +1,16 @@
-"""Keys and erasures: per subject, the state of its data key and its erasure requests.
+"""Keys and erasures: per subject, the state of its data key, its legal holds and its erasure
+requests as they move through the workflow.
 
 Tables (schema ``<ledger>_erasure``):
 
 - ``subject_keys``: ``active`` from the subject's registration (its key is created with it);
-  ``shredded`` once the shredding step of the erasure workflow is recorded.
-- ``erasure_requests``: every recorded request, its status (``requested`` until the workflow
-  moves it on) and the date it is due by: one month after the request (GDPR art. 12(3)).
+  ``shredded`` from ``KeysShredded`` on, since the time the ledger recorded it (the key was
+  deleted in that transaction).
+- ``legal_holds``: the holds a subject is under now (placed, not yet released).
+- ``erasure_requests``: every recorded request, its due date — one month after the request
+  (GDPR art. 12(3)) — and its status: ``requested`` → ``shredded`` → ``notified`` →
+  ``completed``, or ``refused`` (with the reason and the holds that caused it). A request that
+  is neither completed nor refused after its due date is overdue.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from ledger.domain.subject import Subject
 from projections.view import Handler, View
@@ -29,6 +35,14 @@ CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
     since timestamptz NOT NULL,
     created_at timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {schema}.legal_holds (
+    subject_id uuid NOT NULL,
+    tenant text NOT NULL,
+    hold_reference text NOT NULL,
+    placed_at timestamptz NOT NULL,
+    event_id text NOT NULL,
+    PRIMARY KEY (subject_id, hold_reference)
+);
 CREATE TABLE IF NOT EXISTS {schema}.erasure_requests (
     tenant text NOT NULL,
     event_id text NOT NULL,
@@ -41,16 +55,25 @@ CREATE TABLE IF NOT EXISTS {schema}.erasure_requests (
     status_at timestamptz NOT NULL,
     PRIMARY KEY (tenant, event_id)
 );
+ALTER TABLE {schema}.erasure_requests ADD COLUMN IF NOT EXISTS refusal_reason text;
+ALTER TABLE {schema}.erasure_requests ADD COLUMN IF NOT EXISTS hold_references text[];
+ALTER TABLE {schema}.erasure_requests ADD COLUMN IF NOT EXISTS deliveries jsonb;
 CREATE INDEX IF NOT EXISTS erasure_requests_by_subject
     ON {schema}.erasure_requests (subject_id);
-CREATE INDEX IF NOT EXISTS erasure_requests_open
-    ON {schema}.erasure_requests (tenant, due_by) WHERE status <> 'completed'
+CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
+    ON {schema}.erasure_requests (tenant, due_by) WHERE status NOT IN ('completed', 'refused')
 """
 
     def event_handlers(self) -> dict[type, Handler]:
         return {
             Subject.Registered: self.subject_registered,
             Subject.ErasureRequested: self.erasure_requested,
+            Subject.ErasureRefused: self.erasure_refused,
+            Subject.KeysShredded: self.keys_shredded,
+            Subject.ProcessorsNotified: self.processors_notified,
+            Subject.ErasureCompleted: self.erasure_completed,
+            Subject.LegalHoldPlaced: self.legal_hold_placed,
+            Subject.LegalHoldReleased: self.legal_hold_released,
         }
 
     def subject_registered(self, curs: Cursor[DictRow], e: Any) -> None:
@@ -79,4 +102,58 @@ CREATE INDEX IF NOT EXISTS erasure_requests_open
                 "at": e.occurred_at,
                 "recorded": e.timestamp,
             },
+        )
+
+    def _status(self, curs: Cursor[DictRow], e: Any, status: str, **columns: object) -> None:
+        sets = "".join(f", {name} = %({name})s" for name in columns)
+        curs.execute(
+            self.sql(
+                "UPDATE {schema}.erasure_requests SET status = %(status)s, status_at = %(at)s"
+                + sets
+                + " WHERE tenant = %(tenant)s AND event_id = %(request)s"
+            ),
+            {
+                "status": status,
+                "at": e.timestamp,
+                "tenant": e.tenant,
+                "request": e.request_event_id,
+                **columns,
+            },
+        )
+
+    def erasure_refused(self, curs: Cursor[DictRow], e: Any) -> None:
+        self._status(curs, e, "refused", refusal_reason=e.reason, hold_references=e.hold_references)
+
+    def keys_shredded(self, curs: Cursor[DictRow], e: Any) -> None:
+        self._status(curs, e, "shredded")
+        curs.execute(
+            self.sql(
+                "UPDATE {schema}.subject_keys SET state = 'shredded', since = %s "
+                "WHERE subject_id = %s"
+            ),
+            [e.timestamp, e.originator_id],
+        )
+
+    def processors_notified(self, curs: Cursor[DictRow], e: Any) -> None:
+        self._status(curs, e, "notified", deliveries=Jsonb(e.deliveries))
+
+    def erasure_completed(self, curs: Cursor[DictRow], e: Any) -> None:
+        self._status(curs, e, "completed")
+
+    def legal_hold_placed(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "INSERT INTO {schema}.legal_holds "
+                "(subject_id, tenant, hold_reference, placed_at, event_id) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            ),
+            [e.originator_id, e.tenant, e.hold_reference, e.occurred_at, e.event_id],
+        )
+
+    def legal_hold_released(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "DELETE FROM {schema}.legal_holds WHERE subject_id = %s AND hold_reference = %s"
+            ),
+            [e.originator_id, e.hold_reference],
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -51,15 +51,21 @@ class Queries:
             "collections": self.settings.retention_collections,
         }
 
-    async def subject_by_digest(self, conn: Conn, tenant: str, digest: bytes) -> UUID | None:
+    async def subject_by_digest(
+        self, conn: Conn, tenant: str, digest: bytes
+    ) -> UUID | Literal["erased"] | None:
+        """The subject of a reference; ``"erased"`` if it belonged to an erased subject."""
         cur = await conn.execute(
             self.sql(
-                "SELECT subject_id FROM {ledger}.subject_refs WHERE tenant = %s AND digest = %s"
+                "SELECT subject_id FROM {ledger}.subject_refs WHERE tenant = %s AND digest = %s "
+                "UNION ALL SELECT NULL FROM {ledger}.erased_refs WHERE tenant = %s AND digest = %s"
             ),
-            [tenant, digest],
+            [tenant, digest, tenant, digest],
         )
         row = await cur.fetchone()
-        return None if row is None else row["subject_id"]
+        if row is None:
+            return None
+        return "erased" if row["subject_id"] is None else row["subject_id"]
 
     async def subject(self, conn: Conn, tenant: str, subject_id: UUID) -> DictRow | None:
         """The subject as the consent view knows it, with its wrapped key (None if shredded)."""
@@ -96,12 +102,15 @@ class Queries:
         return await cur.fetchall()
 
     def purpose_check_sql(self) -> Composed:
-        """One indexed lookup: the purpose, the subject (if known) and its consent row.
-        Parameters: the reference digest, the tenant, the purpose."""
+        """One indexed lookup: the purpose, whether the reference belonged to an erased
+        subject, the subject (if known) and its consent row.
+        Parameters: the reference digest twice, the tenant, the purpose."""
         return self.sql(
             "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
             "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
-            "c.consent_text_version, c.event_id, c.changed_at "
+            "c.consent_text_version, c.event_id, c.changed_at, "
+            "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
+            "WHERE e.tenant = p.tenant AND e.digest = %s) AS erased "
             "FROM {consent}.purposes p "
             "LEFT JOIN {ledger}.subject_refs r ON r.tenant = p.tenant AND r.digest = %s "
             "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
@@ -110,10 +119,15 @@ class Queries:
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 
+    @staticmethod
+    def purpose_check_params(tenant: str, digest: bytes, purpose: str) -> list[object]:
+        return [digest, digest, tenant, purpose]
+
     async def purpose_check(
         self, conn: Conn, tenant: str, digest: bytes, purpose: str
     ) -> DictRow | None:
-        cur = await conn.execute(self.purpose_check_sql(), [digest, tenant, purpose])
+        params = self.purpose_check_params(tenant, digest, purpose)
+        cur = await conn.execute(self.purpose_check_sql(), params)
         return await cur.fetchone()
 
     async def collections(self, conn: Conn, tenant: str, subject_id: UUID) -> list[DictRow]:
@@ -151,7 +165,7 @@ class Queries:
         text = (
             "SELECT d.event_id, d.subject_id, d.recipient, d.purpose, d.categories, "
             "d.legal_basis, d.reference, d.disclosed_at, d.recorded_at, d.last_used_at, d.note, "
-            "k.wrapped FROM {records}.disclosures d "
+            "k.wrapped, k.kek_id FROM {records}.disclosures d "
             "LEFT JOIN {ledger}.subject_keys k ON k.subject_id = d.subject_id "
             "WHERE " + " AND ".join(where) + " ORDER BY d.disclosed_at, d.event_id"
         )
@@ -175,7 +189,8 @@ class Queries:
 
     async def erasure(
         self, conn: Conn, tenant: str, subject_id: UUID
-    ) -> tuple[DictRow | None, list[DictRow]]:
+    ) -> tuple[DictRow | None, list[DictRow], list[DictRow]]:
+        """The key state, the erasure requests and the legal holds in place."""
         cur = await conn.execute(
             self.sql(
                 "SELECT state, since, created_at FROM {erasure}.subject_keys "
@@ -186,10 +201,19 @@ class Queries:
         key = await cur.fetchone()
         cur = await conn.execute(
             self.sql(
-                "SELECT event_id, source, requested_at, recorded_at, due_by, status, status_at "
+                "SELECT event_id, source, requested_at, recorded_at, due_by, status, status_at, "
+                "refusal_reason, hold_references, deliveries "
                 "FROM {erasure}.erasure_requests WHERE subject_id = %s AND tenant = %s "
                 "ORDER BY requested_at"
             ),
             [subject_id, tenant],
         )
-        return key, await cur.fetchall()
+        requests = await cur.fetchall()
+        cur = await conn.execute(
+            self.sql(
+                "SELECT hold_reference, placed_at, event_id FROM {erasure}.legal_holds "
+                "WHERE subject_id = %s AND tenant = %s ORDER BY placed_at"
+            ),
+            [subject_id, tenant],
+        )
+        return key, requests, await cur.fetchall()

@@ -145,6 +145,28 @@ def erase(
     )
 
 
+def hold(
+    ref: str,
+    hold_reference: str = "case-2026-14",
+    event_id: str | None = None,
+    *,
+    tenant: str = TENANT,
+    note: str | None = None,
+) -> Command:
+    return Command(
+        "LegalHoldPlaced",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        {"hold_reference": hold_reference},
+        {"note": note},
+    )
+
+
+def release(ref: str, hold_reference: str = "case-2026-14", *, tenant: str = TENANT) -> Command:
+    return Command(
+        "LegalHoldReleased", envelope(ref, tenant=tenant), {"hold_reference": hold_reference}, {}
+    )
+
+
 def memory_ledger(lookup_key: bytes | None = None) -> Ledger:
     """An in-memory ledger with fresh keys."""
     return Ledger(

@@ -81,7 +81,8 @@ def record(ledger: Ledger, *commands: Any) -> list[str]:
 
 
 def scripted_history(ledger: Ledger) -> dict[str, str]:
-    """Returns the event ids the assertions refer to."""
+    """Returns the event ids the assertions refer to, and (``dave``) the id of the subject
+    who is erased: once erased, no reference leads to it."""
     ids = {k: f"{k}-event" for k in ("regrant", "bob_withdraw", "erase")}
     record(
         ledger,
@@ -103,9 +104,8 @@ def scripted_history(ledger: Ledger) -> dict[str, str]:
         )
         == ["recorded"] * 4 + ["rejected"] + ["recorded"] * 2
     )
-    assert (
-        record(
-            ledger,
+    outcomes = ledger.record(
+        [
             b.at(
                 b.disclose(ALICE, "billing", LegalBasis.CONTRACT, recipient="old-bank"),
                 days_ago(400),
@@ -125,10 +125,10 @@ def scripted_history(ledger: Ledger) -> dict[str, str]:
             b.at(b.erase(DAVE, event_id=ids["erase"]), days_ago(1)),
             b.at(b.grant(DAVE, "terms"), days_ago(0)),  # after erasure: refused
             b.grant("frank@globex.example", "newsletter", tenant="globex"),  # no such purpose
-        )
-        == ["recorded"] * 8 + ["rejected"] * 2
+        ]
     )
-    return ids
+    assert [o.status for o in outcomes] == ["recorded"] * 8 + ["rejected"] * 2
+    return {**ids, "dave": str(outcomes[6].aggregate_id)}
 
 
 def subject_id(ledger: Ledger, ref: str) -> Any:

@@ -38,6 +38,8 @@ def show(
     ledger = common.ledger()
     try:
         found = ledger.find_subject(tenant, ref)
+        if found is None and ledger.reference_erased(tenant, ref):
+            fail(f"that reference belonged to a subject of {tenant!r} who has been erased", code=1)
         if found is None:
             fail(f"tenant {tenant!r} has no subject with that reference", code=1)
         typer.secho(f"subject {found.id} (tenant {found.tenant})", bold=True)
@@ -58,6 +60,8 @@ def show(
             typer.echo(f"  {purpose}: {state} (text v{consent.version}, event {consent.event_id})")
         if found.erasure_requested_at:
             typer.secho(f"erasure requested at {found.erasure_requested_at}", fg="yellow")
+        if found.legal_holds:
+            typer.secho(f"legal holds: {', '.join(sorted(found.legal_holds))}", fg="yellow")
     finally:
         ledger.close()
 

@@ -54,6 +54,14 @@ class UnknownSubject(RuleViolation):
     code = "unknown_subject"
 
 
+class LegalHoldUnknown(RuleViolation):
+    code = "legal_hold_unknown"
+
+
+class ErasureStepOutOfOrder(RuleViolation):
+    code = "erasure_step_out_of_order"
+
+
 class InvalidEvent(RuleViolation):
     """Well-formed Avro whose content breaks the contract (empty id, bad code...)."""
 
@@ -62,3 +70,29 @@ class InvalidEvent(RuleViolation):
 
 class TenantExists(RuleViolation):
     code = "tenant_exists"
+
+
+class PlaintextPersonalData(RuleViolation):
+    """Personal fields arrived in clear on the ingest topic from a tenant that has not
+    allowed it (see ``Tenant.check_ingest_policy``)."""
+
+    code = "plaintext_personal_data"
+
+
+class IngestKeyUnknown(RuleViolation):
+    """A field is sealed to an ingest key id the ledger has never issued."""
+
+    code = "ingest_key_unknown"
+
+
+class IngestKeyDestroyed(RuleViolation):
+    """A field is sealed to an ingest key whose private key has been destroyed."""
+
+    code = "ingest_key_destroyed"
+
+
+class IngestSealInvalid(RuleViolation):
+    """A sealed field does not open: another scheme, tampered, or sealed for another field,
+    tenant or event."""
+
+    code = "ingest_seal_invalid"

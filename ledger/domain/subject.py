@@ -3,7 +3,15 @@
 Rules the aggregate keeps (each a ``check_*`` method that raises before any event exists, so a
 refused command leaves the aggregate as it was):
 
-- nothing is recorded for a subject once erasure has been requested;
+- nothing is recorded for a subject once erasure has been requested (unless the request was
+  refused);
+- an erasure request is refused, with the reason recorded, while the tenant holds the subject
+  under a legal hold; otherwise it is followed at once by ``KeysShredded`` in the same save, and
+  the application deletes the subject's data key and reference lookup in that transaction;
+- the workflow then moves only forward: requested → keys shredded → processors notified →
+  completed, each step an event;
+- a shredding found on the ledger topic but missing here (a restored backup) is recorded again
+  with its original event id, and the subject counts as erased from then on;
 - consent is granted only for a catalogued purpose and a defined consent text version;
 - a consent is withdrawn only if it is currently granted and the purpose is not required;
 - a disclosure under CONSENT needs the purpose's consent to be granted right now; under any
@@ -17,20 +25,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.facts import Fact
 from ledger.domain.rules import (
     ConsentNotGranted,
+    ErasureStepOutOfOrder,
     InvalidEvent,
+    LegalHoldUnknown,
     NoLegalBasis,
     RequiredConsent,
     SubjectErased,
 )
 from ledger.domain.tenant import Purpose
 from ledger.domain.values import LegalBasis, Sealed
+
+LEDGER_PRODUCER = "ledger"
+_STEPS = uuid5(NAMESPACE_URL, "urn:compliance-ledger:erasure-step")
+
+
+def step_id(request_event_id: str, step: str) -> str:
+    """The event id of a workflow step: derived from the request, so a step is recorded once
+    however often it is attempted (the ledger's receipts are keyed by event id)."""
+    return f"{step}:{uuid5(_STEPS, request_event_id)}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,8 @@ class Subject(Aggregate):
         note: Sealed | None
 
         def apply(self, aggregate: Aggregate) -> None:
-            pass
+            assert isinstance(aggregate, Subject)
+            aggregate.disclosed_to.setdefault(self.recipient, []).append(self.event_id)
 
     class ErasureRequested(Fact):
         source: str
@@ -99,12 +119,77 @@ class Subject(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Subject)
             aggregate.erasure_requested_at = self.occurred_at
+            aggregate.erasure_request_id = self.event_id
+
+    class LegalHoldPlaced(Fact):
+        hold_reference: str
+        note: Sealed | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.legal_holds[self.hold_reference] = self.event_id
+
+    class LegalHoldReleased(Fact):
+        hold_reference: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.legal_holds.pop(self.hold_reference, None)
+
+    # The erasure workflow's own steps. The ledger records them (producer ``ledger``); each
+    # names the request it belongs to.
+
+    class ErasureRefused(Fact):
+        request_event_id: str
+        reason: str
+        hold_references: list[str]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.erasure_requested_at = None
+            aggregate.erasure_request_id = None
+
+    class KeysShredded(Fact):
+        """The subject's data key and reference lookup were deleted in this event's
+        transaction. ``disclosed_to`` maps each recipient to the disclosure event ids, so the
+        processors can be told without reading anything personal."""
+
+        request_event_id: str
+        disclosed_to: dict[str, list[str]]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.shredded_at = self.occurred_at
+            if aggregate.erasure_request_id is None:  # re-applied: the request is not here
+                aggregate.erasure_request_id = self.request_event_id
+                aggregate.erasure_requested_at = self.occurred_at
+
+    class ProcessorsNotified(Fact):
+        request_event_id: str
+        deliveries: list[dict[str, object]]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.processors_notified = True
+
+    class ErasureCompleted(Fact):
+        request_event_id: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Subject)
+            aggregate.erasure_completed = True
 
     def __init__(self, tenant: str, subject_ref: Sealed) -> None:
         self.tenant = tenant
         self.subject_ref = subject_ref
         self.consents: dict[str, Consent] = {}
+        self.disclosed_to: dict[str, list[str]] = {}
+        self.legal_holds: dict[str, str] = {}
         self.erasure_requested_at: datetime | None = None
+        self.erasure_request_id: str | None = None
+        self.shredded_at: datetime | None = None
+        self.processors_notified = False
+        self.erasure_completed = False
 
     @classmethod
     def register(cls, subject_id: UUID, tenant: str, subject_ref: Sealed) -> Subject:
@@ -159,9 +244,90 @@ class Subject(Aggregate):
             **fields,
         )
 
-    def request_erasure(self, **fields: object) -> None:
+    def request_erasure(self, *, event_id: str, occurred_at: datetime, **fields: object) -> bool:
+        """Records the request, then its refusal (legal hold) or the shredding of the keys.
+        Returns True if the keys are to be shredded with this save."""
         self.check_not_erased()
-        self.trigger_event(self.ErasureRequested, **fields)
+        step = {"producer": LEDGER_PRODUCER, "tenant": self.tenant, "occurred_at": occurred_at}
+        self.trigger_event(
+            self.ErasureRequested, event_id=event_id, occurred_at=occurred_at, **fields
+        )
+        if self.legal_holds:
+            self.trigger_event(
+                self.ErasureRefused,
+                event_id=step_id(event_id, "refused"),
+                request_event_id=event_id,
+                reason="legal_hold",
+                hold_references=sorted(self.legal_holds),
+                **step,
+            )
+            return False
+        self.trigger_event(
+            self.KeysShredded,
+            event_id=step_id(event_id, "shredded"),
+            request_event_id=event_id,
+            disclosed_to={r: list(ids) for r, ids in sorted(self.disclosed_to.items())},
+            **step,
+        )
+        return True
+
+    def reapply_shredding(
+        self,
+        *,
+        request_event_id: str,
+        disclosed_to: dict[str, list[str]],
+        occurred_at: datetime,
+    ) -> bool:
+        """Records again a shredding that the ledger topic holds but this ledger lacks (a
+        database restored from a backup taken before the erasure): ``KeysShredded`` with the
+        event id it has on the topic. The subject counts as erased from then on. No legal hold
+        is checked: the keys are gone, this only says so. False if already recorded."""
+        if self.shredded_at is not None:
+            return False
+        self.trigger_event(
+            self.KeysShredded,
+            event_id=step_id(request_event_id, "shredded"),
+            request_event_id=request_event_id,
+            disclosed_to={r: list(ids) for r, ids in sorted(disclosed_to.items())},
+            producer=LEDGER_PRODUCER,
+            tenant=self.tenant,
+            occurred_at=occurred_at,
+        )
+        return True
+
+    def record_notification(self, deliveries: list[dict[str, object]], at: datetime) -> None:
+        """Processors were told (or could not be, as each delivery says): the workflow's last
+        two steps."""
+        request = self.erasure_request_id
+        if request is None or self.shredded_at is None or self.processors_notified:
+            raise ErasureStepOutOfOrder(
+                f"subject {self.id} has no shredded erasure awaiting notification"
+            )
+        step = {"producer": LEDGER_PRODUCER, "tenant": self.tenant, "occurred_at": at}
+        self.trigger_event(
+            self.ProcessorsNotified,
+            event_id=step_id(request, "notified"),
+            request_event_id=request,
+            deliveries=deliveries,
+            **step,
+        )
+        self.trigger_event(
+            self.ErasureCompleted,
+            event_id=step_id(request, "completed"),
+            request_event_id=request,
+            **step,
+        )
+
+    def place_legal_hold(self, *, hold_reference: str, **fields: object) -> None:
+        self.check_not_erased()
+        self.trigger_event(self.LegalHoldPlaced, hold_reference=hold_reference, **fields)
+
+    def release_legal_hold(self, *, hold_reference: str, **fields: object) -> None:
+        if hold_reference not in self.legal_holds:
+            raise LegalHoldUnknown(
+                f"subject {self.id} is under no legal hold {hold_reference!r} to release"
+            )
+        self.trigger_event(self.LegalHoldReleased, hold_reference=hold_reference, **fields)
 
     # Queries and rules.
 

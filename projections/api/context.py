@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ledger.settings import Settings
 from projections.api.personal import SubjectKeys
 from projections.api.problems import Unavailable
+from projections.api.writer import LedgerWriter
 from projections.queries import Queries
 
 
@@ -24,6 +25,7 @@ class ApiContext:
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     queries: Queries
     keys: SubjectKeys
+    writer: LedgerWriter
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:

@@ -3,11 +3,14 @@
 In order:
 
 1. A purpose the tenant has not catalogued: **no** (``unknown_purpose``).
-2. A subject whose erasure has been requested: **no** (``erasure_requested``), whatever the
-   legal basis — processing stops while the request is carried out.
-3. A purpose catalogued under a legal basis other than consent (contract, legal obligation,
+2. A reference that belonged to an erased subject: **no** (``subject_erased``). The lookup went
+   with the erasure, so the answer carries no subject id and no proof beyond itself: the
+   erasure's own events are found by subject id (erasure status), not by reference.
+3. A subject whose erasure has been requested but not carried out: **no**
+   (``erasure_requested``), whatever the legal basis.
+4. A purpose catalogued under a legal basis other than consent (contract, legal obligation,
    ...): **yes** (``legal_basis``); the proof is the purpose's definition.
-4. Consent purposes: **yes** if the consent is currently granted (``consent_granted``, proved by
+5. Consent purposes: **yes** if the consent is currently granted (``consent_granted``, proved by
    the grant), **no** if withdrawn (``consent_withdrawn``, proved by the withdrawal) or never
    given (``no_consent``) — an unknown reference is simply a subject who never consented.
 """
@@ -28,6 +31,8 @@ def decide(purpose: str, row: DictRow | None) -> PurposeDecision:
         "required": row["required"],
         "subject_id": row["subject_id"],
     }
+    if row["erased"]:
+        return PurposeDecision(purpose=purpose, allowed=False, reason="subject_erased")
     if row["erasure_requested_at"] is not None:
         return PurposeDecision(
             **base,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -33,6 +33,7 @@ Reason = Literal[
     "no_consent",
     "legal_basis",
     "erasure_requested",
+    "subject_erased",
     "unknown_purpose",
 ]
 
@@ -134,14 +135,49 @@ class ErasureRequest(BaseModel):
     recorded_at: datetime
     due_by: datetime
     overdue: bool
-    status: str
+    status: Literal["requested", "shredded", "notified", "completed", "refused"]
     status_at: datetime
+    refusal_reason: str | None = None
+    hold_references: list[str] | None = None
+    deliveries: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Once processors were notified: per recipient or processor, the delivery "
+        "id, status (delivered, failed, no_endpoint), attempts and last HTTP status.",
+    )
+
+
+class LegalHold(BaseModel):
+    hold_reference: str
+    placed_at: datetime
+    event_id: str
 
 
 class SubjectErasure(SubjectHeader):
     key_state: Literal["active", "shredded"]
     key_state_since: datetime
+    legal_holds: list[LegalHold]
     erasure_requests: list[ErasureRequest]
+
+
+class ErasureCommand(SubjectQuery):
+    """Ask the ledger to erase a subject (admin scope). ``event_id`` makes a retry safe."""
+
+    event_id: str | None = Field(default=None, max_length=200)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=10_000)
+
+
+class LegalHoldCommand(SubjectQuery):
+    hold_reference: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class CommandOutcome(BaseModel):
+    """What the ledger did with the command."""
+
+    status: Literal["recorded", "duplicate"]
+    event_id: str
+    subject_id: UUID | None = None
 
 
 class Purpose(BaseModel):

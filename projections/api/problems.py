@@ -144,6 +144,16 @@ class NotFound(_StatusProblem):
     STATUS = HTTPStatus.NOT_FOUND
 
 
+class Conflict(_StatusProblem):
+    STATUS = HTTPStatus.CONFLICT
+
+
+class Gone(_StatusProblem):
+    """The reference belonged to a subject who has been erased: nothing about it can be read."""
+
+    STATUS = HTTPStatus.GONE
+
+
 class Unavailable(_StatusProblem):
     STATUS = HTTPStatus.SERVICE_UNAVAILABLE
 
@@ -154,6 +164,8 @@ def _responses() -> dict[int | str, dict[str, Any]]:
         401: "No valid API key (`Authorization: Bearer lk_...`).",
         403: "The API key lacks the scope or tenant this needs.",
         404: "Nothing of that name, for this tenant.",
+        409: "The ledger refused the request under one of its rules; `reason` says which.",
+        410: "The reference belonged to a subject who has been erased.",
         422: "The request failed validation; `errors` says where, never echoing values.",
         503: "A dependency (the database) is unavailable; retry later.",
     }

@@ -22,6 +22,7 @@ from projections.api.models import (
     ConsentState,
     Disclosure,
     ErasureRequest,
+    LegalHold,
     PurposeCheckRequest,
     PurposeDecision,
     SubjectCollections,
@@ -31,10 +32,11 @@ from projections.api.models import (
     SubjectQuery,
 )
 from projections.api.personal import Opener
-from projections.api.problems import PROBLEM_RESPONSES, NotFound
+from projections.api.problems import PROBLEM_RESPONSES, Gone, NotFound
 from projections.api.records import disclosure, disclosure_window
 from projections.queries import Conn, DisclosureFilter
 
+SETTLED = ("completed", "refused")
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 Ctx = Annotated[ApiContext, Depends(context)]
 AnyScope = Annotated[Principal, Depends(require(*Scope))]
@@ -120,6 +122,8 @@ async def erasure_by_id(subject_id: UUID, ctx: Ctx, who: Reader) -> SubjectErasu
 async def _resolve(ctx: ApiContext, conn: Conn, who: Principal, body: SubjectQuery) -> UUID:
     digest = ctx.keys.digest(who.tenant, body.subject_ref)
     subject_id = await ctx.queries.subject_by_digest(conn, who.tenant, digest)
+    if subject_id == "erased":
+        raise Gone("this reference belonged to a subject who has been erased")
     if subject_id is None:
         raise NotFound("no subject with this reference is recorded for your tenant")
     return subject_id
@@ -131,7 +135,7 @@ async def _subject(
     row = await ctx.queries.subject(conn, who.tenant, subject_id)
     if row is None:
         raise NotFound("no such subject is recorded for your tenant")
-    opener = ctx.keys.opener(subject_id, row["wrapped"], who.may_see_personal)
+    opener = ctx.keys.opener(subject_id, row["wrapped"], who.may_see_personal, row["kek_id"])
     header = {
         "subject_id": subject_id,
         "subject_ref": opener.open("subject_ref", row["subject_ref"]),
@@ -200,7 +204,7 @@ async def _collections(
 
 async def _erasure(ctx: ApiContext, conn: Conn, who: Principal, subject_id: UUID) -> SubjectErasure:
     header, _ = await _subject(ctx, conn, who, subject_id)
-    key, requests = await ctx.queries.erasure(conn, who.tenant, subject_id)
+    key, requests, holds = await ctx.queries.erasure(conn, who.tenant, subject_id)
     if key is None:
         raise NotFound("no such subject is recorded for your tenant")
     now = datetime.now(UTC)
@@ -208,8 +212,9 @@ async def _erasure(ctx: ApiContext, conn: Conn, who: Principal, subject_id: UUID
         **header,  # type: ignore[arg-type]
         key_state=key["state"],
         key_state_since=key["since"],
+        legal_holds=[LegalHold(**h) for h in holds],
         erasure_requests=[
-            ErasureRequest(**r, overdue=r["status"] != "completed" and r["due_by"] < now)
+            ErasureRequest(**r, overdue=r["status"] not in SETTLED and r["due_by"] < now)
             for r in requests
         ],
     )

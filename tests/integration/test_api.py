@@ -87,8 +87,9 @@ def test_purpose_check_answers_with_reason_and_proof(
     assert check(api, producer, "nobody@example.com", "newsletter")["reason"] == "no_consent"
     assert check(api, producer, ALICE, "no-such-purpose")["reason"] == "unknown_purpose"
     erased = check(api, producer, DAVE, "newsletter")
-    assert (erased["allowed"], erased["reason"]) == (False, "erasure_requested")
-    assert erased["event_id"] == history["erase"]
+    # Dave's reference lookup went with the erasure: the answer says so and nothing more.
+    assert (erased["allowed"], erased["reason"]) == (False, "subject_erased")
+    assert erased["subject_id"] is None and erased["event_id"] is None
 
 
 def test_consent_state_lists_every_purpose(api: TestClient, tokens: dict[str, str]) -> None:
@@ -176,13 +177,17 @@ def test_collections_and_erasure_status(
     api: TestClient, tokens: dict[str, str], history: dict[str, str]
 ) -> None:
     reader_token = tokens["reader"]
-    erasure = call(api, reader_token, "POST", "/v1/subject/erasure-status", {"subject_ref": DAVE})
+    by_ref = call(api, reader_token, "POST", "/v1/subject/erasure-status", {"subject_ref": DAVE})
+    assert by_ref.status_code == 410
+    assert DAVE not in by_ref.text
+    erasure = call(api, reader_token, "GET", f"/v1/subjects/{history['dave']}/erasure-status")
     status = erasure.json()
-    assert status["key_state"] == "active"
+    assert (status["key_state"], status["personal_data"]) == ("shredded", "erased")
+    assert status["legal_holds"] == []
     [request] = status["erasure_requests"]
     assert (request["event_id"], request["status"], request["overdue"]) == (
         history["erase"],
-        "requested",
+        "shredded",
         False,
     )
     carol = call(

@@ -8,7 +8,18 @@ import pytest
 from fastavro.schema import to_parsing_canonical_form
 
 from ledger import avro, contract
-from tests.builders import IP, REF, collect, define_purpose, disclose, erase, grant, withdraw
+from tests.builders import (
+    IP,
+    REF,
+    collect,
+    define_purpose,
+    disclose,
+    erase,
+    grant,
+    hold,
+    release,
+    withdraw,
+)
 
 # CRC-64-AVRO as the Avro specification gives it ("Schema Fingerprints"), written out here so
 # the test does not trust fastavro's own implementation.
@@ -43,6 +54,8 @@ INGEST_COMMANDS = {
     "PersonalDataCollected": collect(REF, description="Alice's home address"),
     "DataDisclosed": disclose(REF, note="sent to alice@example.com's employer"),
     "ErasureRequested": erase(REF, reason="Alice is moving abroad"),
+    "LegalHoldPlaced": hold(REF, note="Alice's lawsuit against acme"),
+    "LegalHoldReleased": release(REF),
 }
 
 

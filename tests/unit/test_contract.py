@@ -23,9 +23,12 @@ from tests.builders import (
     disclose,
     erase,
     grant,
+    hold,
     memory_ledger,
+    release,
     withdraw,
 )
+from tests.sealing import received_in_clear
 
 EXAMPLES = {
     "PurposeDefined": define_purpose(),
@@ -34,6 +37,8 @@ EXAMPLES = {
     "PersonalDataCollected": collect(REF),
     "DataDisclosed": disclose(REF),
     "ErasureRequested": erase(REF),
+    "LegalHoldPlaced": hold(REF),
+    "LegalHoldReleased": release(REF),
 }
 SUBJECT_KINDS = sorted(contract.SUBJECT_TYPES)
 PERSONAL_VALUES = {
@@ -135,7 +140,7 @@ def test_categories_are_bounded_in_number_and_length(kind: str) -> None:
 
 
 @pytest.mark.parametrize("field", ["ip_address", "user_agent", "evidence"])
-def test_a_sealed_value_in_an_ingest_personal_field_is_refused(field: str) -> None:
+def test_a_sealed_value_is_refused_by_a_reader_without_ingest_keys(field: str) -> None:
     record = _record(grant(REF))
     record[field] = {
         "scheme": "A256GCM-subject-v1",
@@ -149,7 +154,7 @@ def test_a_sealed_value_in_an_ingest_personal_field_is_refused(field: str) -> No
     assert REF not in raised.value.detail
 
 
-def test_a_sealed_subject_ref_is_refused() -> None:
+def test_a_sealed_subject_ref_is_refused_by_a_reader_without_ingest_keys() -> None:
     sealed = {"scheme": "A256GCM-subject-v1", "key_id": "k", "nonce": b"n", "ciphertext": b"c"}
     message = avro.encode("ConsentGranted", _with_envelope(grant(REF), subject_ref=sealed))
     with pytest.raises(InvalidEvent, match="subject_ref"):
@@ -196,8 +201,8 @@ def _full_commands() -> list[Command]:
 @pytest.mark.parametrize("cmd", _full_commands(), ids=lambda c: c.kind)
 def test_command_to_record_and_back_is_the_same_command(cmd: Command) -> None:
     record = _record(cmd)
-    assert contract.command_from_record(cmd.kind, record) == cmd
-    assert contract.command_from_message(avro.encode(cmd.kind, record)) == cmd
+    assert contract.command_from_record(cmd.kind, record) == received_in_clear(cmd)
+    assert contract.command_from_message(avro.encode(cmd.kind, record)) == received_in_clear(cmd)
 
 
 @pytest.mark.parametrize("cmd", _full_commands(), ids=lambda c: c.kind)
@@ -219,7 +224,7 @@ def test_unknown_ingest_type_is_refused() -> None:
 def _recorded_ledger_records() -> list[tuple[dict[str, Any], bytes]]:
     """Every event a small in-memory history produces, as LedgerRecord and its encoding."""
     ledger = memory_ledger()
-    ledger.register_tenant("acme", "Acme Ltd")
+    ledger.register_tenant("acme", "Acme Ltd", allow_plaintext_ingest=True)
     outcomes = ledger.record(
         [
             define_purpose(),
@@ -250,6 +255,7 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
     assert {s.name for s, _ in decoded} == {"compliance.LedgerRecord"}
     assert [r["event_type"] for _, r in decoded] == [
         "TenantRegistered",
+        "IngestPolicySet",
         "PurposeDefined",
         "SubjectRegistered",
         "ConsentGranted",
@@ -257,8 +263,9 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
         "DataDisclosed",
         "ConsentWithdrawn",
         "ErasureRequested",
+        "KeysShredded",
     ]
-    assert [r["sequence"] for _, r in decoded] == list(range(1, 9))
+    assert [r["sequence"] for _, r in decoded] == list(range(1, 11))
     assert {r["tenant"] for _, r in decoded} == {"acme"}
     for _, record in decoded:
         name, body = record["event"]

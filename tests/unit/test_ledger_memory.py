@@ -9,12 +9,13 @@ import pytest
 from ledger.application import Ledger
 from ledger.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
+from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import LedgerCases, OpenLedger
 
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-class TestInMemoryLedger(LedgerCases):
+class TestInMemoryLedger(LedgerCases, ErasureCases):
     @pytest.fixture
     def keys(self) -> dict[str, Any]:
         return {"kek": LocalKek(new_secret(), "kek-1"), "lookup_key": new_secret()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,10 @@ def test_eventsourcing_env_points_at_the_configured_database(env: dict[str, str]
         "ledger",
     )
     assert (es["POSTGRES_USER"], es["POSTGRES_SCHEMA"]) == ("ledger", "t_abc")
+
+
+def test_the_ingest_retention_defaults_to_a_week_and_is_read(env: dict[str, str]) -> None:
+    assert load(env).ingest_retention == timedelta(days=7)
+    assert load({**env, "LEDGER_INGEST_RETENTION": "36h"}).ingest_retention == timedelta(hours=36)
+    with pytest.raises(ConfigError, match="LEDGER_INGEST_RETENTION must be a positive"):
+        load({**env, "LEDGER_INGEST_RETENTION": "0d"})

@@ -1,0 +1,103 @@
+"""Figures for ``/metrics`` read from the database at scrape time (see :class:`LedgerCollector`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg.sql
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from psycopg.rows import DictRow, dict_row
+
+from ledger.settings import Settings
+from projections.catalog import live_schema
+from projections.status import parse_status, status_query
+
+
+class LedgerCollector:
+    """Figures read from the database at scrape time, so every process's work is counted:
+    events recorded (their rate is the ingest rate), ingest outcomes by reason, each
+    projection's position and lag, and unsettled and overdue erasure requests per tenant."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("ledger_database_up", "1 if the last scrape reached the database.")
+        try:
+            status, counts, erasures = self._read()
+        except psycopg.Error:
+            self._conn = None
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        events = CounterMetricFamily("ledger_events_recorded", "Events recorded in the ledger.")
+        events.add_metric([], status[0].head if status else 0)
+        yield events
+        outcomes = CounterMetricFamily(
+            "ledger_ingest_messages",
+            "Ingest messages by outcome and rejection reason.",
+            labels=["outcome", "reason"],
+        )
+        for (outcome, reason), n in sorted(counts.items()):
+            outcomes.add_metric([outcome, reason], n)
+        yield outcomes
+        lag = GaugeMetricFamily(
+            "ledger_projection_lag_events", "Events not yet applied.", labels=["projection"]
+        )
+        position = GaugeMetricFamily(
+            "ledger_projection_position", "Last applied event.", labels=["projection"]
+        )
+        for view in status:
+            lag.add_metric([view.name], view.lag)
+            position.add_metric([view.name], view.position)
+        yield lag
+        yield position
+        yield from _erasure_metrics(erasures)
+
+    def _read(self) -> tuple[list[Any], dict[tuple[str, str], int], list[DictRow]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._settings.require_database(),
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=3,
+            )
+        row = self._conn.execute(status_query(self._settings)).fetchone()
+        assert row is not None
+        schema = psycopg.sql.Identifier(self._settings.database_schema)
+        counted = self._conn.execute(
+            psycopg.sql.SQL("SELECT outcome, reason, count FROM {}.ingest_counts").format(schema)
+        ).fetchall()
+        erasures = self._conn.execute(
+            psycopg.sql.SQL(
+                "SELECT tenant, count(*) AS unsettled, "
+                "count(*) FILTER (WHERE due_by < now()) AS overdue "
+                "FROM {}.erasure_requests WHERE status NOT IN ('completed', 'refused') "
+                "GROUP BY tenant ORDER BY tenant"
+            ).format(psycopg.sql.Identifier(live_schema(self._settings, "erasure")))
+        ).fetchall()
+        counts = {(r["outcome"], r["reason"]): int(r["count"]) for r in counted}
+        return parse_status(row), counts, erasures
+
+
+def _erasure_metrics(rows: list[DictRow]) -> Iterator[Metric]:
+    unsettled = GaugeMetricFamily(
+        "ledger_erasure_requests_unsettled",
+        "Erasure requests neither completed nor refused.",
+        labels=["tenant"],
+    )
+    overdue = GaugeMetricFamily(
+        "ledger_erasure_requests_overdue",
+        "Unsettled erasure requests past their due date (one month, GDPR art. 12(3)).",
+        labels=["tenant"],
+    )
+    for row in rows:
+        unsettled.add_metric([row["tenant"]], row["unsettled"])
+        overdue.add_metric([row["tenant"]], row["overdue"])
+    yield unsettled
+    yield overdue

@@ -1,0 +1,74 @@
+"""Admin routes that record facts: erasure requests and legal holds.
+
+They build the same ledger command a producer would send over Kafka and record it directly
+(one ledger transaction each, in a worker thread: the ledger application is synchronous). A
+refusal by a ledger rule is a 409 problem carrying the rule's ``reason``; a legal hold does not
+refuse an erasure request but is recorded as its refusal (``status`` ``refused`` in the
+erasure status). The producer of these events is ``api:<key id>``, so the ledger shows which
+key asked. Personal fields (the reason, a hold's note) are sealed like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from ledger.contract import Command, subject_command
+from projections.api.access import Principal, Scope, require
+from projections.api.context import ApiContext, context
+from projections.api.models import CommandOutcome, ErasureCommand, LegalHoldCommand
+from projections.api.problems import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["commands"])
+Ctx = Annotated[ApiContext, Depends(context)]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def _command(kind: str, who: Principal, ref: str, event_id: str | None, **fields: Any) -> Command:
+    return subject_command(
+        kind,
+        tenant=who.tenant,
+        subject_ref=ref,
+        producer=f"api:{who.key_id}",
+        event_id=event_id,
+        **fields,
+    )
+
+
+@router.post("/subject/erasure", status_code=202)
+async def request_erasure(body: ErasureCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Record an erasure request. Unless a legal hold refuses it, the subject's key and
+    reference lookup are deleted in the same transaction; processors are notified next."""
+    command = _command(
+        "ErasureRequested",
+        who,
+        body.subject_ref,
+        body.event_id,
+        source=body.source,
+        reason=body.reason,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/legal-holds", status_code=201)
+async def place_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Keep the subject's data: erasure requests are refused (and say why) while it holds."""
+    command = _command(
+        "LegalHoldPlaced",
+        who,
+        body.subject_ref,
+        None,
+        hold_reference=body.hold_reference,
+        note=body.note,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/legal-holds/release")
+async def release_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    command = _command(
+        "LegalHoldReleased", who, body.subject_ref, None, hold_reference=body.hold_reference
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
