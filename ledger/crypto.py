@@ -1,4 +1,5 @@
-"""Envelope encryption for crypto-shredding: the one module that does cryptography.
+"""Envelope encryption for crypto-shredding. With its sibling :mod:`ledger.crypto_ingest`
+(producers sealing to the ledger's public key), the only modules that do cryptography.
 
 - Each subject has its own 256-bit **data key**. Personal fields are sealed with it using
   AES-256-GCM; the associated data binds a ciphertext to its subject and field, so a sealed
@@ -34,14 +35,20 @@ class CannotOpen(ValueError):
     """A sealed value or wrapped key failed authentication (wrong key, or tampered)."""
 
 
+class KekNotConfigured(CannotOpen):
+    """A wrap names a KEK version this process does not hold (destroyed, or not configured)."""
+
+
 class KeyEncryptionKey(Protocol):
-    """Wraps and unwraps data keys. ``key_id`` names the KEK version a wrap was made with."""
+    """Wraps and unwraps data keys. ``key_id`` names the KEK version new wraps are made with;
+    ``unwrap`` takes the version the wrap was made with (``kek_id``, stored beside it), or
+    assumes ``key_id`` when it is not given."""
 
     key_id: str
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes: ...
 
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
+    def unwrap(self, wrapped: bytes, context: bytes, *, kek_id: str | None = None) -> bytes: ...
 
 
 class LocalKek:
@@ -57,7 +64,9 @@ class LocalKek:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, data_key, self._aad(context))
 
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+    def unwrap(self, wrapped: bytes, context: bytes, *, kek_id: str | None = None) -> bytes:
+        if kek_id is not None and kek_id != self.key_id:
+            raise KekNotConfigured(f"wrapped under KEK {kek_id!r}, this one is {self.key_id!r}")
         try:
             return self._aead.decrypt(
                 wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], self._aad(context)

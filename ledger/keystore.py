@@ -49,7 +49,8 @@ class KeyStore:
         if not missing:
             return found
         for subject_id, row in self._store.wrapped_keys(missing).items():
-            data_key = self._kek.unwrap(row.wrapped, crypto.subject_context(subject_id))
+            context = crypto.subject_context(subject_id)
+            data_key = self._kek.unwrap(row.wrapped, context, kek_id=row.kek_id)
             self._remember(subject_id, data_key)
             found[subject_id] = data_key
         return found

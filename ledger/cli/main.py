@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import admin, apikeys, bench, demo, dev, inspect, processes, project, serve
+from ledger.cli import (
+    admin,
+    apikeys,
+    bench,
+    demo,
+    dev,
+    erasure,
+    ingest_keys,
+    inspect,
+    keys,
+    processes,
+    project,
+    serve,
+    webhooks,
+)
 
 app = typer.Typer(
     help="Compliance ledger: records consent, collection, disclosure and erasure facts.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold keys or personal values
 )
-for module in (dev, processes, project, serve, demo, inspect, admin, apikeys, bench):
+for module in (
+    dev,
+    processes,
+    project,
+    serve,
+    demo,
+    inspect,
+    admin,
+    keys,
+    erasure,
+    ingest_keys,
+    apikeys,
+    bench,
+    webhooks,
+):
     module.register(app)
 
 if __name__ == "__main__":

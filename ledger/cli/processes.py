@@ -8,7 +8,13 @@ from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
 from ledger.cli import common
 from ledger.cli.common import fail, settings, stop_on_signals
-from ledger.kafka.admin import BrokerUnavailable, default_partitions, ensure_topics
+from ledger.cli.keys import before_serving
+from ledger.kafka.admin import (
+    BrokerUnavailable,
+    default_partitions,
+    ensure_topics,
+    ingest_topic_configs,
+)
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.settings import ConfigError
@@ -20,9 +26,14 @@ def ingest() -> None:
     try:
         bootstrap = s.require_kafka()
         partitions = default_partitions(s.topics)
-        ensure_topics(bootstrap, {t: partitions[t] for t in (s.topics.ingest, s.topics.rejected)})
+        ensure_topics(
+            bootstrap,
+            {t: partitions[t] for t in (s.topics.ingest, s.topics.rejected)},
+            configs=ingest_topic_configs(s.topics, s.ingest_retention),
+        )
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    before_serving(s)  # a restored database learns its missing erasures before recording
     ledger = common.ledger(s)
     stop = stop_on_signals()
     consumer = make_consumer(bootstrap, group=s.ingest_group)

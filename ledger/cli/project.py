@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from ledger.application import LedgerReader
 from ledger.cli.common import DATABASE_DOWN, fail, settings, stop_on_signals
+from ledger.cli.keys import before_serving
 from ledger.runtime import open_reader
 from ledger.settings import ConfigError, Settings
 from projections.catalog import VIEWS, UnknownProjection, open_view, view_class
@@ -37,6 +38,7 @@ def run(ctx: typer.Context, only: Names = None) -> None:
         return
     names = _names(only)
     s = settings()
+    before_serving(s)
     reader = _reader(s)
     stop = stop_on_signals()
     try:

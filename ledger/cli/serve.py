@@ -8,6 +8,7 @@ import typer
 import uvicorn
 
 from ledger.cli.common import DATABASE_DOWN, fail, settings
+from ledger.cli.keys import before_serving
 from ledger.settings import ConfigError
 
 
@@ -19,6 +20,7 @@ def serve(
     from projections.api.app import create_app, prepare
 
     s = settings()
+    before_serving(s)  # erasures a restored database lacks, before the first request
     try:
         prepare(s)
         app = create_app(s)

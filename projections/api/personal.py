@@ -25,7 +25,7 @@ class PersonalData(StrEnum):
 
 
 class SubjectKeys:
-    """The ledger's KEK and lookup key, as the query API uses them."""
+    """The ledger's KEK ring and lookup key, as the query API uses them."""
 
     def __init__(self, kek: crypto.KeyEncryptionKey, lookup_key: bytes) -> None:
         self._kek = kek
@@ -34,12 +34,16 @@ class SubjectKeys:
     def digest(self, tenant: str, subject_ref: str) -> bytes:
         return crypto.reference_digest(self._lookup_key, tenant, subject_ref)
 
-    def opener(self, subject_id: UUID, wrapped: bytes | None, allowed: bool) -> Opener:
+    def opener(
+        self, subject_id: UUID, wrapped: bytes | None, allowed: bool, kek_id: str | None = None
+    ) -> Opener:
+        """``kek_id`` is the KEK version stored with the wrapped key (the current one if None)."""
         if wrapped is None:
             return Opener(subject_id, None, PersonalData.ERASED)
         if not allowed:
             return Opener(subject_id, None, PersonalData.WITHHELD)
-        data_key = self._kek.unwrap(bytes(wrapped), crypto.subject_context(subject_id))
+        context = crypto.subject_context(subject_id)
+        data_key = self._kek.unwrap(bytes(wrapped), context, kek_id=kek_id)
         return Opener(subject_id, data_key, PersonalData.VISIBLE)
 
 

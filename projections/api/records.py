@@ -79,7 +79,9 @@ class _Openers:
         subject_id = row["subject_id"]
         if subject_id not in self._openers:
             allowed = self._who.may_see_personal
-            self._openers[subject_id] = self._ctx.keys.opener(subject_id, row["wrapped"], allowed)
+            self._openers[subject_id] = self._ctx.keys.opener(
+                subject_id, row["wrapped"], allowed, row["kek_id"]
+            )
         return self._openers[subject_id]
 
 
