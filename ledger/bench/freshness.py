@@ -21,7 +21,7 @@ import uuid
 
 from ledger.bench.load import Summary
 from ledger.bench.query import api_key
-from ledger.bench.setup import PURPOSE, TENANT, processes, wait_for_api
+from ledger.bench.setup import PURPOSE, TENANT, ingest_key, processes, wait_for_api
 from ledger.client import LedgerClient
 from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
@@ -99,7 +99,9 @@ def run(s: Settings, *, samples: int) -> None:
     with processes(s, ["ingest", "project", "serve"]) as live:
         wait_for_api(live)
         checker = Checker(live, token)
-        with LedgerClient(s.require_kafka(), producer="bench", topic=s.topics.ingest) as client:
+        with LedgerClient(
+            s.require_kafka(), producer="bench", topic=s.topics.ingest, ingest_key=ingest_key(s)
+        ) as client:
             grant_all(client, checker, refs)
             latencies, misses = withdraw_each(client, checker, refs)
     hop = kafka_hop(s, samples)

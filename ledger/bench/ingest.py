@@ -5,10 +5,11 @@ Three figures from one run, each on a fresh schema of the same PostgreSQL:
 1. **one save per event** — ``Ledger.record([event])``: one `eventsourcing` save (one
    transaction) per event, the naive design;
 2. **batched save** — ``Ledger.record(batch)``: the ledger's own batched save, no Kafka;
-3. **end to end** — the events are first produced to a fresh ingest topic (timed apart), then
-   ``IngestConsumer.run`` — the loop ``ledger ingest`` runs — consumes, decodes, validates,
-   records and commits them. Timed from the first fetched batch (the consumer group join is
-   reported separately) until the last batch is committed.
+3. **end to end** — the events are first sealed (HPKE, to the ledger's ingest key, as real
+   producers do) and produced to a fresh ingest topic (timed apart), then
+   ``IngestConsumer.run`` — the loop ``ledger ingest`` runs — consumes, decodes, opens the
+   sealed fields, validates, records and commits them. Timed from the first fetched batch
+   (the consumer group join is reported separately) until the last batch is committed.
 
 The workload is realistic rather than flattering: every subject is new (a data key is made
 and wrapped, the reference sealed and looked up) and gets a consent grant, a collection, a
@@ -25,7 +26,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 
 from consumers.ingest import BatchReport, IngestConsumer
-from ledger.bench.setup import TENANT, fresh_schema
+from ledger.bench.setup import TENANT, fresh_schema, ingest_key
 from ledger.client import LedgerClient
 from ledger.contract import Command, Envelope, new_event_id
 from ledger.domain.values import LegalBasis
@@ -112,14 +113,14 @@ def end_to_end(base: Settings, commands: Sequence[Command], batch: int) -> float
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topics = Topics(f"{prefix}.ingest", f"{prefix}.rejected", f"{prefix}.ledger")
     ensure_topics(bootstrap, default_partitions(topics))
-    started = time.perf_counter()
-    with LedgerClient(bootstrap, producer="bench", topic=topics.ingest) as client:
-        for command in commands:
-            client.send_command(command)
-    print(
-        f"  (producing them to Kafka first: {_rate(len(commands), time.perf_counter() - started)})"
-    )
     with fresh_schema(base) as s, closing(open_ledger(s)) as ledger:
+        started = time.perf_counter()
+        key = ingest_key(s)  # producers seal every personal field, as in production
+        with LedgerClient(bootstrap, producer="bench", topic=topics.ingest, ingest_key=key) as c:
+            for command in commands:
+                c.send_command(command)
+        elapsed = time.perf_counter() - started
+        print(f"  (sealing and producing them to Kafka first: {_rate(len(commands), elapsed)})")
         consumer = IngestConsumer(
             ledger,
             make_consumer(bootstrap, group=f"{prefix}-ingest"),

@@ -112,7 +112,8 @@ def api_worker(s: Settings, token: str, refs: list[str], allowed: list[bool]) ->
 def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
     _, lookup_key = s.require_keys()
     digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
-    query = Queries(s).purpose_check_sql()
+    queries = Queries(s)
+    query = queries.purpose_check_sql()
 
     @contextlib.contextmanager
     def worker() -> Iterator[Call]:
@@ -120,7 +121,8 @@ def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
 
             def call(i: int) -> None:
                 n = i % len(refs)
-                row = conn.execute(query, [digests[n], TENANT, PURPOSE]).fetchone()
+                params = queries.purpose_check_params(TENANT, digests[n], PURPOSE)
+                row = conn.execute(query, params).fetchone()
                 if decide(PURPOSE, row).allowed is not allowed[n]:
                     raise WrongAnswer("the view disagrees with the seeded history")
 

@@ -23,6 +23,7 @@ from psycopg import sql
 from ledger import children
 from ledger.contract import Command, Envelope, new_event_id
 from ledger.crypto import new_secret
+from ledger.crypto_ingest import IngestPublicKey
 from ledger.domain.values import LegalBasis
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from ledger.runtime import open_ledger
@@ -46,14 +47,14 @@ def catalogue() -> list[Command]:
 
 
 @contextlib.contextmanager
-def services(base: Settings, *, kafka: bool = True) -> Iterator[Settings]:
+def services(base: Settings) -> Iterator[Settings]:
     """The configured database and broker, or embedded ones for the run; keys for the run."""
     with contextlib.ExitStack() as stack:
         if not base.database_url:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             postgres = stack.enter_context(EmbeddedPostgres(tmp / "pg"))
             base = base.with_overrides(database_url=postgres.url)
-        if kafka and not base.kafka_bootstrap:
+        if not base.kafka_bootstrap:
             broker = stack.enter_context(EmbeddedBroker())
             base = base.with_overrides(kafka_bootstrap=broker.bootstrap)
         if base.kek is None or base.lookup_key is None:
@@ -69,7 +70,7 @@ def fresh_schema(base: Settings) -> Iterator[Settings]:
     s = base.with_overrides(database_schema=schema)
     ledger = open_ledger(s)
     try:
-        ledger.register_tenant(TENANT, "Benchmark")
+        ledger.register_tenant(TENANT, "Benchmark")  # producers seal: see ingest_key()
         ledger.record(catalogue())
     finally:
         ledger.close()
@@ -77,6 +78,15 @@ def fresh_schema(base: Settings) -> Iterator[Settings]:
         yield s
     finally:
         drop_schemas(s.require_database(), schema)
+
+
+def ingest_key(s: Settings) -> IngestPublicKey:
+    """The public key the bench's producers seal personal fields to, as real producers do."""
+    ledger = open_ledger(s)
+    try:
+        return ledger.ingest_keys.public_key_for(TENANT)
+    finally:
+        ledger.close()
 
 
 def drop_schemas(database_url: str, schema: str) -> None:

@@ -53,7 +53,8 @@ def query_command(
     subjects: Annotated[int, typer.Option(help="Subjects in the view.")] = 5_000,
 ) -> None:
     """Purpose-check latency p50/p99 through `ledger serve`, and the same SQL straight."""
-    with services(_settings(), kafka=False) as base, fresh_schema(base) as s:
+    # A broker too: `ledger serve` reconciles erasures from the ledger topic before serving.
+    with services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         count = max(1, int(rate * seconds))
         query.run(s, subjects=subjects, rate=rate, count=count, workers=connections)

@@ -28,13 +28,14 @@ from ledger import logs
 from ledger.children import spawn
 from ledger.children import stop as stop_children
 from ledger.cli.common import fail, invocation, stop_on_signals
+from ledger.cli.keys import before_serving
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare
 
-CHILDREN = ("ingest", "relay", "project", "serve")
+CHILDREN = ("ingest", "relay", "project", "serve", "notify")
 RESTART_DELAY_S = 2.0
 STOP_GRACE_S = 15.0
 
@@ -106,6 +107,7 @@ def dev(
         env = {**os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
         open_ledger(load(env)).close()  # create schema and tables once, before the children
         prepare(load(env))
+        before_serving(load(env))  # erasures the database lacks, before the children start
         _write_private(state_file, state)
         stop = stop_on_signals()
         for name in CHILDREN:
