@@ -14,6 +14,11 @@ Rules this process keeps:
 - **One active relay per topic.** A relay publishes only while it holds a database lock named
   after the topic; a second relay started beside it waits as a standby and takes over when the
   first one stops or dies.
+- **Each record carries its chain link** and the stored form it covers
+  (``ledger.integrity.topic``), so a dump of the topic verifies without the database.
+- **Checkpoints follow publication.** With a checkpoint key configured, the relay signs a
+  checkpoint at its position every N events or T seconds (``ledger.integrity.checkpointer``),
+  after the records it covers were acknowledged.
 - **A new topic is filled from the start.** If the ledger topic had to be created (a fresh
   cluster, or the memory-only development broker after a restart), the relay republishes
   from the first event.
@@ -29,6 +34,9 @@ from eventsourcing.persistence import Notification
 
 from ledger import avro, contract
 from ledger.application import Ledger
+from ledger.integrity.chain import Link
+from ledger.integrity.checkpointer import Checkpointer
+from ledger.integrity.topic import chain_link
 from ledger.kafka.producer import KafkaProducer
 from ledger.logs import get as get_logger
 
@@ -45,9 +53,16 @@ def event_type(topic: str) -> str:
 
 class Relay:
     def __init__(
-        self, ledger: Ledger, producer: KafkaProducer, topic: str, *, batch_size: int = 500
+        self,
+        ledger: Ledger,
+        producer: KafkaProducer,
+        topic: str,
+        *,
+        batch_size: int = 500,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.ledger = ledger
+        self.checkpointer = checkpointer
         self.producer = producer
         self.topic = topic
         self.batch_size = batch_size
@@ -90,16 +105,21 @@ class Relay:
         notifications = self.ledger.store.select_notifications(start, limit=self.batch_size)
         if not notifications:
             return 0
-        futures = [self._send(n) for n in notifications]
+        last = notifications[-1].id
+        links = {k.sequence: k for k in self.ledger.store.select_chain(start, len(notifications))}
+        futures = [self._send(n, links.get(n.id)) for n in notifications]
         self.producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises if the broker refused the record
-        last = notifications[-1].id
         self.ledger.store.set_position(self.position_name, last)
         self.log.info("relay_published", records=len(notifications), position=last)
+        if self.checkpointer is not None:
+            self.checkpointer.published(last, len(notifications))
         return len(notifications)
 
-    def _send(self, notification: Notification) -> Any:
+    def _send(self, notification: Notification, link: Link | None) -> Any:
+        if link is None:
+            self.log.error("relay_event_unchained", sequence=notification.id)
         name = event_type(notification.topic)
         state = self.ledger.mapper.transcoder.decode(notification.state)
         record = contract.ledger_record(
@@ -108,6 +128,7 @@ class Relay:
             aggregate_id=notification.originator_id,  # type: ignore[arg-type]
             aggregate_version=notification.originator_version,
             state=state,
+            chain=chain_link(notification, link),
         )
         return self.producer.send(
             self.topic,

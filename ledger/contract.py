@@ -271,11 +271,13 @@ def ledger_record(
     aggregate_id: uuid.UUID,
     aggregate_version: int,
     state: Mapping[str, Any],
+    chain: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Maps a stored event's decoded state to a ``compliance.LedgerRecord``.
 
     ``event_type`` is the event class name (``Registered`` events of tenants and subjects
-    become ``TenantRegistered`` and ``SubjectRegistered``).
+    become ``TenantRegistered`` and ``SubjectRegistered``). ``chain`` is the event's
+    ``compliance.ChainLink`` (``ledger.integrity.topic.chain_link``).
     """
     fields = {k: _avro_value(v) for k, v in state.items() if k != "timestamp"}
     tenant = fields.get("tenant") or fields.get("code")
@@ -287,6 +289,7 @@ def ledger_record(
         "tenant": tenant,
         "recorded_at": state["timestamp"],
         "event": (f"compliance.{event_type}", _ledger_body(event_type, fields)),
+        "chain": chain,
     }
 
 
@@ -298,6 +301,9 @@ def _ledger_body(event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
             "tenant": fields["tenant"],
             "allow_plaintext_ingest": fields["allow_plaintext_ingest"],
         }
+    if event_type == "SubjectReportPolicySet":
+        allow = fields["allow_subject_reports"]
+        return {"tenant": fields["tenant"], "allow_subject_reports": allow}
     if event_type == "SubjectRegistered":
         return {"tenant": fields["tenant"], "subject_ref": fields["subject_ref"]}
     envelope = {

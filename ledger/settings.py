@@ -39,6 +39,7 @@ class Topics:
     ingest: str = "compliance.ingest"
     rejected: str = "compliance.ingest.rejected"
     ledger: str = "compliance.ledger"
+    checkpoints: str = "compliance.checkpoints"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Settings:
     webhook_retry_base: timedelta = timedelta(seconds=2)
     webhook_retry_max: timedelta = timedelta(hours=1)
     webhook_timeout: timedelta = timedelta(seconds=10)
+    # Signed checkpoints (``ledger.integrity``): the Ed25519 private key and how often.
+    checkpoint_key: bytes | None = field(default=None, repr=False)
+    checkpoint_every: int = 10_000
+    checkpoint_interval: timedelta = timedelta(minutes=10)
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -234,6 +239,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             ingest=env.get("LEDGER_TOPIC_INGEST") or Topics.ingest,
             rejected=env.get("LEDGER_TOPIC_REJECTED") or Topics.rejected,
             ledger=env.get("LEDGER_TOPIC_LEDGER") or Topics.ledger,
+            checkpoints=env.get("LEDGER_TOPIC_CHECKPOINTS") or Topics.checkpoints,
         ),
         kek=keks.current if keks else None,
         kek_id=keks.current_id if keks else kek_config.DEFAULT_KEK_ID,
@@ -284,4 +290,29 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_timeout=_duration(
             "LEDGER_WEBHOOK_TIMEOUT", env.get("LEDGER_WEBHOOK_TIMEOUT"), timedelta(seconds=10)
         ),
+        checkpoint_key=_checkpoint_key(env),
+        checkpoint_every=_positive_int(
+            "LEDGER_CHECKPOINT_EVERY", env.get("LEDGER_CHECKPOINT_EVERY"), 10_000
+        ),
+        checkpoint_interval=_duration(
+            "LEDGER_CHECKPOINT_INTERVAL",
+            env.get("LEDGER_CHECKPOINT_INTERVAL"),
+            timedelta(minutes=10),
+        ),
     )
+
+
+def _checkpoint_key(env: Mapping[str, str]) -> bytes | None:
+    """``LEDGER_CHECKPOINT_KEY`` (base64), or the base64 text in ``LEDGER_CHECKPOINT_KEY_FILE``."""
+    path = env.get("LEDGER_CHECKPOINT_KEY_FILE")
+    if path and env.get("LEDGER_CHECKPOINT_KEY"):
+        raise ConfigError(
+            "set either LEDGER_CHECKPOINT_KEY or LEDGER_CHECKPOINT_KEY_FILE, not both"
+        )
+    if not path:
+        return _b64_key("LEDGER_CHECKPOINT_KEY", env.get("LEDGER_CHECKPOINT_KEY"))
+    try:
+        text = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"LEDGER_CHECKPOINT_KEY_FILE {path} cannot be read") from None
+    return _b64_key(f"LEDGER_CHECKPOINT_KEY_FILE {path}", text)

@@ -33,6 +33,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
+from ledger.integrity.chain import Link
+
 
 @dataclass(frozen=True)
 class WrappedKey:
@@ -92,6 +94,11 @@ class LedgerStore(ApplicationRecorder):
     ) -> list[StoredEvent]:
         """Events of these aggregates, ordered by aggregate then version: all of them, or
         for an id in ``after`` only those with a greater version (to catch up a cache)."""
+
+    @abstractmethod
+    def select_chain(self, start: int, limit: int) -> list[Link]:
+        """Chain links from notification id ``start`` on, in id order (``ledger.integrity``):
+        written in the transaction that records their events."""
 
     @abstractmethod
     def get_position(self, name: str) -> int:

@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
+from ledger.integrity.chain import Link, extend, stored
 from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
 
@@ -24,6 +25,7 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         self.positions: dict[str, int] = {}
         self.outcome_counts: dict[tuple[str, str], int] = {}
         self.locks: set[str] = set()
+        self.chain: dict[int, Link] = {}
 
     def _insert_events(
         self,
@@ -46,7 +48,23 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
                 self.receipts[(receipt.tenant, receipt.event_id)] = receipt
             for gone in shredded:
                 self._shred(gone)
-            return self._update_table(stored_events, **kwargs)
+            ids = self._update_table(stored_events, **kwargs)
+            self._chain(stored_events, ids or ())
+            return ids
+
+    def _chain(self, events: Sequence[StoredEvent], ids: Sequence[int]) -> None:
+        """The same links the PostgreSQL recorder writes, under the same lock as the events."""
+        head = self.chain[max(self.chain)] if self.chain else None
+        batch = [
+            stored(i, e.originator_id, e.originator_version, e.topic, e.state)
+            for e, i in zip(events, ids, strict=True)
+        ]
+        for link in extend(head, batch):
+            self.chain[link.sequence] = link
+
+    def select_chain(self, start: int, limit: int) -> list[Link]:
+        with self._database_lock:
+            return [self.chain[i] for i in sorted(self.chain) if i >= start][:limit]
 
     def _shred(self, gone: Shredded) -> None:
         self.keys.pop(gone.subject_id, None)

@@ -16,6 +16,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from ledger.integrity import chain_postgres
+from ledger.integrity.chain import Link
 from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
 _TABLES = """
@@ -80,6 +82,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         for statement in _TABLES.strip().split(";\n"):
             if statement.strip():
                 self.sql_create_statements.append(self._sql(statement))
+        self.sql_create_statements += chain_postgres.create_statements(self.schema)
+
+    def create_table(self) -> None:
+        """Creates the tables, then chains any event recorded before the chain existed."""
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            if chain_postgres.behind(curs, self.schema, self.events_table):
+                chain_postgres.chain_unchained(curs, self.schema, self.events_table)
 
     def _sql(self, text: str) -> Composed:
         return SQL(text).format(schema=self.schema, events=self.events_table)
@@ -88,9 +98,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Events and their key, reference and receipt rows in one transaction that commits
-        only if every statement succeeded. (The inherited method defers a Python exception
-        until after its transaction has committed; here any exception rolls back.)"""
+        """Events, their chain links and their key, reference and receipt rows in one
+        transaction that commits only if every statement succeeded. (The inherited method
+        defers a Python exception until after its transaction has committed; here any
+        exception rolls back.) The links are computed under the event table lock that
+        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``)."""
         with (
             self.datastore.get_connection() as conn,
             conn.pipeline() as pipeline,  # one round trip for all statements
@@ -102,7 +114,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 return []
             self._insert_stored_events(curs, stored_events, **kwargs)
             pipeline.sync()  # constraint violations raise here, inside the transaction
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            assert ids is not None
+            chain_postgres.append(curs, self.schema, stored_events, ids)
+            return ids
 
     def _insert_events(
         self,
@@ -237,6 +252,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             )
             for row in rows
         ]
+
+    def select_chain(self, start: int, limit: int) -> list[Link]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return chain_postgres.select_links(curs, self.schema, start, limit)
 
     def get_position(self, name: str) -> int:
         rows = self._fetch("SELECT position FROM {schema}.positions WHERE name = %s", [name])

@@ -6,9 +6,12 @@ import typer
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
+from ledger.application import Ledger
 from ledger.cli import common
 from ledger.cli.common import fail, settings, stop_on_signals
 from ledger.cli.keys import before_serving
+from ledger.integrity.checkpointer import Checkpointer, table_opener
+from ledger.integrity.checkpoints import CheckpointSigner
 from ledger.kafka.admin import (
     BrokerUnavailable,
     default_partitions,
@@ -16,8 +19,8 @@ from ledger.kafka.admin import (
     ingest_topic_configs,
 )
 from ledger.kafka.consumer import make_consumer
-from ledger.kafka.producer import make_producer
-from ledger.settings import ConfigError
+from ledger.kafka.producer import KafkaProducer, make_producer
+from ledger.settings import ConfigError, Settings
 
 
 def ingest() -> None:
@@ -56,18 +59,43 @@ def relay() -> None:
         created = ensure_topics(
             bootstrap, {s.topics.ledger: default_partitions(s.topics)[s.topics.ledger]}
         )
+        if s.checkpoint_key is not None:
+            ensure_topics(bootstrap, {s.topics.checkpoints: 1})
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
     ledger = common.ledger(s)
     stop = stop_on_signals()
     producer = make_producer(bootstrap)
     try:
-        Relay(ledger, producer, s.topics.ledger, batch_size=s.relay_batch_size).run(
-            stop, topic_created=bool(created)
-        )
+        Relay(
+            ledger,
+            producer,
+            s.topics.ledger,
+            batch_size=s.relay_batch_size,
+            checkpointer=checkpointer(s, ledger, producer),
+        ).run(stop, topic_created=bool(created))
     finally:
         producer.close()
         ledger.close()
+
+
+def checkpointer(s: Settings, ledger: Ledger, producer: KafkaProducer) -> Checkpointer | None:
+    """Signed checkpoints after publishing, if a checkpoint key is configured."""
+    if s.checkpoint_key is None:
+        return None
+    topic = s.topics.checkpoints
+
+    def publish(value: bytes) -> None:
+        producer.send(topic, value=value).get(timeout=30)
+
+    return Checkpointer(
+        ledger.store,
+        table_opener(s.require_database(), s.database_schema),
+        CheckpointSigner(s.checkpoint_key),
+        publish,
+        every=s.checkpoint_every,
+        interval=s.checkpoint_interval,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from ledger.store_postgres import PostgresLedgerRecorder
 from tests.builders import REF, TENANT, collect, grant
+from tests.chain_cases import ChainCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import (
     BOB,
@@ -31,7 +32,7 @@ from tests.ledger_cases import (
 SIDE_TABLES = ("subject_keys", "subject_refs", "ingest_receipts")
 
 
-class TestPostgresLedger(LedgerCases, ErasureCases):
+class TestPostgresLedger(LedgerCases, ErasureCases, ChainCases):
     @pytest.fixture
     def opened(self) -> Iterator[list[Ledger]]:
         ledgers: list[Ledger] = []

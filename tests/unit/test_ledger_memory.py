@@ -9,13 +9,14 @@ import pytest
 from ledger.application import Ledger
 from ledger.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
+from tests.chain_cases import ChainCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import LedgerCases, OpenLedger
 
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-class TestInMemoryLedger(LedgerCases, ErasureCases):
+class TestInMemoryLedger(LedgerCases, ErasureCases, ChainCases):
     @pytest.fixture
     def keys(self) -> dict[str, Any]:
         return {"kek": LocalKek(new_secret(), "kek-1"), "lookup_key": new_secret()}

@@ -1,0 +1,150 @@
+"""``ledger audit verify|export|checkpoint|key``: the auditor's commands (``docs/audit.md``).
+
+``verify`` exits 0 when the chain verifies and every checkpoint holds, 1 when not (the first
+bad position and its reason are printed), 2 when it cannot run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+
+from ledger.cli.common import DATABASE_DOWN, fail, settings
+from ledger.integrity import audit as audit_run
+from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
+from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
+from ledger.integrity.sources import export_line, store_items
+from ledger.runtime import open_reader
+from ledger.settings import ConfigError, Settings
+
+audit = typer.Typer(help="Verify the hash chain and signed checkpoints.", no_args_is_help=True)
+
+CheckpointFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--checkpoint", help="A checkpoint (JSON) held by the auditor; repeatable."),
+]
+PublicKey = Annotated[
+    str | None,
+    typer.Option(help="The published checkpoint key (base64); default: the configured one."),
+]
+
+
+def _public_key(s: Settings, given: str | None) -> bytes | None:
+    if given:
+        return base64.b64decode(given, validate=True)
+    if s.checkpoint_key is not None:
+        return CheckpointSigner(s.checkpoint_key).public_key
+    return None
+
+
+def _read_checkpoints(paths: list[Path] | None) -> list[Checkpoint]:
+    out = []
+    for path in paths or []:
+        try:
+            out.append(Checkpoint.from_json(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError) as exc:
+            fail(f"{path} is not a checkpoint: {type(exc).__name__}: {exc}")
+    return out
+
+
+@audit.command("verify")
+def verify_command(
+    checkpoint: CheckpointFiles = None,
+    public_key: PublicKey = None,
+    topic: Annotated[
+        bool, typer.Option("--topic", help="Verify a dump of the Kafka ledger topic instead.")
+    ] = False,
+) -> None:
+    """Verify the whole chain and every checkpoint; print the first bad position."""
+    s = settings()
+    key = _public_key(s, public_key)
+    held = _read_checkpoints(checkpoint)
+    try:
+        result = _verify_topic(s, held, key) if topic else _verify_store(s, held, key)
+    except ConfigError as exc:
+        fail(str(exc))
+    except DATABASE_DOWN as exc:
+        fail(f"cannot use the database: {str(exc).splitlines()[0]}")
+    if key is None:
+        typer.secho("warning: no public key: signatures not checked", fg="yellow", err=True)
+    for line in result.lines():
+        typer.echo(line)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _verify_store(s: Settings, held: list[Checkpoint], key: bytes | None) -> audit_run.Audit:
+    with closing(open_reader(s)) as reader:
+        with psycopg.connect(s.require_database(), autocommit=True) as conn:
+            stored = CheckpointTable(conn, s.database_schema).all()
+        return audit_run.run("event store", store_items(reader.store), [*stored, *held], key)
+
+
+def _verify_topic(s: Settings, held: list[Checkpoint], key: bytes | None) -> audit_run.Audit:
+    from ledger.integrity.topic import read_topic  # Kafka only when asked for
+
+    dump = read_topic(s.require_kafka(), s.topics.ledger, s.topics.checkpoints)
+    return audit_run.run(f"topic {s.topics.ledger}", dump.items, [*dump.checkpoints, *held], key)
+
+
+@audit.command("export")
+def export_command(
+    path: Annotated[Path, typer.Argument(help="File to write (JSON lines).")],
+) -> None:
+    """Write every event's stored columns and chain link, and the checkpoints, for
+    ``tools/verify_chain.py`` or an auditor's own verifier."""
+    s = settings()
+    with closing(open_reader(s)) as reader, path.open("w") as out:
+        count = 0
+        for item in store_items(reader.store):
+            out.write(export_line(item) + "\n")
+            count += 1
+    with psycopg.connect(s.require_database(), autocommit=True) as conn:
+        stored = CheckpointTable(conn, s.database_schema).all()
+    sidecar = path.with_suffix(path.suffix + ".checkpoints")
+    sidecar.write_text("".join(json.dumps(c.to_json()) + "\n" for c in reversed(stored)))
+    typer.echo(f"wrote {count} positions to {path} and {len(stored)} checkpoints to {sidecar}")
+
+
+@audit.command("checkpoint")
+def checkpoint_command() -> None:
+    """Sign a checkpoint at the chain's head now (the relay also does so periodically)."""
+    s = settings()
+    if s.checkpoint_key is None:
+        fail("no checkpoint key: set LEDGER_CHECKPOINT_KEY (`ledger audit keygen` prints one)")
+    signer = CheckpointSigner(s.checkpoint_key)
+    with closing(open_reader(s)) as reader:
+        head = reader.store.max_notification_id() or 0
+        with psycopg.connect(s.require_database(), autocommit=True) as conn:
+            try:
+                made = make_checkpoint(
+                    reader.store, CheckpointTable(conn, s.database_schema), signer, head
+                )
+            except ChainBroken as exc:
+                fail(f"the chain does not verify, no checkpoint signed: {exc}", code=1)
+    typer.echo(json.dumps(made.to_json()) if made else "no new events since the last checkpoint")
+
+
+@audit.command("key")
+def key_command() -> None:
+    """Print the public checkpoint key (base64) and its key id: what auditors verify with."""
+    s = settings()
+    if s.checkpoint_key is None:
+        fail("no checkpoint key configured (LEDGER_CHECKPOINT_KEY)")
+    signer = CheckpointSigner(s.checkpoint_key)
+    typer.echo(f"{base64.b64encode(signer.public_key).decode()} {signer.key_id}")
+
+
+@audit.command("keygen")
+def keygen_command() -> None:
+    """Print a new checkpoint signing key as an environment assignment."""
+    typer.echo(f"LEDGER_CHECKPOINT_KEY={base64.b64encode(new_private_key()).decode()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit, name="audit")

@@ -1,0 +1,1 @@
+"""Tamper evidence: the hash chain over recorded events, signed checkpoints, verification."""

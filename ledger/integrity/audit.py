@@ -1,0 +1,99 @@
+"""An audit: the chain verified from one source, and checkpoints held against it.
+
+A checkpoint *holds* if its signature verifies under the published key and the chain,
+recomputed from genesis over the events as they are now, has the checkpoint's head at the
+checkpoint's sequence: nothing at or before it was changed, removed, inserted or reordered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ledger.integrity.checkpoints import Checkpoint, verify_signature
+from ledger.integrity.verify import Item, Problem, Report, verify
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    checkpoint: Checkpoint
+    problem: str | None  # None: it holds
+
+    @property
+    def holds(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class Audit:
+    source: str
+    report: Report
+    seconds: float
+    checkpoints: list[CheckpointResult] = field(default_factory=list)
+    extra: list[Problem] = field(default_factory=list)  # found beside the chain
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and not self.extra and all(c.holds for c in self.checkpoints)
+
+    @property
+    def first(self) -> Problem | None:
+        bad = [
+            Problem(c.checkpoint.sequence, "checkpoint", c.problem)
+            for c in self.checkpoints
+            if c.problem is not None
+        ]
+        found = [*self.report.problems, *self.extra, *bad]
+        return min(found, key=lambda p: p.position) if found else None
+
+    def lines(self) -> list[str]:
+        r = self.report
+        out = [
+            f"{self.source}: {r.events:,} events, {r.links:,} chain links, up to sequence "
+            f"{r.last:,}, verified in {self.seconds:.2f} s",
+            f"recomputed chain head: {r.recomputed_head.hex()}",
+        ]
+        for c in self.checkpoints:
+            verdict = "holds" if c.problem is None else f"DOES NOT HOLD: {c.problem}"
+            out.append(f"checkpoint at {c.checkpoint.sequence:,} ({c.checkpoint.time}): {verdict}")
+        first = self.first
+        if first is None:
+            out.append(
+                "OK: the chain verifies" + (" and every checkpoint holds" * bool(self.checkpoints))
+            )
+            return out
+        out.append(f"FAILED at position {first.position}: {first.reason} — {first.detail}")
+        problems = r.problem_count + len(self.extra) + sum(not c.holds for c in self.checkpoints)
+        listed = sorted([*r.problems, *self.extra], key=lambda p: p.position)[:20]
+        out.append(f"{problems} problem(s); the first {len(listed)}:")
+        out += [f"  {p.position}: {p.reason} — {p.detail}" for p in listed]
+        return out
+
+
+def check_checkpoint(
+    checkpoint: Checkpoint, report: Report, public_key: bytes | None
+) -> CheckpointResult:
+    if public_key is not None and not verify_signature(checkpoint, public_key):
+        return CheckpointResult(checkpoint, "the signature does not verify under the public key")
+    recomputed = report.recomputed_at.get(checkpoint.sequence)
+    if recomputed is None:
+        problem = f"the ledger holds no event at sequence {checkpoint.sequence}"
+        return CheckpointResult(checkpoint, problem)
+    if recomputed != checkpoint.head:
+        problem = "the chain at its sequence differs: history before it was changed"
+        return CheckpointResult(checkpoint, problem)
+    return CheckpointResult(checkpoint, None)
+
+
+def run(
+    source: str,
+    items: Iterable[Item],
+    checkpoints: Sequence[Checkpoint] = (),
+    public_key: bytes | None = None,
+    extra: Sequence[Problem] = (),
+) -> Audit:
+    started = time.perf_counter()
+    report = verify(items, watch=[c.sequence for c in checkpoints])
+    results = [check_checkpoint(c, report, public_key) for c in checkpoints]
+    return Audit(source, report, time.perf_counter() - started, results, list(extra))

@@ -1,0 +1,98 @@
+"""The hash chain over recorded events: the one definition of how a link is computed.
+
+Rules this module keeps (``docs/audit.md`` states the same format for outside verifiers):
+
+- **Over the stored form.** A link covers an event's stored columns exactly as the event
+  table holds them: ``notification_id``, ``originator_id``, ``originator_version``, ``topic``
+  and ``state`` (the stored bytes, whose personal fields are ciphertext). Shredding deletes
+  keys, never event rows, so the chain still verifies after an erasure.
+- **In ledger order.** Links follow notification ids, the ledger's total order. Ids may have
+  gaps (rolled-back transactions consume sequence values); a link names the id of the event
+  before it (``previous``), so a gap is never mistaken for a deleted event.
+- **Unambiguous encoding.** Every field is fixed-width or length-prefixed, big-endian::
+
+      entry  = "ledger-chain-v1" ‖ u64(sequence) ‖ u64(previous)
+               ‖ str(originator_id) ‖ u64(originator_version) ‖ str(topic) ‖ bytes(state)
+      str(x) = bytes(UTF-8 of x);  bytes(b) = u32(len(b)) ‖ b
+      hash_n = SHA-256(hash_previous ‖ entry_n),  hash_0 = 32 zero bytes (genesis)
+
+  ``originator_id`` is the UUID in its canonical lower-case 36-character form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from uuid import UUID
+
+GENESIS = bytes(32)
+DOMAIN = b"ledger-chain-v1"
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event's stored columns, as the event table holds them."""
+
+    sequence: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class Link:
+    """The chain row of the event at ``sequence``: its predecessor's id and its own hash."""
+
+    sequence: int
+    previous: int
+    hash: bytes
+
+
+def _bytes(value: bytes) -> bytes:
+    return _U32.pack(len(value)) + value
+
+
+def entry(event: Stored, previous: int) -> bytes:
+    """The exact bytes one link hashes after its predecessor's hash."""
+    return b"".join(
+        (
+            DOMAIN,
+            _U64.pack(event.sequence),
+            _U64.pack(previous),
+            _bytes(str(event.originator_id).encode()),
+            _U64.pack(event.originator_version),
+            _bytes(event.topic.encode()),
+            _bytes(event.state),
+        )
+    )
+
+
+def link_hash(previous_hash: bytes, event: Stored, previous: int) -> bytes:
+    return hashlib.sha256(previous_hash + entry(event, previous)).digest()
+
+
+def extend(head: Link | None, events: Iterable[Stored]) -> list[Link]:
+    """Links for ``events`` (in any order; chained in id order) after ``head``, the last link
+    so far (None for an empty chain). Every id must be greater than the head's."""
+    previous, previous_hash = (head.sequence, head.hash) if head else (0, GENESIS)
+    links = []
+    for event in sorted(events, key=lambda e: e.sequence):
+        if event.sequence <= previous:
+            raise ValueError(f"event {event.sequence} is not after the chain head {previous}")
+        digest = link_hash(previous_hash, event, previous)
+        links.append(Link(event.sequence, previous, digest))
+        previous, previous_hash = event.sequence, digest
+    return links
+
+
+def stored(
+    sequence: int, originator_id: UUID | str, originator_version: int, topic: str, state: bytes
+) -> Stored:
+    """A :class:`Stored` with the id normalised to a UUID (stores hand back either)."""
+    ident = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+    return Stored(sequence, ident, originator_version, topic, bytes(state))

@@ -1,0 +1,89 @@
+"""``GET /v1/checkpoints`` and ``GET /v1/checkpoint-key``: what an auditor holds the ledger to.
+
+Checkpoints (``ledger.integrity.checkpoints``) need the ``auditor`` (or ``admin``) scope:
+they cover the whole ledger, every tenant, and their sequence numbers tell how much was
+recorded. The public key needs no API key at all: it opens nothing, an auditor may be
+outside every tenant (a regulator), and a key is worth more the more widely it is known —
+though an auditor should also pin it from a second channel, since a server one distrusts
+could serve a key of its own. The API reads the public keys the signer stored; it never
+holds the private key.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query
+from psycopg.sql import SQL, Identifier
+from pydantic import BaseModel, Field
+
+from ledger.integrity.checkpoints import Checkpoint as Signed
+from projections.api.access import Principal, Scope, require
+from projections.api.context import ApiContext, context
+from projections.api.problems import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["audit"])
+Ctx = Annotated[ApiContext, Depends(context)]
+Auditor = Annotated[Principal, Depends(require(Scope.AUDITOR, Scope.ADMIN))]
+
+
+class Checkpoint(BaseModel):
+    """A signed checkpoint, exactly as ``ledger audit verify --checkpoint FILE`` reads it."""
+
+    version: int = 1
+    sequence: int = Field(description="Ledger sequence of the last event covered.")
+    head: str = Field(description="Chain hash at that sequence, hex (docs/audit.md).")
+    time_us: int = Field(description="Signing time, microseconds since 1970-01-01 UTC.")
+    time: str = Field(description="The same time, ISO 8601 UTC (not signed).")
+    key_id: str
+    signature: str = Field(description="Ed25519 signature, base64, over the signed bytes.")
+
+
+class CheckpointKey(BaseModel):
+    key_id: str = Field(description="First 8 bytes of SHA-256 of the public key, hex.")
+    algorithm: str = "Ed25519"
+    public_key: str = Field(description="Raw Ed25519 public key (32 bytes), base64.")
+
+
+async def _rows(ctx: ApiContext, query: str, params: list[Any]) -> list[Any]:
+    schema = Identifier(ctx.settings.database_schema)
+    try:
+        async with ctx.connection() as conn:
+            cur = await conn.execute(SQL(query).format(schema=schema), params)
+            return await cur.fetchall()
+    except psycopg.errors.UndefinedTable:  # no checkpoint has been signed yet
+        return []
+
+
+@router.get("/checkpoints", response_model=list[Checkpoint])
+async def checkpoints(
+    ctx: Ctx, who: Auditor, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[Checkpoint]:
+    """Signed checkpoints, newest first (the first is the latest)."""
+    rows = await _rows(
+        ctx,
+        "SELECT sequence, head, time_us, key_id, signature FROM {schema}.checkpoints "
+        "ORDER BY sequence DESC LIMIT %s",
+        [limit],
+    )
+    signed = [
+        Signed(r["sequence"], bytes(r["head"]), r["time_us"], r["key_id"], bytes(r["signature"]))
+        for r in rows
+    ]
+    return [Checkpoint(**s.to_json()) for s in signed]
+
+
+@router.get("/checkpoint-key", response_model=list[CheckpointKey])
+async def checkpoint_key(ctx: Ctx) -> list[CheckpointKey]:
+    """Every public key checkpoints have been signed with (no API key needed)."""
+    rows = await _rows(
+        ctx, "SELECT key_id, public_key FROM {schema}.checkpoint_keys ORDER BY first_used", []
+    )
+    return [
+        CheckpointKey(
+            key_id=r["key_id"], public_key=base64.b64encode(bytes(r["public_key"])).decode()
+        )
+        for r in rows
+    ]
