@@ -134,6 +134,19 @@ class Ledger(LedgerReader):
         self.save(tenant)
         return True
 
+    def set_subject_reports(self, code: str, *, allow: bool) -> bool:
+        """Records whether the tenant's portal may request subject access reports on the
+        subject's behalf; False if it was already so."""
+        tenant = self.tenant(code)
+        if not tenant.set_subject_reports(allow=allow):
+            return False
+        try:
+            self.save(tenant)
+        except BaseException:
+            self._tenants.pop(code, None)
+            raise
+        return True
+
     def tenant(self, code: str) -> Tenant:
         """The tenant as recorded, including events other processes recorded."""
         self._refresh_tenants({code})
@@ -209,6 +222,19 @@ class Ledger(LedgerReader):
             self._subjects.pop(subject_id, None)
             raise
         return True
+
+    def record_report(self, tenant: str, subject_id: UUID, **fields: object) -> None:
+        """Records that a subject access report was generated (``Subject.record_report``), by
+        subject id: an erased subject's reference no longer leads to it."""
+        subject = self._load_subjects([subject_id]).get(subject_id)
+        if subject is None or subject.tenant != tenant:
+            raise UnknownSubject(f"tenant {tenant!r} has no subject {subject_id}")
+        subject.record_report(tenant=tenant, **fields)
+        try:
+            self.save(subject)
+        except BaseException:
+            self._subjects.pop(subject_id, None)
+            raise
 
     # Recording.
 

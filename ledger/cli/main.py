@@ -7,6 +7,7 @@ import typer
 from ledger.cli import (
     admin,
     apikeys,
+    audit,
     bench,
     demo,
     dev,
@@ -16,6 +17,7 @@ from ledger.cli import (
     keys,
     processes,
     project,
+    report,
     serve,
     webhooks,
 )
@@ -39,6 +41,8 @@ for module in (
     apikeys,
     bench,
     webhooks,
+    audit,
+    report,
 ):
     module.register(app)
 

@@ -4,7 +4,7 @@ Rules the aggregate keeps (each a ``check_*`` method that raises before any even
 refused command leaves the aggregate as it was):
 
 - nothing is recorded for a subject once erasure has been requested (unless the request was
-  refused);
+  refused) — except that a subject access report was generated, which holds nothing personal;
 - an erasure request is refused, with the reason recorded, while the tenant holds the subject
   under a legal hold; otherwise it is followed at once by ``KeysShredded`` in the same save, and
   the application deletes the subject's data key and reference lookup in that transaction;
@@ -179,6 +179,21 @@ class Subject(Aggregate):
             assert isinstance(aggregate, Subject)
             aggregate.erasure_completed = True
 
+    class AccessReportGenerated(Fact):
+        """A subject access report (GDPR art. 15, 20) was generated and delivered. The report
+        itself is not kept (it holds personal data); ``sha256`` of the delivered bytes proves
+        what was handed out. Carries nothing personal."""
+
+        format: str
+        requested_by: str
+        scope: str
+        sha256: str
+        size: int
+        report_version: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            pass
+
     def __init__(self, tenant: str, subject_ref: Sealed) -> None:
         self.tenant = tenant
         self.subject_ref = subject_ref
@@ -328,6 +343,13 @@ class Subject(Aggregate):
                 f"subject {self.id} is under no legal hold {hold_reference!r} to release"
             )
         self.trigger_event(self.LegalHoldReleased, hold_reference=hold_reference, **fields)
+
+    def record_report(self, **fields: object) -> None:
+        """Records a report's generation. Unlike every other fact it is accepted after erasure:
+        it is the controller's own accountability record (GDPR art. 5(2)), not processing of
+        the subject's data, it holds nothing personal, and a report of an erased subject (which
+        says so) must be as provable as any other."""
+        self.trigger_event(self.AccessReportGenerated, **fields)
 
     # Queries and rules.
 

@@ -82,11 +82,23 @@ class Tenant(Aggregate):
             assert isinstance(aggregate, Tenant)
             aggregate.allow_plaintext_ingest = self.allow_plaintext_ingest
 
+    class SubjectReportPolicySet(Aggregate.Event):
+        """An operator allowed or refused subject access reports requested on the subject's
+        behalf by the tenant's own portal (a ``producer`` API key)."""
+
+        tenant: str
+        allow_subject_reports: bool
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Tenant)
+            aggregate.allow_subject_reports = self.allow_subject_reports
+
     def __init__(self, code: str, name: str) -> None:
         self.code = code
         self.name = name
         self.purposes: dict[str, Purpose] = {}
         self.allow_plaintext_ingest = False
+        self.allow_subject_reports = False
 
     @staticmethod
     def create_id(code: str, name: str = "") -> UUID:
@@ -110,6 +122,15 @@ class Tenant(Aggregate):
             return False
         self.trigger_event(
             self.IngestPolicySet, tenant=self.code, allow_plaintext_ingest=allow_plaintext_ingest
+        )
+        return True
+
+    def set_subject_reports(self, *, allow: bool) -> bool:
+        """Records the self-service report policy if it changes it; returns whether it did."""
+        if allow == self.allow_subject_reports:
+            return False
+        self.trigger_event(
+            self.SubjectReportPolicySet, tenant=self.code, allow_subject_reports=allow
         )
         return True
 

@@ -22,7 +22,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.runtime import ensure_ingest_key, kek_ring, open_reader
 from ledger.settings import Settings
-from projections.api import access, commands, ingest, metrics, problems, records, subjects
+from projections.api import (
+    access,
+    commands,
+    ingest,
+    metrics,
+    problems,
+    records,
+    reports,
+    subjects,
+)
+from projections.api import checkpoints as checkpoint_routes
 from projections.api.collector import LedgerCollector
 from projections.api.context import ApiContext
 from projections.api.models import Readiness, ViewState
@@ -87,6 +97,8 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(commands.router)
     app.include_router(records.router)
     app.include_router(ingest.router)
+    app.include_router(checkpoint_routes.router)
+    app.include_router(reports.router)
     _health_routes(app, settings)
     return app
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from ledger.application import Ledger
 from ledger.contract import Command
@@ -10,6 +12,8 @@ from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from projections.api.models import CommandOutcome
 from projections.api.problems import Conflict
+
+T = TypeVar("T")
 
 
 class LedgerWriter:
@@ -32,6 +36,13 @@ class LedgerWriter:
             event_id=command.envelope.event_id,
             subject_id=outcome.aggregate_id,
         )
+
+    def call(self, fn: Callable[[Ledger], T]) -> T:
+        """Runs ``fn`` with the API's ledger application, one thread at a time."""
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = open_ledger(self._settings)
+            return fn(self._ledger)
 
     def close(self) -> None:
         if self._ledger is not None:
