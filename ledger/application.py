@@ -125,25 +125,24 @@ class Ledger(LedgerReader):
 
     def set_ingest_policy(self, code: str, *, allow_plaintext_ingest: bool) -> bool:
         """Records the tenant's plaintext ingest policy; False if it was already so."""
-        try:
-            tenant: Tenant = self.repository.get(Tenant.id_for(code))
-        except AggregateNotFoundError:
-            raise UnknownTenant(f"tenant {code!r} is not registered") from None
-        if not tenant.set_ingest_policy(allow_plaintext_ingest=allow_plaintext_ingest):
-            return False
-        self.save(tenant)
-        return True
+        return self._change_tenant(
+            code, lambda t: t.set_ingest_policy(allow_plaintext_ingest=allow_plaintext_ingest)
+        )
 
     def set_subject_reports(self, code: str, *, allow: bool) -> bool:
         """Records whether the tenant's portal may request subject access reports on the
         subject's behalf; False if it was already so."""
+        return self._change_tenant(code, lambda t: t.set_subject_reports(allow=allow))
+
+    def _change_tenant(self, code: str, change: Callable[[Tenant], bool]) -> bool:
+        """Applies ``change`` to the tenant as recorded and saves it if it changed anything."""
         tenant = self.tenant(code)
-        if not tenant.set_subject_reports(allow=allow):
+        if not change(tenant):
             return False
         try:
             self.save(tenant)
         except BaseException:
-            self._tenants.pop(code, None)
+            self._tenants.pop(code, None)  # the cached tenant is ahead of the database
             raise
         return True
 

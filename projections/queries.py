@@ -191,29 +191,30 @@ class Queries:
         self, conn: Conn, tenant: str, subject_id: UUID
     ) -> tuple[DictRow | None, list[DictRow], list[DictRow]]:
         """The key state, the erasure requests and the legal holds in place."""
-        cur = await conn.execute(
-            self.sql(
-                "SELECT state, since, created_at FROM {erasure}.subject_keys "
-                "WHERE subject_id = %s AND tenant = %s"
-            ),
-            [subject_id, tenant],
+        key = await self._of_subject(
+            conn, "SELECT state, since, created_at FROM {erasure}.subject_keys", subject_id, tenant
         )
-        key = await cur.fetchone()
-        cur = await conn.execute(
-            self.sql(
-                "SELECT event_id, source, requested_at, recorded_at, due_by, status, status_at, "
-                "refusal_reason, hold_references, deliveries "
-                "FROM {erasure}.erasure_requests WHERE subject_id = %s AND tenant = %s "
-                "ORDER BY requested_at"
-            ),
-            [subject_id, tenant],
+        requests = await self._of_subject(
+            conn,
+            "SELECT event_id, source, requested_at, recorded_at, due_by, status, status_at, "
+            "refusal_reason, hold_references, deliveries FROM {erasure}.erasure_requests",
+            subject_id,
+            tenant,
+            "ORDER BY requested_at",
         )
-        requests = await cur.fetchall()
-        cur = await conn.execute(
-            self.sql(
-                "SELECT hold_reference, placed_at, event_id FROM {erasure}.legal_holds "
-                "WHERE subject_id = %s AND tenant = %s ORDER BY placed_at"
-            ),
-            [subject_id, tenant],
+        holds = await self._of_subject(
+            conn,
+            "SELECT hold_reference, placed_at, event_id FROM {erasure}.legal_holds",
+            subject_id,
+            tenant,
+            "ORDER BY placed_at",
         )
-        return key, requests, await cur.fetchall()
+        return (key[0] if key else None), requests, holds
+
+    async def _of_subject(
+        self, conn: Conn, select: str, subject_id: UUID, tenant: str, order: str = ""
+    ) -> list[DictRow]:
+        """Rows of one subject, always filtered by the caller's tenant too."""
+        query = f"{select} WHERE subject_id = %s AND tenant = %s {order}"
+        cur = await conn.execute(self.sql(query), [subject_id, tenant])
+        return await cur.fetchall()

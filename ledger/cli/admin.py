@@ -57,13 +57,9 @@ def plaintext_ingest(
     ],
 ) -> None:
     """Allow or refuse personal fields in clear on the ingest topic; recorded in the ledger."""
-    ledger = common.ledger()
-    try:
-        changed = ledger.set_ingest_policy(code, allow_plaintext_ingest=allow)
-    except RuleViolation as exc:
-        fail(exc.detail, code=1)
-    finally:
-        ledger.close()
+    changed = common.change_tenant(
+        lambda ledger: ledger.set_ingest_policy(code, allow_plaintext_ingest=allow)
+    )
     policy = "sealed or in clear" if allow else "sealed only"
     typer.echo(
         f"tenant {code}: personal fields on the ingest topic {policy}"

@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +17,7 @@ from eventsourcing import persistence
 
 from ledger import logs
 from ledger.application import Ledger
+from ledger.domain.rules import RuleViolation
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
 
@@ -44,6 +46,17 @@ def ledger(s: Settings | None = None) -> Ledger:
         fail(str(exc))
     except DATABASE_DOWN as exc:
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
+
+
+def change_tenant(change: Callable[[Ledger], bool]) -> bool:
+    """Runs a tenant policy change on the configured ledger; a refusal is a clean exit 1."""
+    app = ledger()
+    try:
+        return change(app)
+    except RuleViolation as exc:
+        fail(exc.detail, code=1)
+    finally:
+        app.close()
 
 
 def stop_on_signals() -> threading.Event:

@@ -121,13 +121,7 @@ def subject_reports(
     ],
 ) -> None:
     """Allow or refuse reports requested on the subject's behalf; recorded in the ledger."""
-    ledger = common.ledger()
-    try:
-        changed = ledger.set_subject_reports(code, allow=allow)
-    except RuleViolation as exc:
-        fail(exc.detail, code=1)
-    finally:
-        ledger.close()
+    changed = common.change_tenant(lambda ledger: ledger.set_subject_reports(code, allow=allow))
     policy = "staff and the subject's own requests" if allow else "staff only"
     typer.echo(f"tenant {code}: subject reports for {policy}" + ("" if changed else " (unchanged)"))
 
