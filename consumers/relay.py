@@ -80,6 +80,8 @@ class Relay:
         while not stop.is_set():
             try:
                 published = self.publish_once()
+                if not published and self.checkpointer is not None:
+                    self.checkpointer.idle()
                 failures = 0
             except Exception as exc:
                 failures += 1

@@ -14,6 +14,7 @@ from ledger.cli.common import fail
 from ledger.crypto import new_secret
 from ledger.domain.rules import RuleViolation
 from ledger.domain.tenant import Tenant
+from ledger.integrity.checkpoints import new_private_key
 
 tenants = typer.Typer(help="Register and list tenants (data controllers).", no_args_is_help=True)
 keys = typer.Typer(help="Key material for configuration.", no_args_is_help=True)
@@ -88,9 +89,17 @@ def _policy(tenant: Tenant) -> str:
 
 @keys.command("generate")
 def generate_keys() -> None:
-    """Print a fresh key-encryption key and lookup key as environment assignments."""
-    for name in ("LEDGER_KEK", "LEDGER_LOOKUP_KEY"):
-        typer.echo(f"{name}={base64.b64encode(new_secret()).decode()}")
+    """Print a fresh key-encryption key, lookup key and checkpoint signing key as environment
+    assignments. Only the relay needs LEDGER_CHECKPOINT_KEY (it signs checkpoints): keep it
+    apart from the KEK, in a secret of its own that no other process is given, since whoever
+    holds it and the database could sign a rewritten history."""
+    made = {
+        "LEDGER_KEK": new_secret(),
+        "LEDGER_LOOKUP_KEY": new_secret(),
+        "LEDGER_CHECKPOINT_KEY": new_private_key(),
+    }
+    for name, key in made.items():
+        typer.echo(f"{name}={base64.b64encode(key).decode()}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,10 @@ stop too (PostgreSQL is started detached by its own tooling and is not covered b
 While it runs, ``<data-dir>/dev.json`` tells other ``ledger`` commands started in the same
 directory where the database and broker are, so ``ledger demo`` needs no configuration.
 Development keys are kept in ``<data-dir>/dev-keys.json`` (mode 0600) so recorded data stays
-readable across restarts; production takes keys from the environment instead.
+readable across restarts; production takes keys from the environment instead. They include a
+checkpoint signing key, so the relay ``ledger dev`` starts signs checkpoints as production's
+does. A key is only ever added to that file, never replaced: a file from an earlier version
+gains the keys it lacks and keeps the others unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +35,7 @@ from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.cli.keys import before_serving
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
+from ledger.integrity.checkpoints import new_private_key
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare
@@ -40,23 +45,44 @@ RESTART_DELAY_S = 2.0
 STOP_GRACE_S = 15.0
 
 
+# Each development key and how a new one is made (32 bytes, as production's keys are).
+DEV_KEYS: dict[str, Callable[[], bytes]] = {
+    "LEDGER_KEK": new_secret,
+    "LEDGER_LOOKUP_KEY": new_secret,
+    "LEDGER_CHECKPOINT_KEY": new_private_key,
+}
+
+
 def _dev_keys(data_dir: Path) -> dict[str, str]:
+    """The keys in ``<data-dir>/dev-keys.json``, after adding any of :data:`DEV_KEYS` it lacks.
+
+    Keys already in the file are returned unchanged (the KEK and lookup key decide whether
+    recorded data can be read); the file is rewritten only when a key was added.
+    """
     path = data_dir / "dev-keys.json"
-    if path.exists():
-        keys: dict[str, str] = json.loads(path.read_text())
-        return keys
-    keys = {
-        name: base64.b64encode(new_secret()).decode()
-        for name in ("LEDGER_KEK", "LEDGER_LOOKUP_KEY")
+    keys: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    added = {
+        name: base64.b64encode(make()).decode()
+        for name, make in DEV_KEYS.items()
+        if name not in keys
     }
-    _write_private(path, keys)
+    if added:
+        keys = {**keys, **added}
+        _write_private(path, keys)
     return keys
 
 
 def _write_private(path: Path, content: dict[str, str]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Writes ``path`` readable by its owner only, whole or not at all: the content goes to a
+    temporary file that then replaces ``path``, so a crash never leaves half a key file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)  # a leftover would keep its own mode
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(content, out, indent=2)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
 
 
 def _port(requested: int) -> int:
@@ -104,7 +130,9 @@ def dev(
             "LEDGER_API_PORT": str(_port(api_port)),
             **_dev_keys(data_dir),
         }
-        env = {**os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
+        # A checkpoint a minute while anything new was published (production: 10 minutes),
+        # so a developer sees signed checkpoints without waiting; the environment may override.
+        env = {"LEDGER_CHECKPOINT_INTERVAL": "1m", **os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
         open_ledger(load(env)).close()  # create schema and tables once, before the children
         prepare(load(env))
         before_serving(load(env))  # erasures the database lacks, before the children start

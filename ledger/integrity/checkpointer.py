@@ -6,7 +6,9 @@ Rules this module keeps:
   after the broker acknowledged a batch; the checkpoint's sequence is the relay's position, so
   every event a checkpoint covers is already on the ledger topic before the checkpoint is.
 - **Every ``LEDGER_CHECKPOINT_EVERY`` events or ``LEDGER_CHECKPOINT_INTERVAL``**, whichever
-  comes first, and only if something new was published.
+  comes first, and only if something new was published. The interval also runs while the
+  relay is idle (:meth:`Checkpointer.idle`), so the newest events of a quiet ledger are signed
+  within the interval instead of waiting for more traffic.
 - **A broken chain is never signed** (``checkpoint_store.make_checkpoint``); the refusal is
   logged as an error with the position and reason, and the relay keeps publishing.
 - **Stored, then published** on the checkpoint topic (``compliance.Checkpoint``); a checkpoint
@@ -73,16 +75,25 @@ class Checkpointer:
         self.every = every
         self.interval_s = interval.total_seconds()
         self.pending = 0
+        self.position = 0  # the last position published
         self.last_at = time.monotonic()
         self.log = get_logger("checkpoints", key_id=signer.key_id)
 
     def published(self, position: int, count: int) -> Checkpoint | None:
         """Called after ``count`` records up to ``position`` were acknowledged."""
         self.pending += count
+        self.position = position
         due = self.pending >= self.every or time.monotonic() - self.last_at >= self.interval_s
         if not (due and self.pending):
             return None
         return self.now(position)
+
+    def idle(self) -> Checkpoint | None:
+        """Called while there is nothing new to publish: signs what was published since the
+        last checkpoint once the interval has passed."""
+        if self.pending and time.monotonic() - self.last_at >= self.interval_s:
+            return self.now(self.position)
+        return None
 
     def now(self, position: int) -> Checkpoint | None:
         self.pending, self.last_at = 0, time.monotonic()

@@ -151,6 +151,7 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["LEDGER_LOG_FORMAT"] = "json"
+    env["LEDGER_CHECKPOINT_EVERY"] = "5"  # the demo's events make a few checkpoints
     port, api_port = free_port(), free_port()
     dev = Process(
         ledger_command("dev", "--kafka-port", str(port), "--api-port", str(api_port)),
@@ -182,6 +183,24 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
 
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
         assert json.loads(ready.read())["ready"] is True
+
+    # The relay signs checkpoints with the development key; the audit holds them.
+    assert "LEDGER_CHECKPOINT_KEY" in json.loads((tmp_path / ".ledger/dev-keys.json").read_text())
+
+    def audit() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ledger_command("audit", "verify"),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    wait_until(lambda: ": holds" in audit().stdout, timeout=30, what="a signed checkpoint")
+    audited = audit()
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "every checkpoint holds" in audited.stdout and "warning" not in audited.stderr
 
     # Rebuild a projection beside the live runner, then see every view caught up.
     for args in (("project", "rebuild", "consent"), ("project", "status")):
