@@ -13,6 +13,9 @@ Rules this process keeps:
   on the rejected topic with a ``reason`` header (a stable code) and a ``detail`` header
   (for people; never a personal value). The rejected copy never holds a personal field in
   clear: such fields are set to null (header ``removed`` names them); sealed ones stay.
+- **A message is bounded.** One longer than ``max_message_bytes``
+  (``LEDGER_INGEST_MAX_MESSAGE_BYTES``, default 256 KiB: well above the largest event the
+  content rules allow) is rejected as ``message_too_large`` before any decoding.
 - **The process keeps running.** If the database or the broker is unreachable, the consumer
   rewinds to the start of the batch and retries with backoff. A message that fails for a
   reason no rule names (a bug) is rejected as ``internal_error`` rather than blocking its
@@ -65,6 +68,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 MAX_BACKOFF_S = 5.0
 KEY_MAINTENANCE_S = 3600.0
 KEY_MAINTENANCE_RETRY_S = 60.0
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,19 @@ class BatchReport:
 
 
 def classify(
-    value: bytes | None, opener: contract.IngestOpener | None = None
+    value: bytes | None,
+    opener: contract.IngestOpener | None = None,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> contract.Command | Rejection:
     """Decodes one message into a command, or says why it is not one. An unreachable
     database (while the opener reads ingest keys) raises: the batch is retried."""
     if not value:
         return Rejection("undecodable", "empty message")
+    if len(value) > max_bytes:
+        return Rejection(
+            "message_too_large", f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit"
+        )
     try:
         return contract.command_from_message(value, opener)
     except avro.UndecodableMessage as exc:
@@ -112,12 +123,14 @@ class IngestConsumer:
         topics: Topics,
         *,
         batch_size: int = 500,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.ledger = ledger
         self.consumer = consumer
         self.producer = producer
         self.topics = topics
         self.batch_size = batch_size
+        self.max_message_bytes = max_message_bytes
         self.log = get_logger("ingest", topic=topics.ingest)
         self._failures = 0
         self._next_key_maintenance = 0.0
@@ -169,7 +182,10 @@ class IngestConsumer:
 
     def process(self, records: Sequence[Any]) -> BatchReport:
         started = time.perf_counter()
-        classified = [classify(r.value, self.ledger.ingest_keys) for r in records]
+        classified = [
+            classify(r.value, self.ledger.ingest_keys, max_bytes=self.max_message_bytes)
+            for r in records
+        ]
         commands = [c for c in classified if isinstance(c, contract.Command)]
         outcomes = iter(self._record(commands))
         rejections: list[tuple[Any, Rejection]] = []

@@ -163,11 +163,15 @@ def _check_text(name: str, value: str, limit: int) -> None:
 def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
     if "purpose" in facts and not PURPOSE_CODE.match(facts["purpose"]):
         raise InvalidEvent("purpose is not a valid purpose code")
-    for name in ("source", "consent_text_version", "recipient"):
+    for name in ("source", "consent_text_version", "recipient", "hold_reference"):
         if name in facts:
             _check_text(name, facts[name], 200)
+    if facts.get("reference"):  # optional: "" when the producer has none
+        _check_text("reference", facts["reference"], 200)
     if "consent_text" in facts:
         _check_text("consent_text", facts["consent_text"].replace("\n", " "), MAX_TEXT)
+    if facts.get("description"):  # the purpose's; a collection's is personal, not a fact
+        _check_text("description", facts["description"].replace("\n", " "), MAX_TEXT)
     if "categories" in facts:
         categories = facts["categories"]
         if not 1 <= len(categories) <= MAX_CATEGORIES:
@@ -334,14 +338,18 @@ def subject_command(
     **values: Any,
 ) -> Command:
     """A subject command built in process (the CLI, the admin API), happening now: the values
-    are split into facts and personal fields by the event's schema."""
+    are split into facts and personal fields by the event's schema. The content rules of
+    ingest apply: InvalidEvent (``schema_invalid``, naming the field, never its value)."""
     personal_names = personal_fields(kind)
     envelope = Envelope(
         event_id or new_event_id(), tenant, subject_ref, datetime.now(UTC), producer
     )
-    return Command(
-        kind,
-        envelope,
-        {k: v for k, v in values.items() if k not in personal_names},
-        {k: v for k, v in values.items() if k in personal_names},
-    )
+    facts = {k: v for k, v in values.items() if k not in personal_names}
+    personal = {k: v for k, v in values.items() if k in personal_names}
+    _check_text("event_id", envelope.event_id, 200)
+    _check_text("producer", producer, 100)
+    _check_facts(kind, facts)
+    for name, text in [(SUBJECT_REF_FIELD, subject_ref), *personal.items()]:
+        if text is not None and len(text) > MAX_TEXT:
+            raise InvalidEvent(f"{name} is longer than {MAX_TEXT} characters")
+    return Command(kind, envelope, facts, personal)

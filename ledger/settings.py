@@ -63,6 +63,8 @@ class Settings:
     ready_max_lag: int = 1000
     projection_batch_size: int = 500
     ingest_retention: timedelta = timedelta(days=7)
+    # Larger ingest messages are rejected undecoded (``consumers.ingest``).
+    ingest_max_message_bytes: int = 256 * 1024
     # Previous KEK versions, (id, key), that still unwrap (``ledger.kek``).
     kek_previous: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
     # Erasure webhooks (``ledger notify``).
@@ -75,6 +77,13 @@ class Settings:
     checkpoint_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
+    # Auditor replays (``projections.replay``): how long a finished one is kept.
+    replay_ttl: timedelta = timedelta(hours=24)
+    # Stopping (``ledger.cli.common.stop_on_signals``): how long a process may take to finish
+    # the batch in hand after SIGTERM before it exits anyway, and how long ``ledger serve``
+    # keeps serving with /readyz at 503 before it stops accepting connections.
+    shutdown_grace: timedelta = timedelta(seconds=20)
+    shutdown_drain: timedelta = timedelta(0)
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -151,13 +160,14 @@ _DURATION = re.compile(r"^(\d+)([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
-def _duration(name: str, raw: str | None, default: timedelta) -> timedelta:
+def _duration(name: str, raw: str | None, default: timedelta, *, zero: bool = False) -> timedelta:
     if raw is None or raw == "":
         return default
     match = _DURATION.match(raw.strip())
-    if not match or int(match[1]) == 0:
+    if not match or (int(match[1]) == 0 and not zero):
         raise ConfigError(
-            f"{name} must be a positive whole number of days, hours, minutes or seconds "
+            f"{name} must be a {'' if zero else 'positive '}whole number of days, hours, "
+            "minutes or seconds "
             f"such as 365d or 12h, got {raw!r}"
         )
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
@@ -277,6 +287,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ingest_retention=_duration(
             "LEDGER_INGEST_RETENTION", env.get("LEDGER_INGEST_RETENTION"), timedelta(days=7)
         ),
+        ingest_max_message_bytes=_positive_int(
+            "LEDGER_INGEST_MAX_MESSAGE_BYTES", env.get("LEDGER_INGEST_MAX_MESSAGE_BYTES"), 262_144
+        ),
         notifier_group=env.get("LEDGER_NOTIFIER_GROUP") or "ledger-notifier",
         webhook_max_attempts=_positive_int(
             "LEDGER_WEBHOOK_MAX_ATTEMPTS", env.get("LEDGER_WEBHOOK_MAX_ATTEMPTS"), 16
@@ -298,6 +311,15 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_CHECKPOINT_INTERVAL",
             env.get("LEDGER_CHECKPOINT_INTERVAL"),
             timedelta(minutes=10),
+        ),
+        replay_ttl=_duration(
+            "LEDGER_REPLAY_TTL", env.get("LEDGER_REPLAY_TTL"), timedelta(hours=24)
+        ),
+        shutdown_grace=_duration(
+            "LEDGER_SHUTDOWN_GRACE", env.get("LEDGER_SHUTDOWN_GRACE"), timedelta(seconds=20)
+        ),
+        shutdown_drain=_duration(
+            "LEDGER_SHUTDOWN_DRAIN", env.get("LEDGER_SHUTDOWN_DRAIN"), timedelta(0), zero=True
         ),
     )
 

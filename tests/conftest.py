@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import hypothesis
 import psycopg
 import pytest
 from psycopg import sql
@@ -42,6 +43,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def on_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+# Property tests (hypothesis, schemathesis): no per-example deadline on shared CPUs; on CI the
+# same examples every run, so a red build is reproducible and never a matter of luck.
+hypothesis.settings.register_profile("dev", deadline=None)
+hypothesis.settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+hypothesis.settings.load_profile("ci" if on_ci() else "dev")
 
 
 def require_service(what: str, why: str) -> NoReturn:

@@ -42,9 +42,14 @@ def ingest() -> None:
     consumer = make_consumer(bootstrap, group=s.ingest_group)
     producer = make_producer(bootstrap)
     try:
-        IngestConsumer(ledger, consumer, producer, s.topics, batch_size=s.ingest_batch_size).run(
-            stop
-        )
+        IngestConsumer(
+            ledger,
+            consumer,
+            producer,
+            s.topics,
+            batch_size=s.ingest_batch_size,
+            max_message_bytes=s.ingest_max_message_bytes,
+        ).run(stop)
     finally:
         consumer.close()
         producer.close()

@@ -4,7 +4,8 @@ They build the same ledger command a producer would send over Kafka and record i
 (one ledger transaction each, in a worker thread: the ledger application is synchronous). A
 refusal by a ledger rule is a 409 problem carrying the rule's ``reason``; a legal hold does not
 refuse an erasure request but is recorded as its refusal (``status`` ``refused`` in the
-erasure status). The producer of these events is ``api:<key id>``, so the ledger shows which
+erasure status). Values that break the content rules ingest applies are a 422 problem. The
+producer of these events is ``api:<key id>``, so the ledger shows which
 key asked. Personal fields (the reason, a hold's note) are sealed like any other.
 """
 
@@ -16,10 +17,11 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from ledger.contract import Command, subject_command
+from ledger.domain.rules import InvalidEvent
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
 from projections.api.models import CommandOutcome, ErasureCommand, LegalHoldCommand
-from projections.api.problems import PROBLEM_RESPONSES
+from projections.api.problems import PROBLEM_RESPONSES, Problem, problem_type
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["commands"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -27,14 +29,25 @@ Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 def _command(kind: str, who: Principal, ref: str, event_id: str | None, **fields: Any) -> Command:
-    return subject_command(
-        kind,
-        tenant=who.tenant,
-        subject_ref=ref,
-        producer=f"api:{who.key_id}",
-        event_id=event_id,
-        **fields,
-    )
+    """The command, or a 422 problem when a value breaks the content rules producers' events
+    must keep (a non-printable id or hold reference, say): nothing unfit is recorded."""
+    try:
+        return subject_command(
+            kind,
+            tenant=who.tenant,
+            subject_ref=ref,
+            producer=f"api:{who.key_id}",
+            event_id=event_id,
+            **fields,
+        )
+    except InvalidEvent as exc:
+        raise Problem(
+            422,
+            exc.detail,
+            title="Invalid request",
+            type=problem_type("invalid-request"),
+            reason=exc.code,
+        ) from None
 
 
 @router.post("/subject/erasure", status_code=202)

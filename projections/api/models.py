@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from ledger.domain.values import PURPOSE_CODE
 from projections.api.personal import PersonalData
 
 SubjectRef = Field(
@@ -24,7 +25,8 @@ class SubjectQuery(BaseModel):
 
 class PurposeCheckRequest(BaseModel):
     subject_ref: str = SubjectRef
-    purpose: str = Field(min_length=1, max_length=100)
+    # A purpose code (``ledger.domain.values.PURPOSE_CODE``): anything else names no purpose.
+    purpose: str = Field(min_length=1, max_length=100, pattern=PURPOSE_CODE.pattern)
 
 
 Reason = Literal[

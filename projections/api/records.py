@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
@@ -39,8 +39,12 @@ CSV_COLUMNS = list(Disclosure.model_fields)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def disclosure_window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    end = _aware(until) if until else datetime.now(UTC)
+def disclosure_window(
+    since: datetime | None, until: datetime | None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """[since, until): by default the twelve months up to ``now`` (the present, or a
+    replay's instant)."""
+    end = _aware(until) if until else (now or datetime.now(UTC))
     start = _aware(since) if since else end - DEFAULT_WINDOW
     if start >= end:
         raise BadRequest("`since` must be earlier than `until`")
@@ -98,7 +102,15 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadRequest("`cursor` is not a cursor this API returned") from None
 
 
-@router.get("/disclosures", tags=["auditors"], response_model=DisclosurePage)
+_EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A page (`json`), or the whole window streamed (`csv`, `jsonl`).",
+        "content": {"text/csv": {}, "application/jsonl": {}},
+    }
+}
+
+
+@router.get("/disclosures", tags=["auditors"], response_model=DisclosurePage, responses=_EXPORTS)
 async def disclosure_log(
     ctx: Ctx,
     who: Auditor,

@@ -54,7 +54,7 @@ _T = TypeVar("_T")
 _REPORT_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The report (JSON: docs/subject-report.schema.json), or its PDF.",
-        "content": {MEDIA_TYPES[ReportFormat.PDF]: {}},
+        "content": {MEDIA_TYPES[ReportFormat.JSON]: {}, MEDIA_TYPES[ReportFormat.PDF]: {}},
     }
 }
 
