@@ -50,4 +50,6 @@ __all__ = ["INFO", "WARNING", "configure", "get"]
 
 
 def get(name: str, **context: Any) -> Any:
-    return structlog.get_logger(name).bind(**context)
+    """A lazy logger: it takes the configuration in force when it logs, so a module-level
+    logger made at import still honours a later :func:`configure` (a quieter level)."""
+    return structlog.get_logger(name, **context)

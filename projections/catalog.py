@@ -34,9 +34,13 @@ def live_schema(settings: Settings, name: str) -> str:
     return view_schema(settings.database_schema, name)
 
 
-def open_view(settings: Settings, name: str, *, rebuild: bool = False) -> View:
-    """The view's recorder on its own small connection pool; tables are created if missing."""
-    schema = live_schema(settings, name) + (REBUILD_SUFFIX if rebuild else "")
+def open_view(
+    settings: Settings, name: str, *, rebuild: bool = False, schema: str | None = None
+) -> View:
+    """The view's recorder on its own small connection pool; tables are created if missing.
+    In the live schema, its rebuild schema, or ``schema`` (a replay's)."""
+    if schema is None:
+        schema = live_schema(settings, name) + (REBUILD_SUFFIX if rebuild else "")
     env = settings.eventsourcing_env()
     datastore = PostgresDatastore(
         dbname=env["POSTGRES_DBNAME"],

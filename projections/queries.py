@@ -4,21 +4,26 @@ Every query takes the tenant of the caller's API key and filters by it, so no re
 reach another tenant's rows. Record queries also hide entries whose retention horizon has
 passed but that the sweep has not deleted yet. Rows carry the subject's wrapped data key
 (absent once shredded) so the caller can open personal columns without a second query.
+
+The same queries answer over a replay (``projections.replay``): :meth:`Queries.over` points
+them at the replay's schemas and makes ``as_of`` the query's "now". Keys, reference lookups
+and erased references are always today's: a replay never reopens what has since been erased.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger.settings import Settings
-from projections.catalog import live_schema
+from projections.catalog import VIEWS, live_schema
 
 Conn = AsyncConnection[DictRow]
 
@@ -32,14 +37,31 @@ class DisclosureFilter:
 
 
 class Queries:
-    def __init__(self, settings: Settings) -> None:
+    """Queries over the live views, or (:meth:`over`) over a replay's views as of an instant."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        schemas: Mapping[str, str] | None = None,
+        as_of: datetime | None = None,
+    ) -> None:
         self.settings = settings
-        self.names = {
+        self.as_of = as_of
+        views = schemas or {name: live_schema(settings, name) for name in VIEWS}
+        self.names: dict[str, Composable] = {
             "ledger": Identifier(settings.database_schema),
-            "consent": Identifier(live_schema(settings, "consent")),
-            "records": Identifier(live_schema(settings, "records")),
-            "erasure": Identifier(live_schema(settings, "erasure")),
+            **{name: Identifier(views[name]) for name in VIEWS},
+            "now": SQL("now()") if as_of is None else sql.Literal(as_of),
         }
+
+    def over(self, schemas: Mapping[str, str], as_of: datetime) -> Queries:
+        """The same queries over other view schemas (a replay), with ``as_of`` as now."""
+        return Queries(self.settings, schemas=schemas, as_of=as_of)
+
+    def now(self) -> datetime:
+        """The instant the answers are as of: now, or a replay's ``as_of``."""
+        return self.as_of or datetime.now(UTC)
 
     def sql(self, text: str) -> Composed:
         return SQL(text).format(**self.names)
@@ -119,6 +141,26 @@ class Queries:
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 
+    def purpose_check_by_id_sql(self) -> Composed:
+        """The same answer for a subject named by id (replays ask this way: a later erasure
+        took the reference lookup away). Parameters: the subject id, the tenant, the purpose."""
+        return self.sql(
+            "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
+            "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
+            "c.consent_text_version, c.event_id, c.changed_at, false AS erased "
+            "FROM {consent}.purposes p "
+            "LEFT JOIN {consent}.subjects s ON s.subject_id = %s AND s.tenant = p.tenant "
+            "LEFT JOIN {consent}.consents c "
+            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            "WHERE p.tenant = %s AND p.purpose = %s"
+        )
+
+    async def purpose_check_by_id(
+        self, conn: Conn, tenant: str, subject_id: UUID, purpose: str
+    ) -> DictRow | None:
+        cur = await conn.execute(self.purpose_check_by_id_sql(), [subject_id, tenant, purpose])
+        return await cur.fetchone()
+
     @staticmethod
     def purpose_check_params(tenant: str, digest: bytes, purpose: str) -> list[object]:
         return [digest, digest, tenant, purpose]
@@ -135,7 +177,7 @@ class Queries:
             self.sql(
                 "SELECT event_id, purpose, categories, source, collected_at, recorded_at, "
                 "last_used_at, description FROM {records}.collections "
-                "WHERE subject_id = %s AND tenant = %s AND last_used_at >= now() - %s "
+                "WHERE subject_id = %s AND tenant = %s AND last_used_at >= {now} - %s "
                 "ORDER BY collected_at, event_id"
             ),
             [subject_id, tenant, self.horizons["collections"]],
@@ -150,7 +192,7 @@ class Queries:
             "d.tenant = %s",
             "d.disclosed_at >= %s",
             "d.disclosed_at < %s",
-            "d.last_used_at >= now() - %s",
+            "d.last_used_at >= {now} - %s",
         ]
         params: list[Any] = [tenant, f.since, f.until, self.horizons["disclosures"]]
         if f.recipient is not None:

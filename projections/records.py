@@ -17,7 +17,7 @@ rebuild ends with the same rows as the live view. The ledger's own events are ne
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import Cursor
@@ -148,17 +148,18 @@ CREATE INDEX IF NOT EXISTS collections_by_use ON {schema}.collections (last_used
                 },
             )
 
-    def maintain(self) -> int:
-        """The retention sweep: deletes entries whose horizon has passed."""
+    def maintain(self, now: datetime | None = None) -> int:
+        """The retention sweep: deletes entries whose horizon had passed by ``now``."""
         removed = 0
         with self.datastore.transaction(commit=True) as curs:
             for table, horizon in self.horizons.items():
                 curs.execute(
                     self.sql(
-                        "DELETE FROM {schema}.{table} WHERE last_used_at < now() - %s",
+                        "DELETE FROM {schema}.{table} "
+                        "WHERE last_used_at < coalesce(%s::timestamptz, now()) - %s",
                         table=table,
                     ),
-                    [horizon],
+                    [now, horizon],
                 )
                 removed += curs.rowcount
         return removed

@@ -16,6 +16,7 @@ Rules every view keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking
@@ -54,15 +55,26 @@ class View(PostgresTrackingRecorder):
         self.sql_create_statements.insert(
             0, SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema)
         )
+        self._statements: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         for statement in self.ddl.strip().split(";\n"):
             if statement.strip():
-                self.sql_create_statements.append(self.sql(statement))
+                self.sql_create_statements.append(self._compose(statement))
         self._position_for_update = self.sql(
             "SELECT notification_id FROM {schema}.tracking WHERE application_name = %s FOR UPDATE"
         )
         self.handlers: dict[type, Handler] = self.event_handlers()
 
-    def sql(self, text: str, **tables: str) -> Composed:
+    def sql(self, text: str, **tables: str) -> bytes:
+        """The statement with the view's schema (and ``tables``) filled in, composed once per
+        view and kept as bytes: handlers run it for every event, so composing it each time
+        cost more than the database spent on some of them."""
+        key = (text, tuple(sorted(tables.items())))
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = self._compose(text, **tables).as_bytes(None)
+        return found
+
+    def _compose(self, text: str, **tables: str) -> Composed:
         names = {k: Identifier(v) for k, v in tables.items()}
         return SQL(text).format(schema=self.schema, **names)
 
@@ -91,9 +103,13 @@ class View(PostgresTrackingRecorder):
                     handler = self.handlers.get(type(event))
                     if handler is not None:
                         handler(curs, event)
-                self._insert_tracking(curs, todo[-1][1])
+            # Outside the pipeline: recording the position fetches its result, and a fetch on
+            # a cursor with results still pending in the pipeline can read the wrong one
+            # ("the last operation didn't produce records"), now and then, under load.
+            self._insert_tracking(curs, todo[-1][1])
             return todo[-1][1].notification_id
 
-    def maintain(self) -> int:
-        """Periodic upkeep (a retention sweep); returns how many rows it removed."""
+    def maintain(self, now: datetime | None = None) -> int:
+        """Periodic upkeep (a retention sweep) as of ``now`` (default: the database's clock;
+        a replay passes its instant); returns how many rows it removed."""
         return 0

@@ -47,16 +47,17 @@ def catalogue() -> list[Command]:
 
 
 @contextlib.contextmanager
-def services(base: Settings) -> Iterator[Settings]:
-    """The configured database and broker, or embedded ones for the run; keys for the run."""
+def services(base: Settings, *, broker: bool = True) -> Iterator[Settings]:
+    """The configured database and broker, or embedded ones for the run (no broker if the
+    benchmark needs none); keys for the run."""
     with contextlib.ExitStack() as stack:
         if not base.database_url:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             postgres = stack.enter_context(EmbeddedPostgres(tmp / "pg"))
             base = base.with_overrides(database_url=postgres.url)
-        if not base.kafka_bootstrap:
-            broker = stack.enter_context(EmbeddedBroker())
-            base = base.with_overrides(kafka_bootstrap=broker.bootstrap)
+        if broker and not base.kafka_bootstrap:
+            embedded = stack.enter_context(EmbeddedBroker())
+            base = base.with_overrides(kafka_bootstrap=embedded.bootstrap)
         if base.kek is None or base.lookup_key is None:
             base = base.with_overrides(kek=new_secret(), lookup_key=new_secret())
         yield base

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ledger import logs
-from ledger.bench import freshness, ingest, query
+from ledger.bench import freshness, ingest, query, replay
 from ledger.bench.setup import fresh_schema, services
 from ledger.cli.common import settings as load_settings
 from ledger.settings import Settings
@@ -68,6 +68,16 @@ def freshness_command(
     with services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         freshness.run(s, samples=samples)
+
+
+@bench.command("replay")
+def replay_command(
+    events: Annotated[int, typer.Option(help="Events in the ledger to replay.")] = 100_000,
+) -> None:
+    """Replay + verification time against the event store's raw read rate."""
+    with services(_settings(), broker=False) as base, fresh_schema(base) as s:
+        _where(s)
+        replay.run(s, events=events)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from ledger.cli import (
     keys,
     processes,
     project,
+    replay,
     report,
     serve,
     webhooks,
@@ -42,6 +43,7 @@ for module in (
     bench,
     webhooks,
     audit,
+    replay,
     report,
 ):
     module.register(app)

@@ -29,6 +29,7 @@ from projections.api import (
     metrics,
     problems,
     records,
+    replays,
     reports,
     subjects,
 )
@@ -40,6 +41,7 @@ from projections.api.personal import SubjectKeys
 from projections.api.writer import LedgerWriter
 from projections.catalog import VIEWS, open_view
 from projections.queries import Queries
+from projections.replay.registry import Replays
 from projections.status import parse_status, status_query
 
 
@@ -52,6 +54,7 @@ def prepare(settings: Settings) -> None:
         open_view(settings, name).datastore.close()
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         access.create_table(conn, settings.database_schema)
+    Replays.connect(settings).close()
 
 
 def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
@@ -70,6 +73,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
         try:
             yield
         finally:
+            builder.close()
             await pool.close()
             writer.close()
 
@@ -82,13 +86,15 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     )
     writer = LedgerWriter(settings)
     app.state.ctx = ApiContext(
-        settings,
-        pool,
-        Queries(settings),
-        SubjectKeys(kek_ring(settings), lookup_key),
-        writer,
+        settings=settings,
+        queries=Queries(settings),
+        keys=SubjectKeys(kek_ring(settings), lookup_key),
+        pool=pool,
+        writer=writer,
     )
     app.state.api_keys = access.ApiKeys(pool, settings.database_schema)
+    builder = replays.Builder(settings)
+    app.state.replay_builder = builder
     problems.install(app)
     registry = CollectorRegistry()
     registry.register(LedgerCollector(settings))
@@ -99,6 +105,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)
     app.include_router(reports.router)
+    app.include_router(replays.router)
     _health_routes(app, settings)
     return app
 

@@ -19,12 +19,19 @@ from projections.api.writer import LedgerWriter
 from projections.queries import Queries
 
 
-@dataclass
-class ApiContext:
+@dataclass(frozen=True)
+class Reading:
+    """What a read answer depends on: the settings, the queries (over the live views or a
+    replay's) and the keys that open personal fields."""
+
     settings: Settings
-    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     queries: Queries
     keys: SubjectKeys
+
+
+@dataclass(frozen=True)
+class ApiContext(Reading):
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     writer: LedgerWriter
 
     @asynccontextmanager

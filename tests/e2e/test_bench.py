@@ -1,4 +1,4 @@
-"""``ledger bench query`` and ``ledger bench freshness`` run as a user runs them, briefly.
+"""``ledger bench query``, ``freshness`` and ``replay`` run as a user runs them, briefly.
 
 They must print their figures and their baselines, answer every request correctly (a wrong
 answer counts as an error and is printed), and leave no schema behind.
@@ -62,4 +62,17 @@ def test_bench_freshness_prints_end_to_end_and_kafka_hop(
     assert re.search(r"Kafka -> ingest -> ledger -> view -> API +" + FIGURE, out, re.M), out
     assert re.search(r"baseline: Kafka hop alone +" + FIGURE, out, re.M), out
     assert "target p99 <= 1 s:" in out
+    assert bench_schemas(database_url) - before == set()  # its own schemas are gone
+
+
+def test_bench_replay_prints_replay_verification_and_raw_read(
+    env: dict[str, str], database_url: str
+) -> None:
+    before = bench_schemas(database_url)
+    out = bench("replay", "--events", "500", env=env)
+    figure = r" +502 events in +[\d.]+ s +[\d,]+ events/s"
+    assert re.search(r"^raw read \(baseline\)" + figure + "$", out, re.M), out
+    assert re.search(r"^verification alone" + figure + "  ok=True$", out, re.M), out
+    assert re.search(r"^replay \+ verification" + figure + "  ok=True$", out, re.M), out
+    assert "target for 100,000 events: under 30 s" in out
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
