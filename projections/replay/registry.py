@@ -7,7 +7,9 @@ what verification found. Rules this module keeps:
 - **Scratch, never live.** A replay writes only its own schemas. :func:`drop` removes them and
   the row; :func:`sweep` drops replays older than ``LEDGER_REPLAY_TTL`` and builds that died.
 - **Progress is visible.** The builder moves the row's position every page. A build whose row
-  has not moved for :data:`STALE` is reported ``failed`` (its builder is gone) and swept.
+  has not moved for :data:`STALE` is reported ``failed`` (its builder is gone) and swept; a
+  queued one waits its turn and only expires. A build whose row was dropped meanwhile stops
+  at its next page.
 - **Owned by who asked.** ``requested_by`` is the tenant whose API key asked (or ``cli``);
   the API shows a tenant only its own replays.
 """
@@ -28,7 +30,6 @@ from ledger.settings import Settings
 from projections.catalog import VIEWS
 
 STALE = timedelta(minutes=5)
-PENDING = ("queued", "building")
 
 CREATE = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -50,8 +51,12 @@ CREATE TABLE IF NOT EXISTS {table} (
 COLUMNS = (
     "replay_id, requested_by, as_of, status, head, position, applied, cut, verification, "
     "error, seconds, created_at, updated_at, finished_at, "
-    "(status IN ('queued', 'building') AND updated_at < now() - %(stale)s) AS stalled"
+    "(status = 'building' AND updated_at < now() - %(stale)s) AS stalled"
 )
+
+
+class Dropped(InterruptedError):
+    """The replay's row is gone (dropped or expired) while it was being built."""
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,16 @@ class Replays:
         return [ReplayRow.of(r) for r in rows]
 
     def progress(self, replay_id: str, *, head: int, position: int, applied: int) -> None:
-        self.conn.execute(
+        """Records how far the build got; raises :class:`Dropped` if the replay is gone."""
+        cur = self.conn.execute(
             self.sql(
                 "UPDATE {table} SET status = 'building', head = %s, position = %s, applied = %s, "
                 "updated_at = now() WHERE replay_id = %s"
             ),
             [head, position, applied, replay_id],
         )
+        if cur.rowcount == 0:
+            raise Dropped(f"replay {replay_id} was dropped while it was being built")
 
     def finish(
         self,
@@ -187,7 +195,7 @@ class Replays:
         rows = self.conn.execute(
             self.sql(
                 "SELECT replay_id FROM {table} WHERE created_at < now() - %s "
-                "OR (status IN ('queued', 'building') AND updated_at < now() - %s)"
+                "OR (status = 'building' AND updated_at < now() - %s)"
             ),
             [self.settings.replay_ttl, STALE],
         ).fetchall()

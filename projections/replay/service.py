@@ -56,6 +56,7 @@ def run(
 
     log.info("replay_started", replay_id=replay_id, as_of=row.as_of.isoformat())
     try:
+        replays.progress(replay_id, head=0, position=0, applied=0)  # building; still wanted?
         built = build(settings, reader, replay_id, row.as_of, on_progress=progress, stop=stop)
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -305,3 +305,22 @@ def test_a_replay_is_dropped_with_its_schemas_and_refuses_the_future(
     assert replays.get(row.replay_id) is None
     with pytest.raises(service.FutureInstant):
         service.start(replays, datetime.now(UTC) + timedelta(minutes=1), "test")
+
+
+def test_a_replay_dropped_while_it_waits_is_not_built(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings, replays: Replays
+) -> None:
+    s = settings_db_only
+    phase_one(ledger)
+    row = service.start(replays, datetime.now(UTC), "test")
+    replays.drop(row.replay_id)
+
+    with pytest.raises(InterruptedError, match="dropped"):
+        service.run(s, reader, replays, row)
+
+    with psycopg.connect(s.require_database()) as conn:
+        schemas = list(view_schemas(s, row.replay_id).values())
+        left = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = ANY(%s)", [schemas]
+        ).fetchone()
+    assert left == (0,) and replays.get(row.replay_id) is None
