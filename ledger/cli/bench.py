@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ledger import logs
-from ledger.bench import freshness, ingest, query, replay
+from ledger.bench import freshness, ingest, query, replay, soak
 from ledger.bench.setup import fresh_schema, services
 from ledger.cli.common import settings as load_settings
 from ledger.settings import Settings
@@ -78,6 +78,19 @@ def replay_command(
     with services(_settings(), broker=False) as base, fresh_schema(base) as s:
         _where(s)
         replay.run(s, events=events)
+
+
+@bench.command("soak")
+def soak_command(
+    minutes: Annotated[float, typer.Option(help="How long to hold the load.")] = 5.0,
+    rate: Annotated[float, typer.Option(help="Events per second produced.")] = 100.0,
+    query_rate: Annotated[float, typer.Option(help="Purpose checks per second.")] = 20.0,
+    sample_seconds: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
+) -> None:
+    """A steady load with queries for minutes: memory, lag and errors, sampled."""
+    with services(_settings()) as base, fresh_schema(base) as s:
+        _where(s)
+        soak.run(s, minutes=minutes, rate=rate, query_rate=query_rate, sample_s=sample_seconds)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``ledger bench query``, ``freshness`` and ``replay`` run as a user runs them, briefly.
+"""``ledger bench query``, ``freshness``, ``replay`` and ``soak`` run as a user runs them, briefly.
 
 They must print their figures and their baselines, answer every request correctly (a wrong
 answer counts as an error and is printed), and leave no schema behind.
@@ -75,4 +75,22 @@ def test_bench_replay_prints_replay_verification_and_raw_read(
     assert re.search(r"^verification alone" + figure + "  ok=True$", out, re.M), out
     assert re.search(r"^replay \+ verification" + figure + "  ok=True$", out, re.M), out
     assert "target for 100,000 events: under 30 s" in out
+    assert bench_schemas(database_url) - before == set()  # its own schemas are gone
+
+
+def test_bench_soak_samples_memory_and_lag_and_gives_verdicts(
+    env: dict[str, str], database_url: str
+) -> None:
+    before = bench_schemas(database_url)
+    args = ["--minutes", "0.25", "--rate", "50", "--query-rate", "10", "--sample-seconds", "4"]
+    out = bench("soak", *args, env=env)
+    samples = re.findall(
+        r"^ +\d+ +[\d,]+ +[\d,]+ +[\d,]+ +[\d,]+  ingest \d+ +relay \d+", out, re.M
+    )
+    assert len(samples) >= 3, out
+    for name in ("ingest", "relay", "project", "serve"):
+        assert re.search(rf"^  {name} +[\d.]+ -> +[\d.]+ MB", out, re.M), out
+    assert re.search(r"purpose checks at 10/s: p50 +[\d.]+ ms", out), out
+    assert re.search(r"rejected 0; query errors 0; processes that died: none", out), out
+    assert "verdict: memory flat yes; lag bounded yes; errors 0" in out, out
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
