@@ -18,7 +18,9 @@ from projections.status import parse_status, status_query
 class LedgerCollector:
     """Figures read from the database at scrape time, so every process's work is counted:
     events recorded (their rate is the ingest rate), ingest outcomes by reason, each
-    projection's position and lag, and unsettled and overdue erasure requests per tenant."""
+    projection's position and lag, unsettled and overdue erasure requests per tenant, how far
+    each relay is behind, how many events no signed checkpoint covers yet and when the last
+    was signed, and erasure webhooks waiting or given up per tenant."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -28,6 +30,7 @@ class LedgerCollector:
         up = GaugeMetricFamily("ledger_database_up", "1 if the last scrape reached the database.")
         try:
             status, counts, erasures = self._read()
+            operations = list(self._operations(status[0].head if status else 0))
         except psycopg.Error:
             self._conn = None
             up.add_metric([], 0)
@@ -58,6 +61,76 @@ class LedgerCollector:
         yield lag
         yield position
         yield from _erasure_metrics(erasures)
+        yield from operations
+
+    def _operations(self, head: int) -> Iterator[Metric]:
+        """Relay lag, checkpoint coverage and webhook backlog; tables a process has not
+        created yet (no relay with a key, no notifier) give no figure rather than an error."""
+        assert self._conn is not None
+        schema = psycopg.sql.Identifier(self._settings.database_schema)
+        relay = GaugeMetricFamily(
+            "ledger_relay_lag_events", "Recorded events not yet published.", labels=["topic"]
+        )
+        rows = self._conn.execute(
+            psycopg.sql.SQL(
+                "SELECT substr(name, 7) AS topic, position FROM {}.positions "
+                "WHERE name LIKE 'relay:%' ORDER BY name"
+            ).format(schema)
+        ).fetchall()
+        for row in rows:
+            relay.add_metric([row["topic"]], max(0, head - int(row["position"])))
+        yield relay
+        found = self._conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AS checkpoints, "
+            "to_regclass(%s) IS NOT NULL AS deliveries",
+            [
+                f'"{self._settings.database_schema}".checkpoints',
+                f'"{self._settings.database_schema}".webhook_deliveries',
+            ],
+        ).fetchone()
+        assert found is not None
+        if found["checkpoints"]:
+            yield from self._checkpoints(schema, head)
+        if found["deliveries"]:
+            yield from self._deliveries(schema)
+
+    def _checkpoints(self, schema: psycopg.sql.Identifier, head: int) -> Iterator[Metric]:
+        assert self._conn is not None
+        row = self._conn.execute(
+            psycopg.sql.SQL(
+                "SELECT max(sequence) AS sequence, max(time_us) AS time_us FROM {}.checkpoints"
+            ).format(schema)
+        ).fetchone()
+        assert row is not None
+        unsigned = GaugeMetricFamily(
+            "ledger_checkpoint_unsigned_events",
+            "Events after the last signed checkpoint (what no checkpoint covers yet).",
+        )
+        unsigned.add_metric([], max(0, head - int(row["sequence"] or 0)))
+        yield unsigned
+        if row["time_us"] is not None:
+            last = GaugeMetricFamily(
+                "ledger_checkpoint_last_timestamp_seconds", "When the last checkpoint was signed."
+            )
+            last.add_metric([], int(row["time_us"]) / 1_000_000)
+            yield last
+
+    def _deliveries(self, schema: psycopg.sql.Identifier) -> Iterator[Metric]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            psycopg.sql.SQL(
+                "SELECT tenant, status, count(*) AS n FROM {}.webhook_deliveries "
+                "WHERE status IN ('pending', 'failed') GROUP BY 1, 2 ORDER BY 1, 2"
+            ).format(schema)
+        ).fetchall()
+        deliveries = GaugeMetricFamily(
+            "ledger_webhook_deliveries",
+            "Erasure webhooks still being retried (pending) or given up (failed).",
+            labels=["tenant", "status"],
+        )
+        for row in rows:
+            deliveries.add_metric([row["tenant"], row["status"]], row["n"])
+        yield deliveries
 
     def _read(self) -> tuple[list[Any], dict[tuple[str, str], int], list[DictRow]]:
         if self._conn is None or self._conn.closed:

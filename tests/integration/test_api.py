@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,8 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from ledger.application import Ledger, LedgerReader
+from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
+from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
 from ledger.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
@@ -284,3 +287,22 @@ def test_readiness_and_metrics(api: TestClient, reader: LedgerReader) -> None:
     assert 'ledger_projection_lag_events{projection="consent"} 0.0' in scraped
     assert "ledger_http_request_duration_seconds_bucket" in scraped
     assert api.get("/openapi.json").json()["paths"]["/v1/purpose-check"]["post"]
+
+
+def test_metrics_show_relay_lag_and_what_no_checkpoint_covers(
+    api: TestClient, reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    head = reader.recorder.max_notification_id()
+    reader.store.set_position("relay:compliance.ledger", head - 3)
+    with psycopg.connect(settings_db_only.require_database(), autocommit=True) as conn:
+        table = CheckpointTable(conn, settings_db_only.database_schema)
+        made = make_checkpoint(reader.store, table, CheckpointSigner(new_private_key()), head - 5)
+    assert made is not None
+
+    scraped = api.get("/metrics").text
+
+    assert 'ledger_relay_lag_events{topic="compliance.ledger"} 3.0' in scraped
+    assert f"ledger_checkpoint_unsigned_events {float(head - made.sequence)}" in scraped
+    signed_at = re.search(r"^ledger_checkpoint_last_timestamp_seconds (\S+)$", scraped, re.M)
+    assert signed_at is not None and float(signed_at[1]) == made.time_us / 1e6
+    assert "ledger_webhook_deliveries" not in scraped  # no notifier has run: no figure
