@@ -22,6 +22,10 @@ anything is sent. It returns the ``event_id``; re-sending a fact with the same i
 the ledger records it once. Sends are asynchronous; :meth:`flush` (or leaving the ``with``
 block) waits until the broker has acknowledged them all and raises if any failed.
 
+**Kafka security.** The producer uses the ``LEDGER_KAFKA_*`` TLS and SASL variables of the
+process environment (see the README), or ``security=KafkaSecurity(...)`` from
+:mod:`ledger.kafka_security`; kafka-python options passed as keyword arguments override both.
+
 Rules the ledger applies after sending (unknown tenant or purpose, withdrawal of a required
 consent, disclosure without a legal basis, anything after erasure) are reported on the
 rejected topic, not here.

@@ -20,10 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
+from ledger import kafka_security
 from ledger import kek as kek_config
+from ledger.kafka_security import KafkaSecurity
+from ledger.secret_files import SettingError, secret
 
 DEFAULT_DATA_DIR = ".ledger"
 DEV_STATE_FILE = "dev.json"
@@ -44,7 +48,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None
+    database_url: str | None = field(repr=False)  # may hold a password
     database_schema: str
     kafka_bootstrap: str | None
     topics: Topics
@@ -77,6 +81,8 @@ class Settings:
     checkpoint_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
+    # TLS and SASL of every Kafka client (``ledger.kafka_security``).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Auditor replays (``projections.replay``): how long a finished one is kept.
     replay_ttl: timedelta = timedelta(hours=24)
     # Stopping (``ledger.cli.common.stop_on_signals``): how long a process may take to finish
@@ -242,7 +248,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         env.setdefault(key, value)
     keks = _keks(env, explicit)
     return Settings(
-        database_url=_database_url(env.get("LEDGER_DATABASE_URL")),
+        database_url=_database_url(_with_password_file(env.get("LEDGER_DATABASE_URL"), env)),
         database_schema=_schema(env.get("LEDGER_DATABASE_SCHEMA")),
         kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP") or None,
         topics=Topics(
@@ -254,7 +260,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         kek=keks.current if keks else None,
         kek_id=keks.current_id if keks else kek_config.DEFAULT_KEK_ID,
         kek_previous=keks.previous if keks else (),
-        lookup_key=_b64_key("LEDGER_LOOKUP_KEY", env.get("LEDGER_LOOKUP_KEY")),
+        lookup_key=_lookup_key(env),
         data_dir=data_dir,
         log_format=_choice(
             "LEDGER_LOG_FORMAT", env.get("LEDGER_LOG_FORMAT"), ("auto", "json", "console"), "auto"
@@ -304,6 +310,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_WEBHOOK_TIMEOUT", env.get("LEDGER_WEBHOOK_TIMEOUT"), timedelta(seconds=10)
         ),
         checkpoint_key=_checkpoint_key(env),
+        kafka_security=_kafka_security(env),
         checkpoint_every=_positive_int(
             "LEDGER_CHECKPOINT_EVERY", env.get("LEDGER_CHECKPOINT_EVERY"), 10_000
         ),
@@ -338,3 +345,48 @@ def _checkpoint_key(env: Mapping[str, str]) -> bytes | None:
     except (OSError, UnicodeDecodeError):
         raise ConfigError(f"LEDGER_CHECKPOINT_KEY_FILE {path} cannot be read") from None
     return _b64_key(f"LEDGER_CHECKPOINT_KEY_FILE {path}", text)
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    try:
+        return secret(env, name)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _lookup_key(env: Mapping[str, str]) -> bytes | None:
+    """``LEDGER_LOOKUP_KEY`` (base64), or the base64 text in ``LEDGER_LOOKUP_KEY_FILE``."""
+    source = "LEDGER_LOOKUP_KEY_FILE" if env.get("LEDGER_LOOKUP_KEY_FILE") else "LEDGER_LOOKUP_KEY"
+    raw = _secret(env, "LEDGER_LOOKUP_KEY")
+    return _b64_key(source, raw.strip() if raw else None)
+
+
+def _with_password_file(url: str | None, env: Mapping[str, str]) -> str | None:
+    """``LEDGER_DATABASE_URL`` with the password from ``LEDGER_DATABASE_PASSWORD_FILE`` put in,
+    so the URL itself (user, host, database) need not be a secret."""
+    if not env.get("LEDGER_DATABASE_PASSWORD_FILE"):
+        return url
+    password = _secret(env, "LEDGER_DATABASE_PASSWORD")
+    if not url:
+        raise ConfigError("LEDGER_DATABASE_PASSWORD_FILE is set but LEDGER_DATABASE_URL is not")
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    user, at, hosts = rest[:end].rpartition("@")
+    if not sep or not at or not user:
+        raise ConfigError(
+            "LEDGER_DATABASE_URL needs a user name (postgresql://USER@host:5432/db) "
+            "when LEDGER_DATABASE_PASSWORD_FILE is set"
+        )
+    if ":" in user:
+        raise ConfigError(
+            "LEDGER_DATABASE_URL holds a password and LEDGER_DATABASE_PASSWORD_FILE is set: "
+            "keep the password in one of them"
+        )
+    return f"{scheme}://{user}:{quote(password or '', safe='')}@{hosts}{rest[end:]}"
+
+
+def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    try:
+        return kafka_security.from_environment(env)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None

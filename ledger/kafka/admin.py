@@ -15,6 +15,7 @@ from typing import Any
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient
 
+from ledger.kafka.connection import KafkaSecurity, connection_config
 from ledger.settings import Topics
 
 DEFAULT_PORT = 9092
@@ -47,6 +48,7 @@ def ensure_topics(
     *,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout_s: float = 10.0,
+    security: KafkaSecurity | None = None,
 ) -> set[str]:
     """Creates the topics in ``partitions`` that do not exist yet; returns the names it created.
 
@@ -58,7 +60,7 @@ def ensure_topics(
     for name, count in partitions.items():
         if count < 1:
             raise ValueError(f"topic {name!r} needs at least one partition, got {count}")
-    with admin_client(bootstrap, timeout_s=timeout_s) as admin:
+    with admin_client(bootstrap, timeout_s=timeout_s, security=security) as admin:
         existing = set(admin.list_topics())
         missing = {name: count for name, count in partitions.items() if name not in existing}
         if not missing:
@@ -101,15 +103,19 @@ def _create(
     return created, refused
 
 
-def topic_exists(bootstrap: str, name: str, *, timeout_s: float = 10.0) -> bool:
-    with admin_client(bootstrap, timeout_s=timeout_s) as admin:
+def topic_exists(
+    bootstrap: str, name: str, *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
+) -> bool:
+    with admin_client(bootstrap, timeout_s=timeout_s, security=security) as admin:
         return name in set(admin.list_topics())
 
 
-def broker_reachable(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
+def broker_reachable(
+    bootstrap: str, *, timeout_s: float = 2.0, security: KafkaSecurity | None = None
+) -> bool:
     """True when a Kafka client can fetch cluster metadata from ``bootstrap`` in time."""
     try:
-        with admin_client(bootstrap, timeout_s=timeout_s) as admin:
+        with admin_client(bootstrap, timeout_s=timeout_s, security=security) as admin:
             admin.describe_cluster()
     except (BrokerUnavailable, kafka_errors.KafkaError, OSError):
         return False
@@ -117,7 +123,9 @@ def broker_reachable(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, *, timeout_s: float = 10.0) -> Iterator[Any]:
+def admin_client(
+    bootstrap: str, *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
+) -> Iterator[Any]:
     """An open ``KafkaAdminClient``, closed on exit.
 
     Raises :class:`BrokerUnavailable` at once when no bootstrap server accepts a TCP
@@ -126,10 +134,11 @@ def admin_client(bootstrap: str, *, timeout_s: float = 10.0) -> Iterator[Any]:
     if not _any_accepts(bootstrap, timeout_s):
         raise BrokerUnavailable(f"no Kafka broker accepts connections at {bootstrap}")
     timeout_ms = max(1, int(timeout_s * 1000))
+    config = connection_config(bootstrap, security)
     client = KafkaAdminClient.__new__(KafkaAdminClient)
     try:
         client.__init__(
-            bootstrap_servers=bootstrap.split(","),
+            **config,
             client_id="ledger-admin",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,

@@ -12,6 +12,8 @@ from typing import Any
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
+from ledger.kafka.connection import KafkaSecurity, connection_config
+
 __all__ = [
     "KafkaConsumer",
     "OffsetAndMetadata",
@@ -23,9 +25,16 @@ __all__ = [
 ]
 
 
-def make_consumer(bootstrap: str, *, group: str | None, **overrides: Any) -> KafkaConsumer:
+def make_consumer(
+    bootstrap: str,
+    *,
+    group: str | None,
+    security: KafkaSecurity | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
+    """A consumer; ``security`` defaults to the ``LEDGER_KAFKA_*`` settings (``connection``)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap.split(","),
+        **connection_config(bootstrap, security),
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

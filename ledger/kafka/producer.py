@@ -12,12 +12,17 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from ledger.kafka.connection import KafkaSecurity, connection_config
+
 Headers = list[tuple[str, bytes]]
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+def make_producer(
+    bootstrap: str, *, security: KafkaSecurity | None = None, **overrides: Any
+) -> KafkaProducer:
+    """A producer; ``security`` defaults to the ``LEDGER_KAFKA_*`` settings (``connection``)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap.split(","),
+        **connection_config(bootstrap, security),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,

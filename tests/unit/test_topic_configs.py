@@ -50,7 +50,7 @@ def test_the_ingest_topic_is_created_with_the_ingest_retention(
     fake = FakeAdmin(refuse_configs)
 
     @contextlib.contextmanager
-    def client(bootstrap: str, *, timeout_s: float) -> Iterator[FakeAdmin]:
+    def client(bootstrap: str, *, timeout_s: float, security: object) -> Iterator[FakeAdmin]:
         yield fake
 
     monkeypatch.setattr(admin, "admin_client", client)
