@@ -134,12 +134,14 @@ class IngestConsumer:
         self.log = get_logger("ingest", topic=topics.ingest)
         self._failures = 0
         self._next_key_maintenance = 0.0
+        self._stop = threading.Event()  # run()'s, so a backoff ends at once on SIGTERM
 
     def run(
         self,
         stop: threading.Event,
         on_report: Callable[[BatchReport], None] | None = None,
     ) -> None:
+        self._stop = stop
         self.consumer.subscribe([self.topics.ingest])
         self.log.info("ingest_started", group=self.consumer.config["group_id"])
         while not stop.is_set():
@@ -302,4 +304,4 @@ class IngestConsumer:
             backoff_s=backoff,
         )
         rewind(self.consumer, polled)
-        time.sleep(backoff)
+        self._stop.wait(backoff)

@@ -22,7 +22,6 @@ Rules this process keeps:
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,10 +93,12 @@ class Notifier:
         self.batch_size = batch_size
         self.log = get_logger("notifier", topic=topic)
         self._failures = 0
+        self._stop = threading.Event()  # run()'s, so a backoff ends at once on SIGTERM
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until ``stop`` is set, with the delivery loop in a second thread; when
         either ends, both stop."""
+        self._stop = stop
         deliveries = threading.Thread(
             target=self.dispatcher.run, args=(stop,), name="webhook-deliveries", daemon=True
         )
@@ -159,7 +160,7 @@ class Notifier:
         log = self.log.error if isinstance(exc, UnreadableRecord) else self.log.warning
         log("batch_will_be_retried", error=str(exc) or type(exc).__name__, backoff_s=backoff)
         rewind(self.consumer, polled)
-        time.sleep(backoff)
+        self._stop.wait(backoff)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

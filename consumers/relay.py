@@ -27,7 +27,6 @@ Rules this process keeps:
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from eventsourcing.persistence import Notification
@@ -82,15 +81,15 @@ class Relay:
                 published = self.publish_once()
                 if not published and self.checkpointer is not None:
                     self.checkpointer.idle()
+                if not published:  # inside the try: a listener lost to a restart is retried
+                    self.ledger.store.wait_for_events(1.0)
                 failures = 0
             except Exception as exc:
                 failures += 1
                 backoff = min(MAX_BACKOFF_S, 0.2 * 2**failures)
                 self.log.warning("relay_will_retry", error=type(exc).__name__, backoff_s=backoff)
-                time.sleep(backoff)
+                stop.wait(backoff)
                 continue
-            if not published:
-                self.ledger.store.wait_for_events(1.0)
         self.log.info("relay_stopped", position=self.position())
 
     def position(self) -> int:

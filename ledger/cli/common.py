@@ -7,7 +7,9 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +22,8 @@ from ledger.application import Ledger
 from ledger.domain.rules import RuleViolation
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
+
+log = logs.get("process")
 
 DATABASE_DOWN = (persistence.OperationalError, persistence.InterfaceError, psycopg.Error)
 
@@ -59,18 +63,40 @@ def change_tenant(change: Callable[[Ledger], bool]) -> bool:
         app.close()
 
 
-def stop_on_signals() -> threading.Event:
+def stop_on_signals(grace: timedelta | None = None) -> threading.Event:
     """An event set by SIGINT, SIGTERM or SIGHUP (the terminal closed), so a loop can finish
-    its batch and exit cleanly — and ``ledger dev`` can stop the servers it started."""
+    its batch and exit cleanly — and ``ledger dev`` can stop the servers it started.
+
+    With ``grace`` (``LEDGER_SHUTDOWN_GRACE``), the stop is bounded: once the event is set, a
+    process still running ``grace`` later (its batch cannot finish: the database or broker
+    is gone) logs ``shutdown_grace_expired`` and exits with status 1. Nothing is lost by
+    that: a batch is committed whole or not at all, and its input is read again on restart.
+    """
     stop = threading.Event()
+    received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
+        received.append(signum)  # no logging here: the main thread may be mid-write
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
+    if grace is not None:
+        threading.Thread(
+            target=_exit_after_grace, args=(stop, received, grace), name="shutdown", daemon=True
+        ).start()
     return stop
+
+
+def _exit_after_grace(stop: threading.Event, received: list[int], grace: timedelta) -> None:
+    stop.wait()
+    name = signal.Signals(received[0]).name if received else None
+    log.info("shutdown_requested", signal=name, grace_s=grace.total_seconds())
+    time.sleep(grace.total_seconds())
+    log.error("shutdown_grace_expired", grace_s=grace.total_seconds())
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def invocation() -> str:

@@ -38,7 +38,7 @@ def ingest() -> None:
         fail(str(exc))
     before_serving(s)  # a restored database learns its missing erasures before recording
     ledger = common.ledger(s)
-    stop = stop_on_signals()
+    stop = stop_on_signals(s.shutdown_grace)
     consumer = make_consumer(bootstrap, group=s.ingest_group)
     producer = make_producer(bootstrap)
     try:
@@ -69,7 +69,7 @@ def relay() -> None:
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
     ledger = common.ledger(s)
-    stop = stop_on_signals()
+    stop = stop_on_signals(s.shutdown_grace)
     producer = make_producer(bootstrap)
     try:
         Relay(

@@ -40,7 +40,7 @@ def run(ctx: typer.Context, only: Names = None) -> None:
     s = settings()
     before_serving(s)
     reader = _reader(s)
-    stop = stop_on_signals()
+    stop = stop_on_signals(s.shutdown_grace)
     try:
         run_views(s, reader, names, stop)
     finally:

@@ -225,7 +225,7 @@ def notify() -> None:
     except common.DATABASE_DOWN as exc:
         ledger.close()
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
-    stop = stop_on_signals()
+    stop = stop_on_signals(s.shutdown_grace)
     try:
         notifier.run(stop)
     finally:

@@ -3,8 +3,9 @@
 ``prepare`` creates whatever tables the API reads (the ledger's, the views', the API keys')
 before the server accepts requests; ``create_app`` wires routes, errors, metrics and the
 connection pool. Liveness (``/healthz``) says the process answers; readiness (``/readyz``)
-says the database answers and every projection is within ``LEDGER_READY_MAX_LAG`` events of
-the ledger.
+says the database answers, every projection is within ``LEDGER_READY_MAX_LAG`` events of
+the ledger, no projection is being rebuilt, and the server is not stopping
+(``app.state.stopping``, set by ``ledger serve`` when a stop signal arrives).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.state.api_keys = access.ApiKeys(pool, settings.database_schema)
     builder = replays.Builder(settings)
     app.state.replay_builder = builder
+    app.state.stopping = False
     problems.install(app)
     registry = CollectorRegistry()
     registry.register(LedgerCollector(settings))
@@ -118,16 +120,27 @@ def _health_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/readyz", tags=["operations"], response_model=Readiness)
     async def readyz() -> JSONResponse:
-        """Ready when the database answers and every projection is close to the ledger."""
+        """Ready when the database answers, every projection is within the lag limit, none
+        is being rebuilt and the server is not stopping.
+
+        A rebuild leaves the live view answering, so this is a choice: while an operator
+        rebuilds a view, its answers may change at the swap and the rebuild loads the database,
+        so the API says it is not ready. Every instance reads the same database, so a rebuild
+        makes *all* instances unready: a load balancer that drops unready targets serves
+        nothing meanwhile, one that fails open keeps serving. Rebuild at a quiet time."""
         ctx: ApiContext = app.state.ctx
         async with ctx.connection() as conn:
             cur = await conn.execute(status_query(settings))
             row = await cur.fetchone()
         assert row is not None
         views = parse_status(row)
-        ready = all(v.lag <= settings.ready_max_lag for v in views)
+        stopping = bool(app.state.stopping)
+        ready = not stopping and all(
+            v.lag <= settings.ready_max_lag and not v.rebuilding for v in views
+        )
         body = Readiness(
             ready=ready,
+            stopping=stopping,
             head=views[0].head if views else 0,
             max_lag=settings.ready_max_lag,
             projections=[

@@ -205,3 +205,4 @@ class Readiness(BaseModel):
     head: int
     max_lag: int
     projections: list[ViewState]
+    stopping: bool = False  # the server is shutting down: not ready, whatever the views say
