@@ -90,14 +90,21 @@ def verify_export(lines) -> tuple[int, list[tuple[int, str]], dict[int, bytes]]:
     return events, problems, recomputed
 
 
-def check_checkpoint(cp: dict, recomputed: dict[int, bytes], key: bytes | None) -> str | None:
-    if key is not None:
-        try:
-            Ed25519PublicKey.from_public_bytes(key).verify(
-                base64.b64decode(cp["signature"]), checkpoint_bytes(cp)
-            )
-        except (InvalidSignature, ValueError):
-            return "signature does not verify"
+def signed_by(cp: dict, key: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(
+            base64.b64decode(cp["signature"]), checkpoint_bytes(cp)
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def check_checkpoint(cp: dict, recomputed: dict[int, bytes], keys: list[bytes]) -> str | None:
+    """``keys``: the published keys trusted (old ones too, after a rotation); none: the
+    signature is not checked."""
+    if keys and not any(signed_by(cp, key) for key in keys):
+        return "signature does not verify under any key given"
     seq = int(cp["sequence"])
     if seq not in recomputed:
         return "no event at its sequence"
@@ -110,9 +117,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export")
     parser.add_argument("--checkpoints", action="append", default=[])
-    parser.add_argument("--public-key", help="raw Ed25519 public key, base64")
+    parser.add_argument(
+        "--public-key", action="append", default=[], help="raw Ed25519 public key, base64"
+    )
     args = parser.parse_args(argv)
-    key = base64.b64decode(args.public_key) if args.public_key else None
+    keys = [base64.b64decode(k) for k in args.public_key]
     try:
         with open(args.export, encoding="utf-8") as export:
             events, problems, recomputed = verify_export(export)
@@ -124,14 +133,14 @@ def main(argv: list[str]) -> int:
         print(f"error: unusable input: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     for cp in checkpoints:
-        problem = check_checkpoint(cp, recomputed, key)
+        problem = check_checkpoint(cp, recomputed, keys)
         verdict = "holds" if problem is None else f"DOES NOT HOLD: {problem}"
         print(f"checkpoint at {cp['sequence']}: {verdict}")
         if problem is not None:
             problems.append((int(cp["sequence"]), f"checkpoint: {problem}"))
     last = max(recomputed) if recomputed else 0
     print(f"{events} events up to sequence {last}; head {recomputed.get(last, GENESIS).hex()}")
-    if key is None and checkpoints:
+    if not keys and checkpoints:
         print("warning: no --public-key: signatures not checked", file=sys.stderr)
     if not problems:
         print("OK")

@@ -30,16 +30,25 @@ CheckpointFiles = Annotated[
     typer.Option("--checkpoint", help="A checkpoint (JSON) held by the auditor; repeatable."),
 ]
 PublicKey = Annotated[
-    str | None,
-    typer.Option(help="The published checkpoint key (base64); default: the configured one."),
+    list[str] | None,
+    typer.Option(
+        "--public-key",
+        help="A published checkpoint key (base64); repeatable, e.g. the keys from before a "
+        "rotation. Default: the configured one.",
+    ),
 ]
 
 
-def _public_key(s: Settings, given: str | None) -> bytes | None:
+def _public_keys(s: Settings, given: list[str] | None) -> list[bytes] | None:
+    """The keys checkpoints must verify under: those given, else the configured one; None if
+    neither (signatures are then not checked, and the command says so)."""
     if given:
-        return base64.b64decode(given, validate=True)
+        try:
+            return [base64.b64decode(k, validate=True) for k in given]
+        except ValueError:
+            fail("--public-key must be base64")
     if s.checkpoint_key is not None:
-        return CheckpointSigner(s.checkpoint_key).public_key
+        return [CheckpointSigner(s.checkpoint_key).public_key]
     return None
 
 
@@ -63,7 +72,7 @@ def verify_command(
 ) -> None:
     """Verify the whole chain and every checkpoint; print the first bad position."""
     s = settings()
-    key = _public_key(s, public_key)
+    key = _public_keys(s, public_key)
     held = _read_checkpoints(checkpoint)
     try:
         result = _verify_topic(s, held, key) if topic else _verify_store(s, held, key)
@@ -78,14 +87,14 @@ def verify_command(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _verify_store(s: Settings, held: list[Checkpoint], key: bytes | None) -> audit_run.Audit:
+def _verify_store(s: Settings, held: list[Checkpoint], key: list[bytes] | None) -> audit_run.Audit:
     with closing(open_reader(s)) as reader:
         with psycopg.connect(s.require_database(), autocommit=True) as conn:
             stored = CheckpointTable(conn, s.database_schema).all()
         return audit_run.run("event store", store_items(reader.store), [*stored, *held], key)
 
 
-def _verify_topic(s: Settings, held: list[Checkpoint], key: bytes | None) -> audit_run.Audit:
+def _verify_topic(s: Settings, held: list[Checkpoint], key: list[bytes] | None) -> audit_run.Audit:
     from ledger.integrity.topic import read_topic  # Kafka only when asked for
 
     dump = read_topic(s.require_kafka(), s.topics.ledger, s.topics.checkpoints)

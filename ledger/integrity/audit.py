@@ -72,10 +72,16 @@ class Audit:
 
 
 def check_checkpoint(
-    checkpoint: Checkpoint, report: Report, public_key: bytes | None
+    checkpoint: Checkpoint, report: Report, public_keys: Sequence[bytes] | None
 ) -> CheckpointResult:
-    if public_key is not None and not verify_signature(checkpoint, public_key):
-        return CheckpointResult(checkpoint, "the signature does not verify under the public key")
+    """``public_keys``: the published keys the auditor trusts (after a key rotation, the old
+    ones too); the signature must verify under one of them. None: signatures not checked."""
+    if public_keys is not None and not any(verify_signature(checkpoint, k) for k in public_keys):
+        problem = (
+            "the signature does not verify under any key given "
+            f"(signed with key {checkpoint.key_id})"
+        )
+        return CheckpointResult(checkpoint, problem)
     recomputed = report.recomputed_at.get(checkpoint.sequence)
     if recomputed is None:
         problem = f"the ledger holds no event at sequence {checkpoint.sequence}"
@@ -90,10 +96,10 @@ def run(
     source: str,
     items: Iterable[Item],
     checkpoints: Sequence[Checkpoint] = (),
-    public_key: bytes | None = None,
+    public_keys: Sequence[bytes] | None = None,
     extra: Sequence[Problem] = (),
 ) -> Audit:
     started = time.perf_counter()
     report = verify(items, watch=[c.sequence for c in checkpoints])
-    results = [check_checkpoint(c, report, public_key) for c in checkpoints]
+    results = [check_checkpoint(c, report, public_keys) for c in checkpoints]
     return Audit(source, report, time.perf_counter() - started, results, list(extra))

@@ -32,7 +32,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from ledger.application import LedgerReader
-from ledger.integrity.audit import Audit, CheckpointResult, check_checkpoint
+from ledger.integrity.audit import Audit, check_checkpoint
 from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.sources import store_items
@@ -114,7 +114,7 @@ def build(
             view.maintain(now=as_of)
         if on_progress is not None:
             on_progress(head, head, feed.applied)
-        results = [_check(c, verifier, keys) for c in checkpoints]
+        results = [check_checkpoint(c, verifier.report, keys) for c in checkpoints]
         seconds = time.perf_counter() - started
         audit = Audit("event store", verifier.report, seconds, results)
         return Built(replay_id, as_of, head, feed.cut, feed.applied, audit)
@@ -171,16 +171,9 @@ class _Feed:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _checkpoints(settings: Settings) -> tuple[list[Checkpoint], dict[str, bytes]]:
+def _checkpoints(settings: Settings) -> tuple[list[Checkpoint], list[bytes]]:
+    """The stored checkpoints and the public keys the ledger published (every one it has
+    signed with, so checkpoints from before a key rotation still verify)."""
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         table = CheckpointTable(conn, settings.database_schema)
-        return table.all(), table.public_keys()
-
-
-def _check(
-    checkpoint: Checkpoint, verifier: ChainVerifier, keys: dict[str, bytes]
-) -> CheckpointResult:
-    key = keys.get(checkpoint.key_id)
-    if key is None:
-        return CheckpointResult(checkpoint, f"signed by key {checkpoint.key_id}, which is unknown")
-    return check_checkpoint(checkpoint, verifier.report, key)
+        return table.all(), list(table.public_keys().values())

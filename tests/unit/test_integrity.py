@@ -58,7 +58,9 @@ def test_a_checkpoint_verifies_only_under_its_key_and_unchanged() -> None:
     assert not verify_signature(signed, other)
     moved = Checkpoint(13, signed.head, signed.time_us, signed.key_id, signed.signature)
     assert not verify_signature(moved, signer.public_key)
-    tool_says = tool().check_checkpoint(signed.to_json(), {12: signed.head}, signer.public_key)
+    tool_says = tool().check_checkpoint(
+        signed.to_json(), {12: signed.head}, [other, signer.public_key]
+    )
     assert tool_says is None
 
 
