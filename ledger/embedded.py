@@ -209,6 +209,13 @@ class EmbeddedBroker:
             raise EmbeddedServerError("embedded broker is not running")
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id (also its process group id), e.g. to pause it in tests."""
+        if self._proc is None:
+            raise EmbeddedServerError("embedded broker is not running")
+        return self._proc.pid
+
     def start(self) -> str:
         """Spawns the broker (if not running), waits until it serves metadata, returns host:port."""
         if self._proc is not None:

@@ -3,6 +3,7 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from threading import Event
 from typing import Any
@@ -61,6 +62,9 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 """
 
 
+DDL_ATTEMPTS = 5
+
+
 def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     """An autocommit connection outside the pool, for LISTEN and advisory locks."""
     configured = datastore.pool.kwargs
@@ -85,8 +89,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         self.sql_create_statements += chain_postgres.create_statements(self.schema)
 
     def create_table(self) -> None:
-        """Creates the tables, then chains any event recorded before the chain existed."""
-        super().create_table()
+        """Creates the tables, then chains any event recorded before the chain existed.
+
+        A process starting while another records events can deadlock with it: ``CREATE INDEX
+        IF NOT EXISTS`` share-locks its table even when the index exists, in another order
+        than a writer takes its locks. PostgreSQL then rolls one side back; if it is this
+        (idempotent) DDL, it is run again rather than failing the process's start."""
+        for attempt in range(1, DDL_ATTEMPTS + 1):
+            try:
+                super().create_table()
+                break
+            except OperationalError as exc:
+                deadlock = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                if not deadlock or attempt == DDL_ATTEMPTS:
+                    raise
+                time.sleep(0.1 * attempt)
         with self.datastore.transaction(commit=True) as curs:
             if chain_postgres.behind(curs, self.schema, self.events_table):
                 chain_postgres.chain_unchained(curs, self.schema, self.events_table)
