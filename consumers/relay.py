@@ -13,7 +13,8 @@ Rules this process keeps:
   are sealed under the subject's key; the relay holds no key and decrypts nothing.
 - **One active relay per topic.** A relay publishes only while it holds a database lock named
   after the topic; a second relay started beside it waits as a standby and takes over when the
-  first one stops or dies.
+  first one stops or dies. The lock is checked before every batch: a database restart ends
+  the session that held it, and the relay that finds it lost stands by again.
 - **Each record carries its chain link** and the stored form it covers
   (``ledger.integrity.topic``), so a dump of the topic verifies without the database.
 - **Checkpoints follow publication.** With a checkpoint key configured, the relay signs a
@@ -78,6 +79,8 @@ class Relay:
         failures = 0
         while not stop.is_set():
             try:
+                if not self._still_active(stop):
+                    break  # stopped while standing by
                 published = self.publish_once()
                 if not published and self.checkpointer is not None:
                     self.checkpointer.idle()
@@ -91,6 +94,18 @@ class Relay:
                 stop.wait(backoff)
                 continue
         self.log.info("relay_stopped", position=self.position())
+
+    def _still_active(self, stop: threading.Event) -> bool:
+        """Checks the lock before each batch: a PostgreSQL restart ends the session that held
+        it and a standby may have taken over; then this relay stands by again rather than
+        publish beside it. False if stopped while standing by."""
+        if self.ledger.store.holds_lock(self.position_name):
+            return True
+        self.log.warning("relay_lost_lock")
+        if not self.ledger.store.acquire_lock(self.position_name, stop):
+            return False
+        self.log.info("relay_started", position=self.position())
+        return True
 
     def position(self) -> int:
         return self.ledger.store.get_position(self.position_name)

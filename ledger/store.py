@@ -120,5 +120,11 @@ class LedgerStore(ApplicationRecorder):
         False if ``stop`` was set first. Makes a second relay a standby, not a duplicate."""
 
     @abstractmethod
+    def holds_lock(self, name: str) -> bool:
+        """Whether this process still holds the named lock. A PostgreSQL restart ends the
+        session that held it, and a standby may then take it: the holder must check before
+        each batch and, if it lost the lock, wait for it again."""
+
+    @abstractmethod
     def wait_for_events(self, timeout: float) -> None:
         """Blocks until new events may have been recorded, or ``timeout`` seconds pass."""

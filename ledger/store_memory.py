@@ -130,6 +130,10 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
     def counts(self) -> dict[tuple[str, str], int]:
         return dict(self.outcome_counts)
 
+    def holds_lock(self, name: str) -> bool:
+        with self._database_lock:
+            return name in self.locks
+
     def acquire_lock(self, name: str, stop: Event, *, retry_s: float = 1.0) -> bool:
         while not stop.is_set():
             with self._database_lock:

@@ -332,6 +332,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             stop.wait(retry_s)
         return False
 
+    def holds_lock(self, name: str) -> bool:
+        """True while the session that took the lock is alive (one lock per store)."""
+        conn = self._lock_conn
+        if conn is None:
+            return False
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            conn.close()
+            self._lock_conn = None
+            return False
+        return True
+
     def close_connections(self) -> None:
         for conn in (self._listener, self._lock_conn):
             if conn is not None:
