@@ -101,9 +101,11 @@ class Ledger(LedgerReader):
         kek: KeyEncryptionKey,
         lookup_key: bytes,
         ingest_retention: timedelta = DEFAULT_RETENTION,
+        subject_cache_size: int = SUBJECT_CACHE_SIZE,
     ) -> None:
         super().__init__(env)
-        self.keys = KeyStore(self.store, kek, lookup_key)
+        self.subject_cache_size = subject_cache_size
+        self.keys = KeyStore(self.store, kek, lookup_key, cache_size=subject_cache_size)
         self.ingest_keys = IngestKeyring(
             _ingest_key_table(self.factory), kek, lookup_key, retention=ingest_retention
         )
@@ -201,7 +203,7 @@ class Ledger(LedgerReader):
         for subject in subjects:
             self._subjects[subject.id] = subject
             self._subjects.move_to_end(subject.id)
-        while len(self._subjects) > SUBJECT_CACHE_SIZE:
+        while len(self._subjects) > self.subject_cache_size:
             self._subjects.popitem(last=False)
 
     def record_notification(

@@ -22,6 +22,7 @@ def open_ledger(settings: Settings) -> Ledger:
         kek=kek_ring(settings),
         lookup_key=lookup_key,
         ingest_retention=settings.ingest_retention,
+        subject_cache_size=settings.subject_cache_size,
     )
 
 

@@ -66,6 +66,7 @@ class Settings:
     retention_collections: timedelta = timedelta(days=365)
     ready_max_lag: int = 1000
     projection_batch_size: int = 500
+    subject_cache_size: int = 50_000  # subjects a recording process keeps loaded (LRU)
     ingest_retention: timedelta = timedelta(days=7)
     # Larger ingest messages are rejected undecoded (``consumers.ingest``).
     ingest_max_message_bytes: int = 256 * 1024
@@ -318,6 +319,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_CHECKPOINT_INTERVAL",
             env.get("LEDGER_CHECKPOINT_INTERVAL"),
             timedelta(minutes=10),
+        ),
+        subject_cache_size=_positive_int(
+            "LEDGER_SUBJECT_CACHE_SIZE", env.get("LEDGER_SUBJECT_CACHE_SIZE"), 50_000
         ),
         replay_ttl=_duration(
             "LEDGER_REPLAY_TTL", env.get("LEDGER_REPLAY_TTL"), timedelta(hours=24)

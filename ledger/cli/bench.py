@@ -86,11 +86,22 @@ def soak_command(
     rate: Annotated[float, typer.Option(help="Events per second produced.")] = 100.0,
     query_rate: Annotated[float, typer.Option(help="Purpose checks per second.")] = 20.0,
     sample_seconds: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
+    subject_cache: Annotated[
+        int | None,
+        typer.Option(help="LEDGER_SUBJECT_CACHE_SIZE for the processes (default: theirs)."),
+    ] = None,
 ) -> None:
     """A steady load with queries for minutes: memory, lag and errors, sampled."""
     with services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
-        soak.run(s, minutes=minutes, rate=rate, query_rate=query_rate, sample_s=sample_seconds)
+        soak.run(
+            s,
+            minutes=minutes,
+            rate=rate,
+            query_rate=query_rate,
+            sample_s=sample_seconds,
+            subject_cache=subject_cache,
+        )
 
 
 def register(app: typer.Typer) -> None:

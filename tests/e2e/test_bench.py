@@ -89,7 +89,7 @@ def test_bench_soak_samples_memory_and_lag_and_gives_verdicts(
     )
     assert len(samples) >= 3, out
     for name in ("ingest", "relay", "project", "serve"):
-        assert re.search(rf"^  {name} +[\d.]+ -> +[\d.]+ MB", out, re.M), out
+        assert re.search(rf"^  {name} +[\d.]+ -> +[\d.]+ -> +[\d.]+ MB", out, re.M), out
     assert re.search(r"purpose checks at 10/s: p50 +[\d.]+ ms", out), out
     assert re.search(r"rejected 0; query errors 0; processes that died: none", out), out
     assert "verdict: memory flat yes; lag bounded yes; errors 0" in out, out
