@@ -68,6 +68,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 MAX_BACKOFF_S = 5.0
 KEY_MAINTENANCE_S = 3600.0
 KEY_MAINTENANCE_RETRY_S = 60.0
+SHRED_CHECK_S = 1.0
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
@@ -134,6 +135,7 @@ class IngestConsumer:
         self.log = get_logger("ingest", topic=topics.ingest)
         self._failures = 0
         self._next_key_maintenance = 0.0
+        self._next_shred_check = 0.0
         self._stop = threading.Event()  # run()'s, so a backoff ends at once on SIGTERM
 
     def run(
@@ -146,6 +148,7 @@ class IngestConsumer:
         self.log.info("ingest_started", group=self.consumer.config["group_id"])
         while not stop.is_set():
             self.maintain_keys()
+            self.forget_shredded()
             report = self.poll_once()
             if report is not None and on_report is not None:
                 on_report(report)
@@ -167,6 +170,18 @@ class IngestConsumer:
         if destroyed:
             self.log.info("ingest_keys_destroyed", key_ids=destroyed)
         return destroyed
+
+    def forget_shredded(self) -> None:
+        """At most once a second, drops the data keys other processes shredded from this
+        process's memory (each batch does it too, so this is for a quiet topic)."""
+        now = time.monotonic()
+        if now < self._next_shred_check:
+            return
+        self._next_shred_check = now + SHRED_CHECK_S
+        try:
+            self.ledger.forget_shredded_elsewhere()
+        except RETRYABLE as exc:
+            self.log.warning("shred_check_failed", error=type(exc).__name__)
 
     def poll_once(self, timeout_ms: int = 500) -> BatchReport | None:
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_size)

@@ -31,6 +31,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
+from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
@@ -59,6 +60,8 @@ from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
 from ledger.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
+SHREDDED_TOPIC = get_topic(Subject.KeysShredded)
+SHRED_PAGE = 1_000
 
 
 class LedgerReader(Application[UUID]):
@@ -111,6 +114,7 @@ class Ledger(LedgerReader):
         )
         self._tenants: dict[str, Tenant] = {}
         self._subjects: OrderedDict[UUID, Subject] = OrderedDict()
+        self._shreds_seen = self.store.max_notification_id() or 0
 
     # Tenants.
 
@@ -250,7 +254,30 @@ class Ledger(LedgerReader):
         # Persistent conflicts in a batch: fall back to one transaction per command.
         return [self.record([command])[0] for command in commands]
 
+    def forget_shredded_elsewhere(self) -> int:
+        """Drops from this process's caches the data keys (and loaded subjects) that another
+        process shredded since the last call; returns how many. Every batch calls it first and
+        an idle ingest consumer about once a second, so a data key does not outlive its shred
+        in this process's memory by more than that."""
+        head = self.store.max_notification_id() or 0
+        gone: list[UUID] = []
+        start = self._shreds_seen + 1
+        while start <= head:
+            page = self.store.select_notifications(
+                start, limit=SHRED_PAGE, stop=head, topics=[SHREDDED_TOPIC]
+            )
+            gone += [UUID(str(n.originator_id)) for n in page]
+            if len(page) < SHRED_PAGE:
+                break
+            start = page[-1].id + 1
+        self.keys.forget(gone)
+        for subject_id in gone:
+            self._subjects.pop(subject_id, None)
+        self._shreds_seen = max(self._shreds_seen, head)
+        return len(gone)
+
     def _record_once(self, commands: Sequence[Command]) -> list[Outcome]:
+        self.forget_shredded_elsewhere()
         keys = [(c.envelope.tenant, c.envelope.event_id) for c in commands]
         batch = _Batch(seen=self.store.recorded_receipts(keys))
         self._refresh_tenants({c.envelope.tenant for c in commands})
