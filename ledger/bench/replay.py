@@ -74,18 +74,14 @@ def verify_only(s: Settings) -> tuple[int, float, bool]:
 
 
 def replay_and_verify(s: Settings) -> tuple[int, float, bool]:
-    replays = Replays.connect(s)
-    try:
-        with closing(open_reader(s)) as reader:
-            started = time.perf_counter()
-            row = service.start(replays, datetime.now(UTC), "bench")
-            built = service.run(s, reader, replays, row)
-            elapsed = time.perf_counter() - started
-        held = all(c.holds for c in built.audit.checkpoints) and built.audit.checkpoints
+    with Replays.connect(s) as replays, closing(open_reader(s)) as reader:
+        started = time.perf_counter()
+        row = service.start(replays, datetime.now(UTC), "bench")
+        built = service.run(s, reader, replays, row)
+        elapsed = time.perf_counter() - started
         replays.drop(row.replay_id)
-        return built.applied, elapsed, built.audit.ok and bool(held)
-    finally:
-        replays.close()
+    held = bool(built.audit.checkpoints) and all(c.holds for c in built.audit.checkpoints)
+    return built.applied, elapsed, built.audit.ok and held
 
 
 def _line(label: str, events: int, seconds: float, extra: str = "") -> None:

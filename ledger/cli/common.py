@@ -8,7 +8,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +17,7 @@ from typing import NoReturn
 import psycopg
 import typer
 from eventsourcing import persistence
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from ledger import logs
 from ledger.application import Ledger
@@ -106,3 +108,16 @@ def invocation() -> str:
     if me.name != "ledger" or (on_path and Path(on_path).resolve() == me):
         return "ledger"
     return os.path.relpath(me) if me.is_relative_to(Path.cwd()) else str(me)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar for a pass over the ledger (rebuild, replay); yields ``report(position, head)``."""
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(position: int, head: int) -> None:
+            bar.update(task, completed=position, total=max(head, position))
+
+        yield report

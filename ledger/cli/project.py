@@ -7,10 +7,9 @@ from typing import Annotated
 import psycopg
 import typer
 from psycopg.rows import dict_row
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from ledger.application import LedgerReader
-from ledger.cli.common import DATABASE_DOWN, fail, settings, stop_on_signals
+from ledger.cli.common import DATABASE_DOWN, fail, progress_bar, settings, stop_on_signals
 from ledger.cli.keys import before_serving
 from ledger.runtime import open_reader
 from ledger.settings import ConfigError, Settings
@@ -56,14 +55,8 @@ def rebuild_command(
     s = settings()
     reader = _reader(s)
     stop = stop_on_signals()
-    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
     try:
-        with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task(f"rebuilding {name}", total=None)
-
-            def report(position: int, head: int) -> None:
-                bar.update(task, completed=position, total=max(head, position))
-
+        with progress_bar(f"rebuilding {name}") as report:
             position = rebuild(s, name, reader, on_progress=report, stop=stop)
     except InterruptedError as exc:
         fail(str(exc), code=1)

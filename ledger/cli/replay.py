@@ -21,9 +21,8 @@ import psycopg
 import typer
 from psycopg.rows import dict_row
 from pydantic import BaseModel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ledger.cli.common import DATABASE_DOWN, fail, settings, stop_on_signals
+from ledger.cli.common import DATABASE_DOWN, fail, progress_bar, settings, stop_on_signals
 from ledger.runtime import kek_ring, open_reader
 from ledger.settings import ConfigError, Settings
 from projections.api import answers
@@ -73,16 +72,13 @@ def run(
         fail("give --as-of TIME (or a command: list, show, drop)")
     instant = parse_instant(as_of)
     s = settings()
-    replays = _replays(s)
-    try:
+    with _replays(s) as replays:
         built, row = _build(s, replays, instant)
         _print_built(built)
         _answer(s, row, subject or [], purpose or [], personal)
         if drop:
             replays.drop(row.replay_id)
             typer.echo(f"dropped replay {row.replay_id}")
-    finally:
-        replays.close()
     raise typer.Exit(0 if built.audit.ok else 1)
 
 
@@ -95,11 +91,8 @@ def show(
 ) -> None:
     """Answer for subjects from a replay already built."""
     s = settings()
-    replays = _replays(s)
-    try:
+    with _replays(s) as replays:
         row = replays.get(replay_id)
-    finally:
-        replays.close()
     if row is None:
         fail(f"no replay {replay_id}")
     if row.status != "ready":
@@ -111,8 +104,7 @@ def show(
 def list_command() -> None:
     """Every replay kept: id, instant, status, who asked."""
     s = settings()
-    replays = _replays(s)
-    try:
+    with _replays(s) as replays:
         for row in replays.all():
             verified = (row.verification or {}).get("ok")
             typer.echo(
@@ -120,20 +112,15 @@ def list_command() -> None:
                 f"applied {row.applied:,} of {row.head:,}  verified {verified}  "
                 f"asked by {row.requested_by}"
             )
-    finally:
-        replays.close()
 
 
 @replay.command("drop")
 def drop_command(replay_id: str) -> None:
     """Drop a replay's schemas and its record."""
     s = settings()
-    replays = _replays(s)
-    try:
+    with _replays(s) as replays:
         if not replays.drop(replay_id):
             fail(f"no replay {replay_id}")
-    finally:
-        replays.close()
     typer.echo(f"dropped replay {replay_id}")
 
 
@@ -168,15 +155,11 @@ def _build(s: Settings, replays: Replays, instant: datetime) -> tuple[Built, Rep
         fail(str(exc))
     reader = open_reader(s)
     stop = stop_on_signals()
-    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
     try:
-        with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task(f"replaying to {instant.isoformat()}", total=None)
-
-            def report(position: int, head: int, applied: int) -> None:
-                bar.update(task, completed=position, total=max(head, position))
-
-            built = service.run(s, reader, replays, row, on_progress=report, stop=stop)
+        with progress_bar(f"replaying to {instant.isoformat()}") as report:
+            built = service.run(
+                s, reader, replays, row, on_progress=lambda p, h, _: report(p, h), stop=stop
+            )
     except InterruptedError as exc:
         fail(str(exc), code=1)
     except DATABASE_DOWN as exc:

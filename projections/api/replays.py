@@ -156,11 +156,8 @@ async def start_replay(
     """Replay the ledger to ``as_of``: 202 with the replay's id; poll it until ``ready``."""
 
     def add() -> ReplayRow:
-        replays = Replays.connect(ctx.settings)
-        try:
+        with Replays.connect(ctx.settings) as replays:
             return service.start(replays, body.as_of, who.tenant)
-        finally:
-            replays.close()
 
     try:
         row = await run_in_threadpool(add)
@@ -188,11 +185,8 @@ async def drop_replay(replay_id: str, ctx: Ctx, who: Staff) -> None:
     await _row(ctx, who, replay_id)
 
     def drop() -> None:
-        replays = Replays.connect(ctx.settings)
-        try:
+        with Replays.connect(ctx.settings) as replays:
             replays.drop(replay_id)
-        finally:
-            replays.close()
 
     await run_in_threadpool(drop)
 

@@ -113,6 +113,12 @@ class Replays:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Replays:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def sql(self, text: str) -> Composed:
         return SQL(text).format(table=self.table)
 
