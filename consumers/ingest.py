@@ -45,6 +45,7 @@ from kafka.errors import KafkaError
 
 from ledger import avro, contract
 from ledger.application import Ledger, Outcome
+from ledger.backoff import Backoff
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.consumer import (
     KafkaConsumer,
@@ -65,7 +66,6 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolTimeout,
     KafkaError,
 )
-MAX_BACKOFF_S = 5.0
 KEY_MAINTENANCE_S = 3600.0
 KEY_MAINTENANCE_RETRY_S = 60.0
 SHRED_CHECK_S = 1.0
@@ -133,7 +133,7 @@ class IngestConsumer:
         self.batch_size = batch_size
         self.max_message_bytes = max_message_bytes
         self.log = get_logger("ingest", topic=topics.ingest)
-        self._failures = 0
+        self._backoff = Backoff()
         self._next_key_maintenance = 0.0
         self._next_shred_check = 0.0
         self._stop = threading.Event()  # run()'s, so a backoff ends at once on SIGTERM
@@ -193,7 +193,7 @@ class IngestConsumer:
         except RETRYABLE as exc:
             self._retry_later(polled, exc)
             return None
-        self._failures = 0
+        self._backoff.succeeded()
         self._commit(polled)
         return report
 
@@ -310,13 +310,12 @@ class IngestConsumer:
             self.log.warning("commit_failed", error=failed)
 
     def _retry_later(self, polled: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
-        self._failures += 1
-        backoff = min(MAX_BACKOFF_S, 0.2 * 2**self._failures)
+        wait = self._backoff.failed()
         self.log.warning(
             "batch_will_be_retried",
             error=type(exc).__name__,
-            attempt=self._failures,
-            backoff_s=backoff,
+            attempt=self._backoff.failures,
+            backoff_s=wait,
         )
         rewind(self.consumer, polled)
-        self._stop.wait(backoff)
+        self._stop.wait(wait)

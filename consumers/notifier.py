@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool
 from consumers.ingest import RETRYABLE
 from ledger import avro
 from ledger.application import Ledger
+from ledger.backoff import Backoff
 from ledger.crypto import KeyEncryptionKey
 from ledger.kafka.consumer import (
     KafkaConsumer,
@@ -51,7 +52,6 @@ from ledger.webhooks.sender import Sender
 from ledger.webhooks.tables import create_tables
 
 ERASURE = "KeysShredded"
-MAX_BACKOFF_S = 5.0
 
 
 class UnreadableRecord(Exception):
@@ -92,7 +92,7 @@ class Notifier:
         self.topic = topic
         self.batch_size = batch_size
         self.log = get_logger("notifier", topic=topic)
-        self._failures = 0
+        self._backoff = Backoff()
         self._stop = threading.Event()  # run()'s, so a backoff ends at once on SIGTERM
 
     def run(self, stop: threading.Event) -> None:
@@ -126,7 +126,7 @@ class Notifier:
         except RETRIED as exc:
             self._retry_later(polled, exc)
             return None
-        self._failures = 0
+        self._backoff.succeeded()
         self._commit(polled)
         return planned
 
@@ -155,12 +155,11 @@ class Notifier:
             self.log.warning("commit_failed", error=failed)
 
     def _retry_later(self, polled: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
-        self._failures += 1
-        backoff = min(MAX_BACKOFF_S, 0.2 * 2**self._failures)
+        wait = self._backoff.failed()
         log = self.log.error if isinstance(exc, UnreadableRecord) else self.log.warning
-        log("batch_will_be_retried", error=str(exc) or type(exc).__name__, backoff_s=backoff)
+        log("batch_will_be_retried", error=str(exc) or type(exc).__name__, backoff_s=wait)
         rewind(self.consumer, polled)
-        self._stop.wait(backoff)
+        self._stop.wait(wait)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -34,13 +34,12 @@ from eventsourcing.persistence import Notification
 
 from ledger import avro, contract
 from ledger.application import Ledger
+from ledger.backoff import Backoff
 from ledger.integrity.chain import Link
 from ledger.integrity.checkpointer import Checkpointer
 from ledger.integrity.topic import chain_link
 from ledger.kafka.producer import KafkaProducer
 from ledger.logs import get as get_logger
-
-MAX_BACKOFF_S = 5.0
 
 
 def event_type(topic: str) -> str:
@@ -76,7 +75,7 @@ class Relay:
         if topic_created:
             self.restart_from_beginning()
         self.log.info("relay_started", position=self.position())
-        failures = 0
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 if not self._still_active(stop):
@@ -86,12 +85,11 @@ class Relay:
                     self.checkpointer.idle()
                 if not published:  # inside the try: a listener lost to a restart is retried
                     self.ledger.store.wait_for_events(1.0)
-                failures = 0
+                backoff.succeeded()
             except Exception as exc:
-                failures += 1
-                backoff = min(MAX_BACKOFF_S, 0.2 * 2**failures)
-                self.log.warning("relay_will_retry", error=type(exc).__name__, backoff_s=backoff)
-                stop.wait(backoff)
+                wait = backoff.failed()
+                self.log.warning("relay_will_retry", error=type(exc).__name__, backoff_s=wait)
+                stop.wait(wait)
                 continue
         self.log.info("relay_stopped", position=self.position())
 

@@ -28,10 +28,10 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import ApplicationSubscription
 
 from ledger.application import LedgerReader
+from ledger.backoff import Backoff
 from ledger.logs import get as get_logger
 from projections.view import View
 
-MAX_BACKOFF_S = 5.0
 LOG_EVERY_S = 30.0
 
 Item = tuple[Any, Tracking]
@@ -104,18 +104,15 @@ class ProjectionRunner:
     def run(self, stop: threading.Event) -> None:
         """Follows the ledger until ``stop`` is set, retrying with backoff after failures."""
         self.log.info("projection_started", position=self.view.position())
-        failures = 0
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 self.follow(stop)
-                failures = 0
+                backoff.succeeded()
             except Exception as exc:
-                failures += 1
-                backoff = min(MAX_BACKOFF_S, 0.2 * 2**failures)
-                self.log.warning(
-                    "projection_will_retry", error=type(exc).__name__, backoff_s=backoff
-                )
-                stop.wait(backoff)
+                wait = backoff.failed()
+                self.log.warning("projection_will_retry", error=type(exc).__name__, backoff_s=wait)
+                stop.wait(wait)
         self.log.info("projection_stopped", position=self.view.position())
 
     def follow(

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from ledger.application import Ledger
+from ledger.backoff import Backoff
 from ledger.crypto import CannotOpen, KeyEncryptionKey
 from ledger.domain.rules import RuleViolation
 from ledger.logs import get as get_logger
@@ -30,7 +31,6 @@ from ledger.webhooks.outbox import Claim, Outbox, ReadyRequest, Result
 from ledger.webhooks.sender import Sender
 from ledger.webhooks.signing import signed_headers
 
-MAX_BACKOFF_S = 5.0
 REFUSED_RETRY = timedelta(minutes=5)
 
 
@@ -63,16 +63,15 @@ class Dispatcher:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        failures = 0
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 busy = self.step()
-                failures = 0
+                backoff.succeeded()
             except Exception as exc:
-                failures += 1
-                backoff = min(MAX_BACKOFF_S, 0.2 * 2**failures)
-                self.log.warning("dispatch_will_retry", error=type(exc).__name__, backoff_s=backoff)
-                stop.wait(backoff)
+                wait = backoff.failed()
+                self.log.warning("dispatch_will_retry", error=type(exc).__name__, backoff_s=wait)
+                stop.wait(wait)
                 continue
             if not busy:
                 self._wake.wait(self.idle_s)
