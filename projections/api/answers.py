@@ -70,9 +70,8 @@ async def consents(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -
         if row is None:
             states.append(ConsentState(**base, state="never"))
             continue
-        personal = {f: opener.open(f, row[f]) for f in ("evidence", "ip_address", "user_agent")}
-        fields = {k: row[k] for k in ConsentState.model_fields if k in row and k not in personal}
-        states.append(ConsentState(**{**base, **fields, **personal}))
+        personal = ("evidence", "ip_address", "user_agent")
+        states.append(opener.model(ConsentState, {**row, **base}, *personal))
     return SubjectConsents(**header, consents=states)  # type: ignore[arg-type]
 
 
@@ -100,16 +99,7 @@ async def collections(
     header, opener = await subject_header(ctx, conn, who, subject_id)
     horizon = ctx.settings.retention_collections
     items = [
-        Collection(
-            event_id=r["event_id"],
-            purpose=r["purpose"],
-            categories=r["categories"],
-            source=r["source"],
-            collected_at=r["collected_at"],
-            recorded_at=r["recorded_at"],
-            retained_until=r["last_used_at"] + horizon,
-            description=opener.open("description", r["description"]),
-        )
+        opener.model(Collection, r, "description", retained_until=r["last_used_at"] + horizon)
         for r in await ctx.queries.collections(conn, who.tenant, subject_id)
     ]
     return SubjectCollections(**header, collections=items)  # type: ignore[arg-type]

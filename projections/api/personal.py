@@ -11,11 +11,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any, TypeVar
 from uuid import UUID
+
+from pydantic import BaseModel
 
 from ledger import crypto
 from ledger.domain.values import Sealed
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PersonalData(StrEnum):
@@ -54,6 +60,13 @@ class Opener:
         self.subject_id = subject_id
         self._data_key = data_key
         self.state = state
+
+    def model(self, cls: type[M], row: Mapping[str, Any], *personal: str, **more: Any) -> M:
+        """``cls`` from a view row: each of its fields the row holds, the ``personal`` ones
+        opened (None where they may not be), and ``more`` (values the row does not hold)."""
+        fields = {k: row[k] for k in cls.model_fields if k in row and k not in personal}
+        opened = {f: self.open(f, row[f]) for f in personal}
+        return cls(**fields, **opened, **more)
 
     def open(self, field: str, stored: bytes | None) -> str | None:
         if stored is None or self._data_key is None:

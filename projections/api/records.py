@@ -56,19 +56,12 @@ def _aware(value: datetime) -> datetime:
 
 
 def disclosure(row: DictRow, opener: Opener, horizon: timedelta) -> Disclosure:
-    return Disclosure(
-        event_id=row["event_id"],
-        subject_id=row["subject_id"],
-        recipient=row["recipient"],
-        purpose=row["purpose"],
-        categories=row["categories"],
-        legal_basis=row["legal_basis"],
-        reference=row["reference"],
-        disclosed_at=row["disclosed_at"],
-        recorded_at=row["recorded_at"],
+    return opener.model(
+        Disclosure,
+        row,
+        "note",
         retained_until=row["last_used_at"] + horizon,
         personal_data=opener.state,
-        note=opener.open("note", row["note"]),
     )
 
 

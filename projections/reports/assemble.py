@@ -160,15 +160,7 @@ async def _collections(
     horizon = queries.horizons["collections"]
     rows = await queries.collections(conn, request.tenant, request.subject_id)
     return [
-        CollectionEntry(
-            event_id=r["event_id"],
-            purpose=r["purpose"],
-            categories=r["categories"],
-            source=r["source"],
-            collected_at=r["collected_at"],
-            retained_until=r["last_used_at"] + horizon,
-            description=opener.open("description", r["description"]),
-        )
+        opener.model(CollectionEntry, r, "description", retained_until=r["last_used_at"] + horizon)
         for r in rows
     ]
 
@@ -179,19 +171,7 @@ async def _disclosures(
     until = request.generated_at
     window = DisclosureFilter(until - DISCLOSURE_WINDOW, until, None, request.subject_id)
     rows = await queries.disclosures(conn, request.tenant, window)
-    return [
-        DisclosureEntry(
-            event_id=r["event_id"],
-            recipient=r["recipient"],
-            purpose=r["purpose"],
-            categories=r["categories"],
-            legal_basis=r["legal_basis"],
-            reference=r["reference"],
-            disclosed_at=r["disclosed_at"],
-            note=opener.open("note", r["note"]),
-        )
-        for r in rows
-    ]
+    return [opener.model(DisclosureEntry, r, "note") for r in rows]
 
 
 async def _erasure(queries: Queries, conn: Conn, request: ReportRequest) -> ErasureStatus:
