@@ -26,9 +26,9 @@ block) waits until the broker has acknowledged them all and raises if any failed
 process environment (see the README), or ``security=KafkaSecurity(...)`` from
 :mod:`ledger.kafka_security`; kafka-python options passed as keyword arguments override both.
 
-Rules the ledger applies after sending (unknown tenant or purpose, withdrawal of a required
-consent, disclosure without a legal basis, anything after erasure) are reported on the
-rejected topic, not here.
+Rules the ledger applies after sending (unknown tenant or purpose, consent to a purpose not
+catalogued under consent, withdrawal of a required consent, disclosure without a legal basis,
+anything after erasure) are reported on the rejected topic, not here.
 """
 
 from __future__ import annotations

@@ -123,6 +123,11 @@ def _story(tenant: str, carol: str) -> list[Step]:
             "recorded",
             disclose(ALICE, "Cloud Hosting Ltd", SIGN, "CONTRACT"),
         ),
+        Step(
+            "a 'consent' to the audit trail (a contract purpose)",
+            "purpose_not_consent_based",
+            grant(ALICE, SIGN, "1"),
+        ),
         Step("alice agrees to the new newsletter text", "recorded", grant(ALICE, NEWS, "2026-06")),
         Step(
             "alice's e-mail to the mailing service",

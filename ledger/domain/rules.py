@@ -43,7 +43,17 @@ class ConsentNotGranted(RuleViolation):
 
 
 class NoLegalBasis(RuleViolation):
+    """A disclosure names a legal basis the purpose is not catalogued with, or claims consent
+    the subject does not hold."""
+
     code = "no_legal_basis"
+
+
+class PurposeNotConsentBased(RuleViolation):
+    """Consent granted (or withdrawn, with none in force) for a purpose the tenant catalogues
+    under a legal basis other than consent (see ``Purpose.check_consent_based``)."""
+
+    code = "purpose_not_consent_based"
 
 
 class SubjectErased(RuleViolation):

@@ -12,10 +12,13 @@ refused command leaves the aggregate as it was):
   completed, each step an event;
 - a shredding found on the ledger topic but missing here (a restored backup) is recorded again
   with its original event id, and the subject counts as erased from then on;
-- consent is granted only for a catalogued purpose and a defined consent text version;
-- a consent is withdrawn only if it is currently granted and the purpose is not required;
-- a disclosure under CONSENT needs the purpose's consent to be granted right now; under any
-  other basis the purpose must be catalogued under that same basis.
+- consent is granted only for a catalogued purpose whose legal basis is CONSENT
+  (``Purpose.check_consent_based``) and a defined consent text version;
+- a consent is withdrawn only if it is currently granted and the purpose is not required; a
+  consent in force is withdrawable even if its purpose is now catalogued under another basis
+  (granted before the purpose was re-catalogued, or before the rule above existed);
+- a disclosure names the legal basis its purpose is catalogued with (``Purpose.check_basis``),
+  and under CONSENT the subject must hold the purpose's consent right now.
 
 The subject's id is random (never derived from the upstream reference). Personal fields arrive
 already :class:`Sealed`; the aggregate never sees plaintext.
@@ -218,6 +221,7 @@ class Subject(Aggregate):
         self, purpose: Purpose, *, consent_text_version: str, **fields: object
     ) -> None:
         self.check_not_erased()
+        purpose.check_consent_based()
         purpose.check_version(consent_text_version)
         self.trigger_event(
             self.ConsentGranted,
@@ -364,27 +368,29 @@ class Subject(Aggregate):
             )
 
     def check_withdrawable(self, purpose: Purpose) -> None:
+        """A consent in force may be withdrawn whatever its purpose's basis is now (GDPR art.
+        7(3)): one can be in force for a non-consent purpose only from before the purpose was
+        re-catalogued or before grants to such purposes were refused."""
+        held = self.has_consent(purpose.code)
+        if not held:
+            purpose.check_consent_based()
         if purpose.required:
             raise RequiredConsent(
                 f"purpose {purpose.code!r} is required and cannot be withdrawn on its own; "
                 "the subject ends it by erasure"
             )
-        if not self.has_consent(purpose.code):
+        if not held:
             raise ConsentNotGranted(
                 f"subject {self.id} holds no consent for purpose {purpose.code!r} to withdraw"
             )
 
     def check_legal_basis(self, purpose: Purpose, legal_basis: LegalBasis) -> None:
-        if legal_basis is LegalBasis.CONSENT:
-            if not self.has_consent(purpose.code):
-                raise NoLegalBasis(
-                    f"disclosure for purpose {purpose.code!r} claims consent, "
-                    f"but subject {self.id} holds no consent for it"
-                )
-        elif legal_basis is not purpose.legal_basis:
+        """The disclosure's basis is the purpose's catalogued one; consent must be in force."""
+        purpose.check_basis(legal_basis)
+        if legal_basis is LegalBasis.CONSENT and not self.has_consent(purpose.code):
             raise NoLegalBasis(
-                f"disclosure for purpose {purpose.code!r} claims {legal_basis.value}, "
-                f"but the purpose is catalogued under {purpose.legal_basis.value}"
+                f"disclosure for purpose {purpose.code!r} claims consent, "
+                f"but subject {self.id} holds no consent for it"
             )
 
     @staticmethod

@@ -18,7 +18,9 @@ from ledger.domain.facts import Fact
 from ledger.domain.rules import (
     ConsentTextConflict,
     InvalidEvent,
+    NoLegalBasis,
     PlaintextPersonalData,
+    PurposeNotConsentBased,
     UnknownConsentVersion,
     UnknownPurpose,
 )
@@ -41,6 +43,25 @@ class Purpose:
         if version not in self.texts:
             raise UnknownConsentVersion(
                 f"purpose {self.code!r} has no consent text version {version!r}"
+            )
+
+    def check_consent_based(self) -> None:
+        """Consent is recorded only for a purpose catalogued under CONSENT. Consent is a legal
+        basis of its own (GDPR art. 6(1)(a), 7): a "consent" to processing that rests on
+        contract or legitimate interests would tell the subject and the auditor that saying no
+        stops it, which it does not."""
+        if self.legal_basis is not LegalBasis.CONSENT:
+            raise PurposeNotConsentBased(
+                f"purpose {self.code!r} is catalogued under {self.legal_basis.value}, "
+                "not CONSENT: no consent is recorded for it"
+            )
+
+    def check_basis(self, legal_basis: LegalBasis) -> None:
+        """A disclosure names the basis the purpose is catalogued with, and no other."""
+        if legal_basis is not self.legal_basis:
+            raise NoLegalBasis(
+                f"disclosure for purpose {self.code!r} claims {legal_basis.value}, "
+                f"but the purpose is catalogued under {self.legal_basis.value}"
             )
 
 

@@ -175,6 +175,7 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "required_consent" in demo.stdout and "subject_erased" in demo.stdout
+        assert "purpose_not_consent_based" in demo.stdout
         # The same story through the query API that `ledger dev` serves.
         assert "alice, newsletter → allowed (consent_granted)" in demo.stdout
         assert "bob, newsletter → refused (consent_withdrawn)" in demo.stdout

@@ -152,6 +152,37 @@ def test_bad_messages_go_to_the_rejected_topic_and_the_consumer_keeps_going(
     assert counts[("recorded", "")] == 3
 
 
+def test_consent_and_disclosure_are_held_to_the_purposes_catalogued_basis(
+    ledger: Ledger, client: LedgerClient, ingest: IngestConsumer, settings: Settings
+) -> None:
+    """The integrator's case: a purpose catalogued under legitimate interests takes no consent,
+    and no disclosure under CONSENT; one under its own basis is recorded."""
+    fraud = b.define_purpose("fraud-checks", basis=LegalBasis.LEGITIMATE_INTERESTS)
+    wait_until(lambda: recorded(ledger, send(client, fraud)) == 1, what="purpose recorded")
+    refused = send(
+        client,
+        b.grant(b.REF, "fraud-checks"),
+        b.disclose(b.REF, "fraud-checks", LegalBasis.CONSENT),
+        b.withdraw(b.REF, "fraud-checks"),
+    )
+    good = send(client, b.disclose(b.REF, "fraud-checks", LegalBasis.LEGITIMATE_INTERESTS))
+    wait_until(lambda: recorded(ledger, good) == 1, what="the disclosure under its basis")
+
+    rejected = read_topic(
+        settings.require_kafka(), settings.topics.rejected, until=lambda r: len(r) >= 3
+    )
+    assert sorted(dict(r.headers)["reason"].decode() for r in rejected) == [
+        "no_legal_basis",
+        "purpose_not_consent_based",
+        "purpose_not_consent_based",
+    ]
+    details = [dict(r.headers)["detail"].decode() for r in rejected]
+    assert any("catalogued under LEGITIMATE_INTERESTS" in d for d in details)
+    assert recorded(ledger, refused) == 0
+    alice = ledger.find_subject(b.TENANT, b.REF)
+    assert alice is not None and not alice.has_consent("fraud-checks")
+
+
 def test_a_batch_that_meets_a_database_outage_is_retried_and_recorded_once(
     ledger: Ledger,
     client: LedgerClient,

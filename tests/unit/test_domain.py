@@ -15,6 +15,7 @@ from ledger.domain.rules import (
     InvalidEvent,
     NoLegalBasis,
     PlaintextPersonalData,
+    PurposeNotConsentBased,
     RequiredConsent,
     RuleViolation,
     SubjectErased,
@@ -182,6 +183,35 @@ def test_disclosure_under_another_basis_needs_the_catalogued_basis(
     grant(subject, tenant)
     with pytest.raises(NoLegalBasis):
         disclose(subject, tenant, "newsletter", LegalBasis.CONTRACT)
+    with pytest.raises(NoLegalBasis, match="catalogued under CONTRACT"):
+        disclose(subject, tenant, "billing", LegalBasis.CONSENT)  # consent is another basis
+
+
+def test_consent_is_granted_only_to_a_purpose_catalogued_under_consent(
+    subject: Subject, tenant: Tenant
+) -> None:
+    with pytest.raises(PurposeNotConsentBased, match="catalogued under CONTRACT"):
+        grant(subject, tenant, "billing")
+    assert not subject.has_consent("billing") and not subject.pending_events[1:]
+    with pytest.raises(PurposeNotConsentBased):
+        withdraw(subject, tenant, "billing")
+
+
+def test_a_consent_in_force_stays_withdrawable_when_its_purpose_changes_basis(
+    subject: Subject, tenant: Tenant
+) -> None:
+    grant(subject, tenant)
+    define(tenant, "newsletter", basis=LegalBasis.LEGITIMATE_INTERESTS)
+
+    with pytest.raises(PurposeNotConsentBased):
+        grant(subject, tenant)
+    with pytest.raises(NoLegalBasis):
+        disclose(subject, tenant, "newsletter", LegalBasis.CONSENT)
+    disclose(subject, tenant, "newsletter", LegalBasis.LEGITIMATE_INTERESTS)
+    withdraw(subject, tenant)
+    assert not subject.has_consent("newsletter")
+    with pytest.raises(PurposeNotConsentBased):
+        withdraw(subject, tenant)
 
 
 @pytest.mark.parametrize("categories", [[], [" "]])
@@ -216,7 +246,8 @@ REFUSED: dict[str, Callable[[Subject, Tenant], None]] = {
     "unknown version": lambda s, t: grant(s, t, version="9"),
     "required withdrawal": lambda s, t: withdraw(s, t, "terms"),
     "withdrawal not granted": lambda s, t: withdraw(s, t, "billing"),
-    "disclosure without consent": lambda s, t: disclose(s, t, "billing", LegalBasis.CONSENT),
+    "grant to a non-consent purpose": lambda s, t: grant(s, t, "billing"),
+    "disclosure claiming consent": lambda s, t: disclose(s, t, "billing", LegalBasis.CONSENT),
     "disclosure on wrong basis": lambda s, t: disclose(s, t, "newsletter", LegalBasis.CONTRACT),
     "no categories": lambda s, t: collect(s, t, categories=[]),
 }

@@ -201,7 +201,7 @@ def test_process_records_valid_messages_and_rejects_the_rest_with_context() -> N
     assert [s.topic for s in producer.sent] == [TOPICS.rejected] * 4
     assert [(s.headers["reason"], s.key, s.headers.get("removed")) for s in producer.sent] == [
         (b"undecodable", b"garbage", None),
-        (b"consent_not_granted", b"k", b"envelope.subject_ref,evidence"),
+        (b"purpose_not_consent_based", b"k", b"envelope.subject_ref,evidence"),
         (b"unknown_tenant", b"k", b"envelope.subject_ref,ip_address,user_agent"),
         (b"unknown_subject", b"k", b"envelope.subject_ref"),
     ]
