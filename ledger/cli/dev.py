@@ -175,7 +175,7 @@ def _banner(data_dir: Path, bootstrap: str, api_port: int) -> None:
     cmd = invocation()
     typer.secho(
         f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}, "
-        f"query API http://127.0.0.1:{api_port}/docs",
+        f"query API http://127.0.0.1:{api_port}/docs, logs in {data_dir / 'logs'}",
         fg=typer.colors.GREEN,
         bold=True,
         err=True,
