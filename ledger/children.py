@@ -3,19 +3,28 @@
 On Linux a child is sent SIGTERM when the process that started it dies, even by SIGKILL
 (``PR_SET_PDEATHSIG``), so no ledger process outlives the command that started it. Stopping is
 SIGTERM first — each process finishes the batch in hand — then SIGKILL after a grace period.
+:class:`ChildLogs` copies each child's output to the parent's stderr and to a bounded file.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import IO
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import IO, BinaryIO
 
 PR_SET_PDEATHSIG = 1
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 3  # at most 4 files of LOG_FILE_BYTES per process
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def die_with_parent() -> None:
@@ -26,7 +35,7 @@ def die_with_parent() -> None:
 
 
 def spawn(
-    command: str, env: Mapping[str, str], *, output: IO[bytes] | None = None
+    command: str, env: Mapping[str, str], *, output: IO[bytes] | int | None = None
 ) -> subprocess.Popen[bytes]:
     """Starts ``ledger COMMAND`` with this interpreter, in its own session (so a Ctrl-C in the
     terminal reaches only the parent, which stops its children in order)."""
@@ -53,3 +62,71 @@ def stop(children: Iterable[subprocess.Popen[bytes]], grace_s: float = 15.0) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class ChildLogs:
+    """Spawns children whose output (their log lines) goes, line by line, both to ``echo``
+    (the parent's stderr, where they went before) and to ``<directory>/<command>.log``.
+
+    A file is rotated at :data:`LOG_FILE_BYTES`, keeping :data:`LOG_FILE_BACKUPS` older ones
+    (``ingest.log.1``...), so each process's logs stay bounded. Terminal colour codes are left
+    out of the files. A restarted child appends to the same file.
+    """
+
+    def __init__(self, directory: Path, echo: BinaryIO | None = None) -> None:
+        self.directory = directory
+        self._echo = echo if echo is not None else sys.stderr.buffer
+        self._echo_lock = threading.Lock()
+        self._files: dict[str, logging.Logger] = {}
+        self._files_lock = threading.Lock()
+        self._copiers: list[threading.Thread] = []
+
+    def spawn(self, command: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        proc = spawn(command, env, output=subprocess.PIPE)
+        assert proc.stdout is not None
+        copier = threading.Thread(
+            target=self._copy, args=(command, proc.stdout), name=f"log-{command}", daemon=True
+        )
+        copier.start()
+        self._copiers.append(copier)
+        return proc
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Waits for the copies of stopped children to end, then closes the files."""
+        for copier in self._copiers:
+            copier.join(timeout=timeout_s)
+        for file in self._files.values():
+            for handler in file.handlers:
+                handler.close()
+                file.removeHandler(handler)
+        self._files.clear()
+
+    def _copy(self, command: str, stream: IO[bytes]) -> None:
+        file = self._file(command)
+        with stream:
+            for line in iter(stream.readline, b""):
+                with self._echo_lock:
+                    self._echo.write(line)
+                    self._echo.flush()
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                file.info(_COLOURS.sub("", text))
+
+    def _file(self, command: str) -> logging.Logger:
+        with self._files_lock:
+            return self._files.get(command) or self._open(command)
+
+    def _open(self, command: str) -> logging.Logger:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        file = logging.getLogger(f"ledger.children.{self.directory}.{command}")
+        file.propagate = False
+        file.setLevel(logging.INFO)
+        handler = RotatingFileHandler(
+            self.directory / f"{command}.log",
+            maxBytes=LOG_FILE_BYTES,
+            backupCount=LOG_FILE_BACKUPS,
+            encoding="utf-8",
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        file.addHandler(handler)
+        self._files[command] = file
+        return file

@@ -131,13 +131,15 @@ class LedgerClient:
         *,
         tenant: str,
         purpose: str,
-        consent_text: str,
-        consent_text_version: str,
         legal_basis: LegalBasis | str,
+        consent_text: str = "",
+        consent_text_version: str = "",
         required: bool = False,
         description: str = "",
         **envelope: Any,
     ) -> str:
+        """Defines a purpose. The consent text and its version are needed under legal basis
+        CONSENT; a purpose under another basis may leave both empty."""
         facts = {
             "purpose": purpose,
             "consent_text": consent_text,

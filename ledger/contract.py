@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ledger import avro
 from ledger.domain.rules import InvalidEvent
+from ledger.domain.tenant import check_consent_text
 from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis, Sealed
 
 INGEST_TYPES = (
@@ -163,13 +164,19 @@ def _check_text(name: str, value: str, limit: int) -> None:
 def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
     if "purpose" in facts and not PURPOSE_CODE.match(facts["purpose"]):
         raise InvalidEvent("purpose is not a valid purpose code")
-    for name in ("source", "consent_text_version", "recipient", "hold_reference"):
+    for name in ("source", "recipient", "hold_reference"):
         if name in facts:
             _check_text(name, facts[name], 200)
     if facts.get("reference"):  # optional: "" when the producer has none
         _check_text("reference", facts["reference"], 200)
-    if "consent_text" in facts:
-        _check_text("consent_text", facts["consent_text"].replace("\n", " "), MAX_TEXT)
+    if kind == "PurposeDefined":
+        text, version = facts["consent_text"], facts["consent_text_version"]
+        check_consent_text(LegalBasis[facts["legal_basis"]], text, version)
+        if version:
+            _check_text("consent_text_version", version, 200)
+            _check_text("consent_text", text.replace("\n", " "), MAX_TEXT)
+    elif "consent_text_version" in facts:
+        _check_text("consent_text_version", facts["consent_text_version"], 200)
     if facts.get("description"):  # the purpose's; a collection's is personal, not a fact
         _check_text("description", facts["description"].replace("\n", " "), MAX_TEXT)
     if "categories" in facts:

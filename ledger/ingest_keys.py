@@ -48,6 +48,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def key_document(key: IngestPublicKey, created_at: datetime) -> dict[str, str]:
+    """The ingest key document as ``GET /v1/ingest-key`` answers it and ``ledger ingest-keys
+    show`` prints it: the fields of :meth:`IngestPublicKey.as_json` and when the key pair
+    became current (ISO 8601, UTC, ``Z``)."""
+    when = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {**key.as_json(), "created_at": when}
+
+
 @dataclass(frozen=True)
 class IngestKeyRow:
     key_id: str
@@ -175,6 +183,10 @@ class IngestKeyring:
         return IngestPublicKey(
             tenant, current.key_id, current.public_key, routing_key(self._lookup_key, tenant)
         )
+
+    def document_for(self, tenant: str) -> dict[str, str]:
+        """:func:`key_document` of the current key for ``tenant``'s producers."""
+        return key_document(self.public_key_for(tenant), self.current().created_at)
 
     def rotate(self) -> IngestKeyRow:
         """Makes a new current key; the one before is retired (it still opens)."""

@@ -15,7 +15,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.integrity import chain_postgres
 from ledger.integrity.chain import Link
@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 );
 """
 
+# eventsourcing creates its composite row type with a bare CREATE TYPE and ignores the
+# "already exists" error, which PostgreSQL still logs as an ERROR on every start. The same
+# statement, run only when the type is missing; a concurrent start that creates it in between
+# is caught inside the block, where PostgreSQL logs nothing.
+_CREATE_TYPE_ONCE = """DO $ledger$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = {schema} AND t.typname = {name}) THEN
+    {create};
+  END IF;
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $ledger$"""
 
 DDL_ATTEMPTS = 5
 
@@ -87,6 +98,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if statement.strip():
                 self.sql_create_statements.append(self._sql(statement))
         self.sql_create_statements += chain_postgres.create_statements(self.schema)
+        self._create_types_once()
 
     def create_table(self) -> None:
         """Creates the tables, then chains any event recorded before the chain existed.
@@ -107,6 +119,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         with self.datastore.transaction(commit=True) as curs:
             if chain_postgres.behind(curs, self.schema, self.events_table):
                 chain_postgres.chain_unchained(curs, self.schema, self.events_table)
+
+    def _create_types_once(self) -> None:
+        """Wraps the library's CREATE TYPE in a check (``_CREATE_TYPE_ONCE``). The statement
+        keeps "CREATE TYPE" in its text, so the library still runs it first, on its own."""
+        statements = self.sql_create_statements
+        for index, statement in enumerate(statements):
+            text = statement.as_string()
+            if "CREATE TYPE" in text and self.stored_event_type_name in text:
+                statements[index] = SQL(_CREATE_TYPE_ONCE).format(
+                    schema=Literal(self.schema_name),
+                    name=Literal(self.stored_event_type_name),
+                    create=statement,
+                )
 
     def _sql(self, text: str) -> Composed:
         return SQL(text).format(schema=self.schema, events=self.events_table)

@@ -98,7 +98,9 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 "basis": e.legal_basis.value,
                 "description": e.description,
                 "version": e.consent_text_version,
-                "texts": json.dumps({e.consent_text_version: e.consent_text}),
+                "texts": json.dumps(
+                    {e.consent_text_version: e.consent_text} if e.consent_text_version else {}
+                ),
                 "at": e.occurred_at,
                 "event_id": e.event_id,
             },

@@ -64,6 +64,20 @@ class View(PostgresTrackingRecorder):
         )
         self.handlers: dict[type, Handler] = self.event_handlers()
 
+    def create_table(self) -> None:
+        """The library's ``create_table``, which first reads the tracking table to see whether
+        it needs migrating — an error (logged by PostgreSQL) in a new schema, where there is
+        no such table and nothing to migrate. There, it is skipped."""
+        with self.datastore.get_connection() as conn:
+            found = conn.execute(
+                "SELECT FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                [self.datastore.schema, self.tracking_table_name],
+            ).fetchone()
+        if found is not None:
+            super().create_table()
+        else:
+            super(PostgresTrackingRecorder, self).create_table()
+
     def sql(self, text: str, **tables: str) -> bytes:
         """The statement with the view's schema (and ``tables``) filled in, composed once per
         view and kept as bytes: handlers run it for every event, so composing it each time

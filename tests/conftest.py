@@ -176,6 +176,12 @@ def settings(settings_environ: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def settings_db_only(database_url: str, pg_schema: str, tmp_path: Path) -> Settings:
+def environ_db_only(database_url: str, pg_schema: str, tmp_path: Path) -> dict[str, str]:
+    """The ``LEDGER_*`` environment behind ``settings_db_only`` (for the CLI)."""
+    return _base_environ(database_url, pg_schema, tmp_path)
+
+
+@pytest.fixture
+def settings_db_only(environ_db_only: dict[str, str]) -> Settings:
     """Like ``settings`` but without a broker: ``require_kafka()`` raises ConfigError."""
-    return load(_base_environ(database_url, pg_schema, tmp_path))
+    return load(environ_db_only)

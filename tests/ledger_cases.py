@@ -132,6 +132,24 @@ class LedgerCases:
     def open_other_store(self) -> OpenLedger:
         raise NotImplementedError
 
+    # The purpose catalogue.
+
+    def test_a_purpose_that_asks_no_consent_is_defined_without_consent_text(
+        self, ledger: Ledger
+    ) -> None:
+        ready(ledger)
+        outcomes = ledger.record(
+            [
+                define_purpose("payroll", "", text="", basis=LegalBasis.CONTRACT),
+                disclose(REF, "payroll", LegalBasis.CONTRACT),
+                define_purpose("marketing", "", text=""),  # consent-based: text needed
+            ]
+        )
+        assert statuses(outcomes) == ["recorded", "recorded", "rejected"]
+        assert reasons(outcomes)[2] == "schema_invalid"
+        payroll = ledger.tenant(TENANT).purpose("payroll")
+        assert (payroll.legal_basis, payroll.texts) == (LegalBasis.CONTRACT, {})
+
     # Batches.
 
     def test_a_batch_records_valid_commands_and_refuses_invalid_ones_in_order(

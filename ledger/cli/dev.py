@@ -6,6 +6,10 @@ restarting a child that dies. Ctrl-C stops the children first (each finishes its
 the broker, then PostgreSQL. If ``ledger dev`` itself is killed, its children and the broker
 stop too (PostgreSQL is started detached by its own tooling and is not covered by this).
 
+Each child's log lines go to this command's stderr and to ``<data-dir>/logs/<process>.log``
+(rotated, bounded: :class:`ledger.children.ChildLogs`); the broker's to
+``<data-dir>/broker.log``, PostgreSQL's to ``<data-dir>/postgres/log``.
+
 While it runs, ``<data-dir>/dev.json`` tells other ``ledger`` commands started in the same
 directory where the database and broker are, so ``ledger demo`` needs no configuration.
 Development keys are kept in ``<data-dir>/dev-keys.json`` (mode 0600) so recorded data stays
@@ -21,6 +25,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +34,7 @@ from typing import Annotated
 import typer
 
 from ledger import logs
-from ledger.children import spawn
+from ledger.children import ChildLogs
 from ledger.children import stop as stop_children
 from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.cli.keys import before_serving
@@ -98,7 +103,11 @@ def _port(requested: int) -> int:
 
 def dev(
     data_dir: Annotated[
-        Path, typer.Option(help="Where PostgreSQL data, keys and logs live.")
+        Path,
+        typer.Option(
+            envvar="LEDGER_DATA_DIR",
+            help="Where PostgreSQL data, keys, dev.json and logs (logs/<process>.log) live.",
+        ),
     ] = Path(".ledger"),
     kafka_port: Annotated[
         int, typer.Option(help="Broker port (another is chosen if taken).")
@@ -112,11 +121,14 @@ def dev(
     data_dir.mkdir(parents=True, exist_ok=True)
     fmt = os.environ.get("LEDGER_LOG_FORMAT") or "auto"
     logs.configure(fmt)
+    if fmt == "auto":  # the children write to a pipe: they follow this terminal instead
+        fmt = "console" if sys.stderr.isatty() else "json"
     log = logs.get("dev")
     postgres = EmbeddedPostgres(data_dir / "postgres")
     broker = EmbeddedBroker(port=_port(kafka_port), log_path=data_dir / "broker.log")
     state_file = data_dir / DEV_STATE_FILE
     children: dict[str, subprocess.Popen[bytes]] = {}
+    child_logs = ChildLogs(data_dir / "logs")
     try:
         try:
             database_url = postgres.start()
@@ -139,17 +151,18 @@ def dev(
         _write_private(state_file, state)
         stop = stop_on_signals()
         for name in CHILDREN:
-            children[name] = spawn(name, env)
+            children[name] = child_logs.spawn(name, env)
         _banner(data_dir, bootstrap, int(state["LEDGER_API_PORT"]))
         while not stop.wait(0.5):
             for name, proc in children.items():
                 if proc.poll() is not None:
                     log.error("child_exited", process=name, code=proc.returncode)
                     time.sleep(RESTART_DELAY_S)
-                    children[name] = spawn(name, env)
+                    children[name] = child_logs.spawn(name, env)
         log.info("dev_stopping")
     finally:
         stop_children(children.values(), STOP_GRACE_S)
+        child_logs.close()
         state_file.unlink(missing_ok=True)
         broker.stop()
         postgres.stop()
@@ -162,7 +175,7 @@ def _banner(data_dir: Path, bootstrap: str, api_port: int) -> None:
     cmd = invocation()
     typer.secho(
         f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}, "
-        f"query API http://127.0.0.1:{api_port}/docs",
+        f"query API http://127.0.0.1:{api_port}/docs, logs in {data_dir / 'logs'}",
         fg=typer.colors.GREEN,
         bold=True,
         err=True,

@@ -44,11 +44,11 @@ def _when(moment: datetime | None) -> str:
 def show(
     tenant: Annotated[str, typer.Option(help="Tenant whose producers will seal.")],
 ) -> None:
-    """Print a tenant's ingest key document: current public key and routing key (JSON)."""
+    """Print a tenant's ingest key document, as GET /v1/ingest-key answers it (JSON)."""
     if not TENANT_CODE.match(tenant):
         fail("--tenant must be a tenant code: lower-case letters, digits, - and _")
-    key = _with_ledger(lambda ledger: ledger.ingest_keys.public_key_for(tenant))
-    typer.echo(json.dumps(key.as_json(), indent=2))
+    document = _with_ledger(lambda ledger: ledger.ingest_keys.document_for(tenant))
+    typer.echo(json.dumps(document, indent=2))
 
 
 @ingest_keys.command("list")

@@ -29,6 +29,23 @@ from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis
 TENANT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:compliance-ledger:tenant")
 
 
+def check_consent_text(basis: LegalBasis, text: str, version: str) -> None:
+    """A purpose under legal basis CONSENT needs the text subjects agree to and its version.
+    A purpose under another basis asks no one's consent, so it may leave both empty ("": the
+    schema keeps them strings, so every reader of the topics still decodes them), or give
+    both."""
+    if basis is LegalBasis.CONSENT and (text == "" or version == ""):
+        raise InvalidEvent(
+            "a purpose under legal_basis CONSENT needs consent_text and consent_text_version "
+            "(only a purpose under another basis may leave them empty)"
+        )
+    if (text == "") != (version == ""):
+        raise InvalidEvent(
+            "consent_text and consent_text_version go together: give both, or leave both "
+            "empty for a purpose under another legal basis than CONSENT"
+        )
+
+
 @dataclass
 class Purpose:
     """A catalogue entry. Consent text versions accumulate and never change once defined."""
@@ -84,7 +101,8 @@ class Tenant(Aggregate):
             assert isinstance(aggregate, Tenant)
             entry = aggregate.purposes.get(self.purpose)
             texts = dict(entry.texts) if entry else {}
-            texts[self.consent_text_version] = self.consent_text
+            if self.consent_text_version:  # "" for a purpose that asks no consent
+                texts[self.consent_text_version] = self.consent_text
             aggregate.purposes[self.purpose] = Purpose(
                 code=self.purpose,
                 required=self.required,
@@ -182,6 +200,7 @@ class Tenant(Aggregate):
         **envelope: object,
     ) -> None:
         self.check_purpose_code(purpose)
+        check_consent_text(legal_basis, consent_text, consent_text_version)
         self.check_text_unchanged(purpose, consent_text_version, consent_text)
         self.trigger_event(
             self.PurposeDefined,

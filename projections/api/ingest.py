@@ -16,6 +16,7 @@ from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
 from ledger.crypto_ingest import IngestPublicKey, routing_key
+from ledger.ingest_keys import key_document
 from ledger.ingest_keys_postgres import CURRENT_KEY
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
@@ -56,4 +57,4 @@ async def ingest_key(ctx: Ctx, who: AnyKey) -> IngestKey:
     key = IngestPublicKey(
         who.tenant, row["key_id"], bytes(row["public_key"]), routing_key(lookup_key, who.tenant)
     )
-    return IngestKey(**key.as_json(), created_at=row["created_at"])
+    return IngestKey.model_validate(key_document(key, row["created_at"]))

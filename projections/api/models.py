@@ -187,8 +187,11 @@ class Purpose(BaseModel):
     required: bool
     legal_basis: str
     description: str
-    current_version: str
-    texts: dict[str, str]
+    current_version: str = Field(
+        description="The consent text version of the latest definition; empty for a purpose "
+        "defined without consent text (a legal basis other than CONSENT)."
+    )
+    texts: dict[str, str] = Field(description="Every consent text defined, by version.")
     defined_at: datetime
     event_id: str
 

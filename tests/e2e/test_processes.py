@@ -252,5 +252,13 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
 
     assert dev.stop(timeout=60) == 0
     assert not state.exists()
+    # Each process's log lines are kept under the data directory, as JSON lines without a
+    # personal value, as well as shown on ledger dev's output.
+    for name in ("ingest", "relay", "project", "serve", "notify"):
+        kept = (tmp_path / ".ledger" / "logs" / f"{name}.log").read_text()
+        lines = [json.loads(line) for line in kept.splitlines()]
+        assert lines, name
+        assert "alice@example.com" not in kept and "203.0.113.7" not in kept
+    assert kept.splitlines()[0] in (tmp_path / "dev.log").read_text()
     leftover = subprocess.run(["pgrep", "-f", f"tcp://127.0.0.1:{port}"], capture_output=True)
     assert leftover.returncode == 1, "the broker outlived ledger dev"

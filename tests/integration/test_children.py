@@ -1,4 +1,5 @@
-"""Children of ``ledger dev`` and the benchmarks die with the process that started them."""
+"""Children of ``ledger dev`` and the benchmarks die with the process that started them, and
+``ledger dev`` keeps each one's log lines in a file as well as showing them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from io import BytesIO
 from pathlib import Path
+
+from ledger import children
 
 PARENT = """
 import sys, time
@@ -43,3 +47,23 @@ def test_a_child_is_stopped_when_its_parent_is_killed(settings_environ: dict[str
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(child)
+
+
+def test_a_childs_log_lines_go_to_the_terminal_and_to_its_file(
+    settings_environ: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**os.environ, **settings_environ, "LEDGER_LOG_FORMAT": "console"}
+    terminal = BytesIO()
+    logs = children.ChildLogs(tmp_path / "logs", echo=terminal)
+    child = logs.spawn("project", env)
+    deadline = time.monotonic() + 30
+    while b"\n" not in terminal.getvalue():
+        assert time.monotonic() < deadline, "the child logged nothing"
+        time.sleep(0.1)
+    children.stop([child])
+    logs.close()
+    shown = terminal.getvalue().decode().splitlines()
+    kept = (tmp_path / "logs" / "project.log").read_text().splitlines()
+    assert "\x1b[" in "".join(shown)  # the terminal keeps its colours
+    assert kept == [children._COLOURS.sub("", line) for line in shown]
+    assert "\x1b[" not in "".join(kept)

@@ -3,6 +3,7 @@ producers through the query API (``GET /v1/ingest-key``) and the client's fetch 
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -11,11 +12,14 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+import typer
 import uvicorn
 from fastapi.testclient import TestClient
 from psycopg import sql
+from typer.testing import CliRunner
 
 from ledger.application import Ledger
+from ledger.cli import ingest_keys
 from ledger.client import fetch_ingest_key
 from ledger.crypto_ingest import INGEST_SCHEME, IngestPublicKey
 from ledger.runtime import open_ledger
@@ -127,6 +131,27 @@ def test_every_scope_gets_its_tenant_key_document(
     assert globex.tenant == "globex"
     assert globex.public_key == expected.public_key
     assert globex.routing_key != expected.routing_key
+
+
+def test_the_operator_prints_the_document_the_api_answers(
+    api: TestClient, tokens: dict[str, str], environ_db_only: dict[str, str]
+) -> None:
+    app = typer.Typer()
+    ingest_keys.register(app)
+    shown = CliRunner().invoke(
+        app, ["ingest-keys", "show", "--tenant", "acme"], env=environ_db_only
+    )
+    assert shown.exit_code == 0, shown.output
+    answered = get_key(api, tokens["producer"])
+    assert json.loads(shown.stdout) == answered
+    assert sorted(answered) == [
+        "algorithm",
+        "created_at",
+        "key_id",
+        "public_key",
+        "routing_key",
+        "tenant",
+    ]
 
 
 def test_the_key_document_needs_an_api_key(api: TestClient) -> None:

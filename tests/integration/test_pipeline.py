@@ -11,7 +11,7 @@ from eventsourcing.persistence import OperationalError
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
-from ledger import avro
+from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
@@ -181,6 +181,40 @@ def test_consent_and_disclosure_are_held_to_the_purposes_catalogued_basis(
     assert recorded(ledger, refused) == 0
     alice = ledger.find_subject(b.TENANT, b.REF)
     assert alice is not None and not alice.has_consent("fraud-checks")
+
+
+def test_a_purpose_that_asks_no_consent_is_defined_through_kafka_without_consent_text(
+    ledger: Ledger, client: LedgerClient, ingest: IngestConsumer, settings: Settings
+) -> None:
+    defined = client.define_purpose(tenant=b.TENANT, purpose="payroll", legal_basis="CONTRACT")
+    # A producer that skips the client's checks: a consent purpose without its text.
+    no_text = contract.record_from_command(b.define_purpose("marketing", "", text=""))
+    client.send_raw(avro.encode("PurposeDefined", no_text), key=b.TENANT.encode())
+    client.flush()
+    wait_until(lambda: recorded(ledger, [defined]) == 1, what="the purpose recorded")
+    disclosed = send(client, b.disclose(b.REF, "payroll", LegalBasis.CONTRACT))
+    wait_until(lambda: recorded(ledger, disclosed) == 1, what="a disclosure under it")
+
+    [rejection] = read_topic(
+        settings.require_kafka(), settings.topics.rejected, until=lambda r: len(r) >= 1
+    )
+    headers = {k: v.decode() for k, v in rejection.headers}
+    assert headers["reason"] == "schema_invalid"
+    assert "consent_text" in headers["detail"] and "CONSENT" in headers["detail"]
+    assert ledger.tenant(b.TENANT).purpose("payroll").texts == {}
+
+    producer = make_producer(settings.require_kafka())
+    Relay(ledger, producer, settings.topics.ledger).publish_once()
+    producer.close()
+    records = read_topic(
+        settings.require_kafka(), settings.topics.ledger, until=lambda r: len(r) >= 2
+    )
+    [payroll] = [
+        body
+        for name, body in (avro.decode(r.value)[1]["event"] for r in records)
+        if name.endswith("PurposeDefined")
+    ]
+    assert (payroll["consent_text"], payroll["consent_text_version"]) == ("", "")
 
 
 def test_a_batch_that_meets_a_database_outage_is_retried_and_recorded_once(

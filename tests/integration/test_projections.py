@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 
 from ledger.application import Ledger, LedgerReader
+from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
 from projections.catalog import VIEWS, open_view
 from projections.rebuild import rebuild
@@ -56,6 +57,26 @@ def test_consent_state_follows_grants_regrants_and_withdrawals(
     assert purposes["newsletter"]["texts"] == {"1": "Newsletter v1", "2": "Newsletter v2"}
     assert purposes["terms"]["required"] is True
     assert purposes["billing"]["legal_basis"] == "CONTRACT"
+
+
+def test_a_purpose_without_consent_text_is_catalogued_with_no_texts(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    outcomes = ledger.record(
+        [
+            b.define_purpose("billing", "1", text="Billing v1"),
+            b.define_purpose("billing", "", text="", basis=LegalBasis.CONTRACT),
+            b.define_purpose("payroll", "", text="", basis=LegalBasis.LEGAL_OBLIGATION),
+        ]
+    )
+    assert [o.status for o in outcomes] == ["recorded"] * 3
+    catch_up(settings_db_only, reader)
+    purposes = {r["purpose"]: r for r in rows(settings_db_only, "consent.purposes")}
+    assert (purposes["payroll"]["current_version"], purposes["payroll"]["texts"]) == ("", {})
+    # Redefined under another basis: the texts defined earlier stay in the catalogue.
+    billing = purposes["billing"]
+    assert (billing["legal_basis"], billing["current_version"]) == ("CONTRACT", "")
+    assert billing["texts"] == {"1": "Billing v1"}
 
 
 def test_personal_columns_hold_only_ciphertext(

@@ -120,6 +120,30 @@ def test_occurred_at_less_than_a_day_ahead_is_accepted() -> None:
     assert cmd.envelope.occurred_at == soon
 
 
+@pytest.mark.parametrize("basis", [b for b in LegalBasis if b is not LegalBasis.CONSENT])
+def test_a_purpose_under_another_basis_than_consent_may_have_no_consent_text(
+    basis: LegalBasis,
+) -> None:
+    record = _record(define_purpose("payroll", "", text="", basis=basis))
+    cmd = contract.command_from_record("PurposeDefined", record)
+    assert (cmd.facts["consent_text"], cmd.facts["consent_text_version"]) == ("", "")
+    with_text = _record(define_purpose("payroll", "2026-01", text="Why we pay you", basis=basis))
+    assert contract.command_from_record("PurposeDefined", with_text).facts["consent_text"]
+
+
+@pytest.mark.parametrize(("text", "version"), [("", "1"), ("Send me news", ""), ("", "")])
+def test_a_consent_purpose_needs_its_consent_text_and_version(text: str, version: str) -> None:
+    record = _record(define_purpose("newsletter", version, text=text))
+    detail = _refused("PurposeDefined", record).detail
+    assert "consent_text" in detail and "CONSENT" in detail
+
+
+@pytest.mark.parametrize(("text", "version"), [("", "1"), ("Payroll", ""), ("  ", "1")])
+def test_consent_text_and_version_go_together_under_any_basis(text: str, version: str) -> None:
+    record = _record(define_purpose("payroll", version, text=text, basis=LegalBasis.CONTRACT))
+    assert "consent_text" in _refused("PurposeDefined", record).detail
+
+
 @pytest.mark.parametrize("categories", [[], [""], ["contact.email", "  "]])
 @pytest.mark.parametrize("kind", ["PersonalDataCollected", "DataDisclosed"])
 def test_categories_must_name_at_least_one_category(kind: str, categories: list[str]) -> None:

@@ -1,29 +1,76 @@
-"""The producer documentation lists every schema and field that exists."""
+"""The producer documentation lists every schema, field and union member that exists."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from schemas import SCHEMA_DIR
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 
 
+def _schemas() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(SCHEMA_DIR.glob("*.avsc")):
+        schema = json.loads(path.read_text())
+        yield f"{schema['namespace']}.{schema['name']}", schema
+
+
+def _section(text: str, full_name: str) -> str | None:
+    parts = text.split(f"### `{full_name}`", 1)
+    return None if len(parts) == 1 else parts[1].split("\n### ", 1)[0]
+
+
+def _field_row(section: str, field: str) -> str:
+    for line in section.splitlines():
+        if line.startswith(f"| `{field}` |"):
+            return line
+    return ""
+
+
+def _union_members(avro_type: Any) -> Iterator[str]:
+    """Short names of every union member in a field's type, nested ones included."""
+    if isinstance(avro_type, list):
+        for member in avro_type:
+            yield (member.rsplit(".", 1)[-1] if isinstance(member, str) else member["type"])
+            yield from _union_members(member)
+    elif isinstance(avro_type, dict):
+        for key in ("items", "values", "type"):
+            if key in avro_type and not isinstance(avro_type[key], str):
+                yield from _union_members(avro_type[key])
+
+
 def test_every_schema_field_is_documented_for_producers() -> None:
     text = CONTRACT.read_text()
     missing = []
-    for path in sorted(SCHEMA_DIR.glob("*.avsc")):
-        schema = json.loads(path.read_text())
-        full_name = f"{schema['namespace']}.{schema['name']}"
-        section = text.split(f"### `{full_name}`", 1)
-        if len(section) == 1:
+    for full_name, schema in _schemas():
+        body = _section(text, full_name)
+        if body is None:
             missing.append(full_name)
             continue
-        body = section[1].split("\n### ", 1)[0]
         missing += [
             f"{full_name}.{f['name']}"
             for f in schema.get("fields", [])
             if f"`{f['name']}`" not in body
         ]
+    assert missing == []
+
+
+def test_every_union_member_is_in_its_fields_row() -> None:
+    """A union such as LedgerRecord.event grows a branch: the field's row must name it."""
+    text = CONTRACT.read_text()
+    missing = []
+    for full_name, schema in _schemas():
+        body = _section(text, full_name) or ""
+        for field in schema.get("fields", []):
+            row = _field_row(body, field["name"])
+            cells = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", row))
+            missing += [
+                f"{full_name}.{field['name']}: {member}"
+                for member in _union_members(field["type"])
+                if member not in cells
+            ]
     assert missing == []
