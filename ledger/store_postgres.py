@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.integrity import chain_postgres
 from ledger.integrity.chain import Link
 from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.write_watch import WriteWatch
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
@@ -65,6 +66,11 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 DDL_ATTEMPTS = 5
 
 
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as one list per column, the parameters of an ``unnest`` insert."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
 def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     """An autocommit connection outside the pool, for LISTEN and advisory locks."""
     configured = datastore.pool.kwargs
@@ -75,9 +81,14 @@ def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     def __init__(
-        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        write_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self.write_watch = WriteWatch(write_timeout_s, self._terminate_backend)
         self._listener: psycopg.Connection[Any] | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
         self.schema_name = datastore.schema
@@ -119,10 +130,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         transaction that commits only if every statement succeeded. (The inherited method
         defers a Python exception until after its transaction has committed; here any
         exception rolls back.) The links are computed under the event table lock that
-        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``)."""
+        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``).
+
+        **No pipeline mode.** Every statement is sent whole before its result is awaited, and
+        each table gets one statement however large the batch (``unnest`` of arrays). In
+        pipeline mode psycopg (3.3) may stop sending with part of a large batch still in
+        libpq's buffer, then wait for results the server never flushes: the backend sat
+        "active / ClientRead" holding the event table's lock until killed (issue 19,
+        ``tests/stall_repro.py``). The transaction is watched (``ledger.write_watch``)."""
         with (
             self.datastore.get_connection() as conn,
-            conn.pipeline() as pipeline,  # one round trip for all statements
+            self.write_watch.writing(conn.info.backend_pid),
             conn.transaction(),
             conn.cursor() as curs,
         ):
@@ -130,7 +148,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if not stored_events:
                 return []
             self._insert_stored_events(curs, stored_events, **kwargs)
-            pipeline.sync()  # constraint violations raise here, inside the transaction
             ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             assert ids is not None
             chain_postgres.append(curs, self.schema, stored_events, ids)
@@ -149,29 +166,35 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         if new_keys:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_keys (subject_id, tenant, kek_id, wrapped) "
-                    "VALUES (%s, %s, %s, %s)"
+                    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])"
                 ),
-                [(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys],
+                _columns([(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys], 4),
             )
         if new_refs:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_refs (tenant, digest, subject_id) "
-                    "VALUES (%s, %s, %s)"
+                    "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
                 ),
-                [(r.tenant, r.digest, r.subject_id) for r in new_refs],
+                _columns([(r.tenant, r.digest, r.subject_id) for r in new_refs], 3),
             )
         if receipts:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.ingest_receipts "
                     "(tenant, event_id, originator_id, originator_version) "
-                    "VALUES (%s, %s, %s, %s)"
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[])"
                 ),
-                [(r.tenant, r.event_id, r.originator_id, r.originator_version) for r in receipts],
+                _columns(
+                    [
+                        (r.tenant, r.event_id, r.originator_id, r.originator_version)
+                        for r in receipts
+                    ],
+                    4,
+                ),
             )
         for gone in shredded:  # last: a subject new in this batch may be erased in it too
             self._shred(curs, gone)
@@ -345,7 +368,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             return False
         return True
 
+    def _terminate_backend(self, pid: int) -> bool:
+        """Ends a stalled writer's session (see ``ledger.write_watch``)."""
+        with connect_direct(self.datastore) as conn:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+        return bool(row and row[0])
+
     def close_connections(self) -> None:
+        self.write_watch.close()
         for conn in (self._listener, self._lock_conn):
             if conn is not None:
                 conn.close()

@@ -53,8 +53,14 @@ def _batch() -> tuple[list[StoredEvent], dict[str, object]]:
     events, keys, refs, receipts = [], [], [], []
     for i in range(EVENTS):
         subject = uuid.uuid4()
-        events.append(StoredEvent(subject, 1, "ledger.domain.subject:Subject.Registered",
-                                  secrets.token_bytes(STATE_BYTES)))
+        events.append(
+            StoredEvent(
+                subject,
+                1,
+                "ledger.domain.subject:Subject.Registered",
+                secrets.token_bytes(STATE_BYTES),
+            )
+        )
         keys.append(WrappedKey(subject, "acme", "kek-1", secrets.token_bytes(60)))
         refs.append(SubjectRef("acme", secrets.token_bytes(32), subject))
         receipts.append(Receipt("acme", f"evt-{uuid.uuid4()}-{i}", subject, 1))
@@ -73,7 +79,7 @@ def _round(url: str, recorder: PostgresLedgerRecorder, schema: str) -> str:
     def save() -> None:
         try:
             recorder.insert_events(events, **rows)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failure.append(exc)
         finally:
             done.set()
@@ -130,7 +136,7 @@ def _stacks() -> str:
 
 
 def main() -> None:
-    global HOLD_S, EVENTS  # noqa: PLW0603 - a script's knobs
+    global HOLD_S, EVENTS
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     HOLD_S = float(os.environ.get("STALL_HOLD_S", HOLD_S))
     EVENTS = int(os.environ.get("STALL_EVENTS", EVENTS))
