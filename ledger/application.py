@@ -85,6 +85,7 @@ class LedgerReader(Application[UUID]):
         )
         with _schema_lock(factory.datastore) as conn:
             pg_session.configure(factory.datastore.pool.kwargs, self.env, conn.info.server_version)
+            factory.datastore.pool.drain()  # connections made before get the options too
             schema = Identifier(factory.datastore.schema)
             conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
             recorder.create_table()

@@ -7,7 +7,7 @@ Rules this module keeps:
   tells who holds what.
 - **Bounded by the server** (``LEDGER_STATEMENT_TIMEOUT``, ``LEDGER_LOCK_TIMEOUT``,
   ``LEDGER_IDLE_TRANSACTION_TIMEOUT``, and on PostgreSQL 17 and later ``transaction_timeout``
-  at ``LEDGER_WRITE_TIMEOUT``): set as connection options, so they hold from the first
+  at twice ``LEDGER_WRITE_TIMEOUT``, after the watchdog): set as connection options, so they hold from the first
   statement of every pooled and direct connection, and even while the ledger's process is
   frozen. A server before 17 lacks ``transaction_timeout``; the in-process watchdog
   (``ledger.write_watch``) bounds write transactions there.
@@ -30,9 +30,10 @@ _MAX_NAME = 63  # PostgreSQL truncates longer application names
 def process_name(argv: list[str] | None = None) -> str:
     """``ledger <command>`` for the ``ledger`` console script, else ``ledger``."""
     args = sys.argv if argv is None else argv
-    script = Path(args[0]).name if args else ""
+    script = Path(args[0]) if args else Path()
     words = [a for a in args[1:] if not a.startswith("-")]
-    if script in ("ledger", "main.py", "__main__.py") and words:
+    ours = script.name == "ledger" or script.parts[-3:] == ("ledger", "cli", "main.py")
+    if ours and words:
         return f"ledger {words[0]}"[:_MAX_NAME]
     return "ledger"
 
@@ -42,7 +43,8 @@ def options(env: Mapping[str, Any], server_version: int) -> str:
     settings = {"statement_timeout": f"{int(env.get(STATEMENT_TIMEOUT_MS) or 0)}ms"}
     write_ms = int(env.get(WRITE_TIMEOUT_MS) or 0)
     if write_ms and server_version >= TRANSACTION_TIMEOUT_SINCE:
-        settings["transaction_timeout"] = f"{write_ms}ms"
+        # The backstop for a frozen process, whose own watchdog cannot act: after it.
+        settings["transaction_timeout"] = f"{2 * write_ms}ms"
     return " ".join(f"-c {name}={value}" for name, value in settings.items())
 
 

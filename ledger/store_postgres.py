@@ -10,7 +10,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
@@ -64,6 +69,11 @@ CREATE TABLE IF NOT EXISTS {schema}.positions (
 
 
 DDL_ATTEMPTS = 5
+# The server ended the session for a timeout (``ledger.pg_session``): retried like a lost one.
+_SESSION_ENDED = (
+    psycopg.errors.TransactionTimeout,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
 
 
 def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
@@ -137,7 +147,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         pipeline mode psycopg (3.3) may stop sending with part of a large batch still in
         libpq's buffer, then wait for results the server never flushes: the backend sat
         "active / ClientRead" holding the event table's lock until killed (issue 19,
-        ``tests/stall_repro.py``). The transaction is watched (``ledger.write_watch``)."""
+        ``tests/stall_repro.py``). The transaction is watched (``ledger.write_watch``); a
+        session the server ended for a timeout is an ``OperationalError``, so the batch is
+        retried like one whose session the watchdog terminated."""
+        try:
+            return self._insert_batch(stored_events, **kwargs)
+        except InternalError as exc:
+            if isinstance(exc.__cause__, _SESSION_ENDED):
+                raise OperationalError(str(exc)) from exc
+            raise
+
+    def _insert_batch(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         with (
             self.datastore.get_connection() as conn,
             self.write_watch.writing(conn.info.backend_pid),

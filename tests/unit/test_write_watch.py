@@ -75,7 +75,7 @@ def test_transaction_timeout_is_set_only_where_the_server_has_it() -> None:
     env = {pg_session.STATEMENT_TIMEOUT_MS: "30000", pg_session.WRITE_TIMEOUT_MS: "60000"}
     assert pg_session.options(env, 160_004) == "-c statement_timeout=30000ms"
     assert pg_session.options(env, 180_000) == (
-        "-c statement_timeout=30000ms -c transaction_timeout=60000ms"
+        "-c statement_timeout=30000ms -c transaction_timeout=120000ms"
     )
 
 
