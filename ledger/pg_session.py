@@ -7,10 +7,10 @@ Rules this module keeps:
   tells who holds what.
 - **Bounded by the server** (``LEDGER_STATEMENT_TIMEOUT``, ``LEDGER_LOCK_TIMEOUT``,
   ``LEDGER_IDLE_TRANSACTION_TIMEOUT``, and on PostgreSQL 17 and later ``transaction_timeout``
-  at twice ``LEDGER_WRITE_TIMEOUT``, after the watchdog): set as connection options, so they hold from the first
-  statement of every pooled and direct connection, and even while the ledger's process is
-  frozen. A server before 17 lacks ``transaction_timeout``; the in-process watchdog
-  (``ledger.write_watch``) bounds write transactions there.
+  at twice ``LEDGER_WRITE_TIMEOUT``, after the watchdog): set as connection options, so they
+  hold from the first statement of every pooled and direct connection, and even while the
+  ledger's process is frozen. A server before 17 lacks ``transaction_timeout``; the
+  in-process watchdog (``ledger.write_watch``) bounds write transactions there.
 """
 
 from __future__ import annotations

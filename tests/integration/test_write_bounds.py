@@ -63,15 +63,15 @@ def test_a_write_open_past_the_limit_is_ended_and_its_lock_freed(
     store = ledger.store
     assert isinstance(store, PostgresLedgerRecorder)
     started = time.monotonic()
-    with pytest.raises((OperationalError, psycopg.OperationalError)):  # noqa: PT012
-        with (
-            store.datastore.get_connection() as conn,
-            store.write_watch.writing(conn.info.backend_pid),
-            conn.transaction(),
-        ):
-            _lock_events(conn, bounded.database_schema)
-            while time.monotonic() - started < 30:  # a client stuck mid-batch
-                conn.execute("SELECT pg_sleep(0.2)")
+    with (
+        pytest.raises((OperationalError, psycopg.OperationalError)),
+        store.datastore.get_connection() as conn,
+        store.write_watch.writing(conn.info.backend_pid),
+        conn.transaction(),
+    ):
+        _lock_events(conn, bounded.database_schema)
+        while time.monotonic() - started < 30:  # a client stuck mid-batch
+            conn.execute("SELECT pg_sleep(0.2)")
     ended_after = time.monotonic() - started
     print(f"\nstalled write ended after {ended_after:.2f} s (limit 1 s)")
     assert ended_after < 10
@@ -81,9 +81,7 @@ def test_a_write_open_past_the_limit_is_ended_and_its_lock_freed(
             _lock_events(other, bounded.database_schema)  # free again
 
 
-def test_a_stalled_write_path_makes_the_api_unready(
-    ledger: Ledger, bounded: Settings
-) -> None:
+def test_a_stalled_write_path_makes_the_api_unready(ledger: Ledger, bounded: Settings) -> None:
     prepare(bounded)
     with TestClient(create_app(bounded), raise_server_exceptions=False) as api:
         assert api.get("/readyz").status_code == 200
