@@ -24,6 +24,10 @@ TRANSACTION_TIMEOUT_SINCE = 170_000  # PostgreSQL 17
 # Keys of the `eventsourcing` environment that carry the bounds to the recorder.
 STATEMENT_TIMEOUT_MS = "LEDGER_PG_STATEMENT_TIMEOUT_MS"
 WRITE_TIMEOUT_MS = "LEDGER_PG_WRITE_TIMEOUT_MS"
+_SECONDS = {  # set by `eventsourcing` on its own connections too; here for every connection
+    "lock_timeout": "POSTGRES_LOCK_TIMEOUT",
+    "idle_in_transaction_session_timeout": "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+}
 _MAX_NAME = 63  # PostgreSQL truncates longer application names
 
 
@@ -41,6 +45,9 @@ def process_name(argv: list[str] | None = None) -> str:
 def options(env: Mapping[str, Any], server_version: int) -> str:
     """The ``options`` connection parameter: each bound as ``-c name=value``."""
     settings = {"statement_timeout": f"{int(env.get(STATEMENT_TIMEOUT_MS) or 0)}ms"}
+    for name, key in _SECONDS.items():
+        if env.get(key):
+            settings[name] = f"{int(env[key])}s"
     write_ms = int(env.get(WRITE_TIMEOUT_MS) or 0)
     if write_ms and server_version >= TRANSACTION_TIMEOUT_SINCE:
         # The backstop for a frozen process, whose own watchdog cannot act: after it.
@@ -48,10 +55,14 @@ def options(env: Mapping[str, Any], server_version: int) -> str:
     return " ".join(f"-c {name}={value}" for name, value in settings.items())
 
 
+def connection_kwargs(env: Mapping[str, Any], server_version: int = 0) -> dict[str, str]:
+    """Name and bounds as connection parameters, for a pool of the ledger's own making."""
+    return {"application_name": process_name(), "options": options(env, server_version)}
+
+
 def configure(pool_kwargs: object, env: Mapping[str, Any], server_version: int) -> None:
     """Names and bounds every later connection made with ``pool_kwargs`` (the pool's and
     ``ledger.store_postgres.connect_direct``'s)."""
     if not isinstance(pool_kwargs, dict):
         raise TypeError(f"connection parameters are a {type(pool_kwargs).__name__}, not a dict")
-    pool_kwargs["application_name"] = process_name()
-    pool_kwargs["options"] = options(env, server_version)
+    pool_kwargs.update(connection_kwargs(env, server_version))

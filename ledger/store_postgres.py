@@ -4,7 +4,7 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from threading import Event
 from typing import Any
 from uuid import UUID
@@ -89,6 +89,17 @@ def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     return psycopg.connect(**kwargs, autocommit=True)
 
 
+def backend_terminator(datastore: PostgresDatastore) -> Callable[[int], bool]:
+    """Ends a stalled writer's session from a connection of its own (``ledger.write_watch``)."""
+
+    def terminate(pid: int) -> bool:
+        with connect_direct(datastore) as conn:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+        return bool(row and row[0])
+
+    return terminate
+
+
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     def __init__(
         self,
@@ -98,7 +109,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         write_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.write_watch = WriteWatch(write_timeout_s, self._terminate_backend)
+        self.write_watch = WriteWatch(write_timeout_s, backend_terminator(datastore))
         self._listener: psycopg.Connection[Any] | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
         self.schema_name = datastore.schema
@@ -236,7 +247,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         )
 
     def shred(self, subjects: Sequence[Shredded]) -> None:
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            self.write_watch.writing(conn.info.backend_pid),
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
             for gone in subjects:
                 self._shred(curs, gone)
 
@@ -389,12 +405,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             self._lock_conn = None
             return False
         return True
-
-    def _terminate_backend(self, pid: int) -> bool:
-        """Ends a stalled writer's session (see ``ledger.write_watch``)."""
-        with connect_direct(self.datastore) as conn:
-            row = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
-        return bool(row and row[0])
 
     def close_connections(self) -> None:
         self.write_watch.close()

@@ -72,11 +72,18 @@ def test_sessions_are_named_after_the_ledger_command() -> None:
 
 
 def test_transaction_timeout_is_set_only_where_the_server_has_it() -> None:
-    env = {pg_session.STATEMENT_TIMEOUT_MS: "30000", pg_session.WRITE_TIMEOUT_MS: "60000"}
-    assert pg_session.options(env, 160_004) == "-c statement_timeout=30000ms"
-    assert pg_session.options(env, 180_000) == (
-        "-c statement_timeout=30000ms -c transaction_timeout=120000ms"
+    env = {
+        pg_session.STATEMENT_TIMEOUT_MS: "30000",
+        pg_session.WRITE_TIMEOUT_MS: "60000",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "15",
+    }
+    bounds = (
+        "-c statement_timeout=30000ms -c lock_timeout=10s "
+        "-c idle_in_transaction_session_timeout=15s"
     )
+    assert pg_session.options(env, 160_004) == bounds
+    assert pg_session.options(env, 180_000) == bounds + " -c transaction_timeout=120000ms"
 
 
 def test_the_bounds_are_read_from_settings_and_reach_the_eventsourcing_environment() -> None:
