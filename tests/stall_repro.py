@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -49,9 +50,10 @@ def _datastore(url: str, schema: str) -> PostgresDatastore:
     )
 
 
-def _batch() -> tuple[list[StoredEvent], dict[str, object]]:
+def batch(size: int) -> tuple[list[StoredEvent], dict[str, Any]]:
+    """``size`` new subjects' first events with their key, reference and receipt rows."""
     events, keys, refs, receipts = [], [], [], []
-    for i in range(EVENTS):
+    for i in range(size):
         subject = uuid.uuid4()
         events.append(
             StoredEvent(
@@ -68,7 +70,7 @@ def _batch() -> tuple[list[StoredEvent], dict[str, object]]:
 
 
 def _round(url: str, recorder: PostgresLedgerRecorder, schema: str) -> str:
-    events, rows = _batch()
+    events, rows = batch(EVENTS)
     table = f'"{schema}".ledger_events'
     holder = psycopg.connect(url)
     if HOLD_S:

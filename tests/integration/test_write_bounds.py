@@ -5,6 +5,7 @@ path is stalled while it lasts."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from ledger.store_postgres import PostgresLedgerRecorder
 from projections.api.app import create_app, prepare
+from tests import stall_repro
 
 
 @pytest.fixture
@@ -103,3 +105,43 @@ def test_a_stalled_write_path_makes_the_api_unready(ledger: Ledger, bounded: Set
         ready = api.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["write_stalled"] is False
+
+
+def test_a_batch_larger_than_the_socket_buffer_is_saved_while_another_writer_holds_the_lock(
+    settings_db_only: Settings,
+) -> None:
+    """Issue 19's cause: the pipelined save of such a batch stalled for good (see
+    ``tests/stall_repro.py``); each statement is now sent whole before its result is read."""
+    bounded = settings_db_only  # the default write timeout: this batch must not need a retry
+    ledger = open_ledger(bounded)
+    store = ledger.store
+    assert isinstance(store, PostgresLedgerRecorder)
+    events, rows = stall_repro.batch(3_000)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            store.insert_events(events, **rows)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with psycopg.connect(bounded.require_database()) as holder:
+        _lock_events(holder, bounded.database_schema)  # an API command's save, say
+        threading.Thread(target=save, daemon=True).start()
+        time.sleep(0.5)  # the writer fills the socket while its backend waits for the lock
+        released = time.monotonic()
+        holder.rollback()
+    assert done.wait(60), "the batch stalled"
+    ledger.close()
+    print(f"\n3,000 events saved {time.monotonic() - released:.2f} s after the lock was freed")
+    assert errors == []
+    with psycopg.connect(bounded.require_database()) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.ingest_receipts").format(
+                sql.Identifier(bounded.database_schema)
+            )
+        ).fetchone()
+    assert row == (3_000,)
