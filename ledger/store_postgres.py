@@ -4,7 +4,8 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from threading import Event
 from typing import Any
 from uuid import UUID
@@ -339,8 +340,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         rows = self._fetch("SELECT position FROM {schema}.positions WHERE name = %s", [name])
         return int(rows[0]["position"]) if rows else 0
 
+    @contextmanager
+    def _watched(self) -> Iterator[Cursor[DictRow]]:
+        """A write transaction the watchdog bounds (``ledger.write_watch``)."""
+        with (
+            self.datastore.transaction(commit=True) as curs,
+            self.write_watch.writing(curs.connection.info.backend_pid),
+        ):
+            yield curs
+
     def set_position(self, name: str, position: int) -> None:
-        with self.datastore.transaction(commit=True) as curs:
+        with self._watched() as curs:
             curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.positions (name, position) VALUES (%s, %s) "
@@ -353,7 +363,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         rows = [(outcome, reason, n) for (outcome, reason), n in sorted(counts.items()) if n]
         if not rows:
             return
-        with self.datastore.transaction(commit=True) as curs:
+        with self._watched() as curs:
             curs.executemany(
                 self._sql(
                     "INSERT INTO {schema}.ingest_counts (outcome, reason, count) "
