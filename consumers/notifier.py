@@ -29,7 +29,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from consumers.ingest import RETRYABLE
-from ledger import avro
+from ledger import avro, pg_session
 from ledger.application import Ledger
 from ledger.backoff import Backoff
 from ledger.crypto import KeyEncryptionKey
@@ -186,7 +186,10 @@ def open_notifier(settings: Settings, ledger: Ledger, **consumer_overrides: Any)
         settings.require_database(),
         min_size=1,
         max_size=4,
-        kwargs={"connect_timeout": 10},
+        kwargs={
+            "connect_timeout": 10,
+            **pg_session.connection_kwargs(settings.eventsourcing_env()),
+        },
         check=ConnectionPool.check_connection,
         open=True,
         name="notifier",

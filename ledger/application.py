@@ -34,6 +34,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
+from ledger import pg_session
 from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
 from ledger.contract import Command
 from ledger.crypto import KeyEncryptionKey
@@ -78,8 +79,13 @@ class LedgerReader(Application[UUID]):
         factory = self.factory
         if not isinstance(factory, PostgresFactory):
             return InMemoryLedgerRecorder()
-        recorder = PostgresLedgerRecorder(factory.datastore, events_table_name="ledger_events")
+        write_ms = int(self.env.get(pg_session.WRITE_TIMEOUT_MS) or 60_000)
+        recorder = PostgresLedgerRecorder(
+            factory.datastore, events_table_name="ledger_events", write_timeout_s=write_ms / 1000
+        )
         with _schema_lock(factory.datastore) as conn:
+            pg_session.configure(factory.datastore.pool.kwargs, self.env, conn.info.server_version)
+            factory.datastore.pool.drain()  # connections made before get the options too
             schema = Identifier(factory.datastore.schema)
             conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
             recorder.create_table()

@@ -24,11 +24,12 @@ from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger import kafka_security
+from ledger import kafka_security, pg_session
 from ledger import kek as kek_config
 from ledger.kafka_security import KafkaSecurity
 from ledger.secret_files import SettingError, secret
 
+_MS = timedelta(milliseconds=1)
 DEFAULT_DATA_DIR = ".ledger"
 DEV_STATE_FILE = "dev.json"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -91,6 +92,12 @@ class Settings:
     # keeps serving with /readyz at 503 before it stops accepting connections.
     shutdown_grace: timedelta = timedelta(seconds=20)
     shutdown_drain: timedelta = timedelta(0)
+    # Bounds of the ledger's PostgreSQL sessions (``ledger.pg_session``, ``ledger.write_watch``):
+    # a write transaction open longer than ``write_timeout`` is ended and its batch run again.
+    write_timeout: timedelta = timedelta(seconds=60)
+    statement_timeout: timedelta = timedelta(seconds=30)
+    lock_timeout: timedelta = timedelta(seconds=10)
+    idle_transaction_timeout: timedelta = timedelta(seconds=10)
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -133,9 +140,14 @@ class Settings:
             "POSTGRES_SCHEMA": self.database_schema,
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
-            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_LOCK_TIMEOUT": str(int(self.lock_timeout.total_seconds())),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(
+                int(self.idle_transaction_timeout.total_seconds())
+            ),
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "CREATE_TABLE": "y",
+            pg_session.STATEMENT_TIMEOUT_MS: str(int(self.statement_timeout / _MS)),
+            pg_session.WRITE_TIMEOUT_MS: str(int(self.write_timeout / _MS)),
         }
 
 
@@ -331,6 +343,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         shutdown_drain=_duration(
             "LEDGER_SHUTDOWN_DRAIN", env.get("LEDGER_SHUTDOWN_DRAIN"), timedelta(0), zero=True
+        ),
+        write_timeout=_duration(
+            "LEDGER_WRITE_TIMEOUT", env.get("LEDGER_WRITE_TIMEOUT"), timedelta(seconds=60)
+        ),
+        statement_timeout=_duration(
+            "LEDGER_STATEMENT_TIMEOUT", env.get("LEDGER_STATEMENT_TIMEOUT"), timedelta(seconds=30)
+        ),
+        lock_timeout=_duration(
+            "LEDGER_LOCK_TIMEOUT", env.get("LEDGER_LOCK_TIMEOUT"), timedelta(seconds=10)
+        ),
+        idle_transaction_timeout=_duration(
+            "LEDGER_IDLE_TRANSACTION_TIMEOUT",
+            env.get("LEDGER_IDLE_TRANSACTION_TIMEOUT"),
+            timedelta(seconds=10),
         ),
     )
 

@@ -4,13 +4,19 @@ reference and receipt tables, written in the events' own transaction (see ``ledg
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from threading import Event
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
@@ -20,6 +26,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from ledger.integrity import chain_postgres
 from ledger.integrity.chain import Link
 from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.write_watch import WriteWatch
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
@@ -74,6 +81,16 @@ EXCEPTION WHEN duplicate_object THEN NULL;
 END $ledger$"""
 
 DDL_ATTEMPTS = 5
+# The server ended the session for a timeout (``ledger.pg_session``): retried like a lost one.
+_SESSION_ENDED = (
+    psycopg.errors.TransactionTimeout,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as one list per column, the parameters of an ``unnest`` insert."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
@@ -84,11 +101,27 @@ def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     return psycopg.connect(**kwargs, autocommit=True)
 
 
+def backend_terminator(datastore: PostgresDatastore) -> Callable[[int], bool]:
+    """Ends a stalled writer's session from a connection of its own (``ledger.write_watch``)."""
+
+    def terminate(pid: int) -> bool:
+        with connect_direct(datastore) as conn:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+        return bool(row and row[0])
+
+    return terminate
+
+
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     def __init__(
-        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        write_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self.write_watch = WriteWatch(write_timeout_s, backend_terminator(datastore))
         self._listener: psycopg.Connection[Any] | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
         self.schema_name = datastore.schema
@@ -144,10 +177,29 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         transaction that commits only if every statement succeeded. (The inherited method
         defers a Python exception until after its transaction has committed; here any
         exception rolls back.) The links are computed under the event table lock that
-        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``)."""
+        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``).
+
+        **No pipeline mode.** Every statement is sent whole before its result is awaited, and
+        each table gets one statement however large the batch (``unnest`` of arrays). In
+        pipeline mode psycopg (3.3) may stop sending with part of a large batch still in
+        libpq's buffer, then wait for results the server never flushes: the backend sat
+        "active / ClientRead" holding the event table's lock until killed (issue 19,
+        ``tests/stall_repro.py``). The transaction is watched (``ledger.write_watch``); a
+        session the server ended for a timeout is an ``OperationalError``, so the batch is
+        retried like one whose session the watchdog terminated."""
+        try:
+            return self._insert_batch(stored_events, **kwargs)
+        except InternalError as exc:
+            if isinstance(exc.__cause__, _SESSION_ENDED):
+                raise OperationalError(str(exc)) from exc
+            raise
+
+    def _insert_batch(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         with (
             self.datastore.get_connection() as conn,
-            conn.pipeline() as pipeline,  # one round trip for all statements
+            self.write_watch.writing(conn.info.backend_pid),
             conn.transaction(),
             conn.cursor() as curs,
         ):
@@ -155,7 +207,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if not stored_events:
                 return []
             self._insert_stored_events(curs, stored_events, **kwargs)
-            pipeline.sync()  # constraint violations raise here, inside the transaction
             ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             assert ids is not None
             chain_postgres.append(curs, self.schema, stored_events, ids)
@@ -174,29 +225,35 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         if new_keys:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_keys (subject_id, tenant, kek_id, wrapped) "
-                    "VALUES (%s, %s, %s, %s)"
+                    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])"
                 ),
-                [(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys],
+                _columns([(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys], 4),
             )
         if new_refs:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_refs (tenant, digest, subject_id) "
-                    "VALUES (%s, %s, %s)"
+                    "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
                 ),
-                [(r.tenant, r.digest, r.subject_id) for r in new_refs],
+                _columns([(r.tenant, r.digest, r.subject_id) for r in new_refs], 3),
             )
         if receipts:
-            curs.executemany(
+            curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.ingest_receipts "
                     "(tenant, event_id, originator_id, originator_version) "
-                    "VALUES (%s, %s, %s, %s)"
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[])"
                 ),
-                [(r.tenant, r.event_id, r.originator_id, r.originator_version) for r in receipts],
+                _columns(
+                    [
+                        (r.tenant, r.event_id, r.originator_id, r.originator_version)
+                        for r in receipts
+                    ],
+                    4,
+                ),
             )
         for gone in shredded:  # last: a subject new in this batch may be erased in it too
             self._shred(curs, gone)
@@ -216,7 +273,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         )
 
     def shred(self, subjects: Sequence[Shredded]) -> None:
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            self.write_watch.writing(conn.info.backend_pid),
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
             for gone in subjects:
                 self._shred(curs, gone)
 
@@ -303,8 +365,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         rows = self._fetch("SELECT position FROM {schema}.positions WHERE name = %s", [name])
         return int(rows[0]["position"]) if rows else 0
 
+    @contextmanager
+    def _watched(self) -> Iterator[Cursor[DictRow]]:
+        """A write transaction the watchdog bounds (``ledger.write_watch``)."""
+        with (
+            self.datastore.transaction(commit=True) as curs,
+            self.write_watch.writing(curs.connection.info.backend_pid),
+        ):
+            yield curs
+
     def set_position(self, name: str, position: int) -> None:
-        with self.datastore.transaction(commit=True) as curs:
+        with self._watched() as curs:
             curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.positions (name, position) VALUES (%s, %s) "
@@ -317,7 +388,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         rows = [(outcome, reason, n) for (outcome, reason), n in sorted(counts.items()) if n]
         if not rows:
             return
-        with self.datastore.transaction(commit=True) as curs:
+        with self._watched() as curs:
             curs.executemany(
                 self._sql(
                     "INSERT INTO {schema}.ingest_counts (outcome, reason, count) "
@@ -371,6 +442,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         return True
 
     def close_connections(self) -> None:
+        self.write_watch.close()
         for conn in (self._listener, self._lock_conn):
             if conn is not None:
                 conn.close()

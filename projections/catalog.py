@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from eventsourcing.postgres import PostgresDatastore
 
+from ledger import pg_session
 from ledger.settings import Settings
 from ledger.store_postgres import connect_direct
 from projections.consent import ConsentView
@@ -52,10 +53,14 @@ def open_view(
         pool_size=1,
         max_overflow=2,
         lock_timeout=int(env["POSTGRES_LOCK_TIMEOUT"]),
+        idle_in_transaction_session_timeout=float(
+            env["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"]
+        ),
         schema=schema,
     )
     view = view_class(name)(datastore, settings)
     with connect_direct(datastore) as conn:  # processes starting together race on DDL
+        pg_session.configure(datastore.pool.kwargs, env, conn.info.server_version)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"ledger:{schema}"])
         view.create_table()
     return view

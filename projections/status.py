@@ -54,3 +54,19 @@ def parse_status(row: dict[str, Any]) -> list[ViewStatus]:
         ViewStatus(name, int(row[name] or 0), head, bool(row[name + "_rebuilding"]))
         for name in VIEWS
     ]
+
+
+def oldest_write_query(settings: Settings) -> Composed:
+    """Seconds the oldest open write transaction on the ledger's event table has been open
+    (0 if none), as ``age``: every process's writers, whether they hold the table's lock or
+    wait for it (``ledger.write_watch`` ends a writer past ``LEDGER_WRITE_TIMEOUT``). The
+    role must see the writers' sessions in ``pg_stat_activity`` (its own do; others' need
+    ``pg_read_all_stats``)."""
+    table = f'"{settings.database_schema}".ledger_events'
+    return SQL(
+        "SELECT coalesce(extract(epoch FROM now() - min(a.xact_start)), 0)::float8 AS age "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'relation' AND l.relation = to_regclass({}) "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND l.mode IN ('ExclusiveLock', 'RowExclusiveLock') AND a.xact_start IS NOT NULL"
+    ).format(Literal(table))

@@ -9,6 +9,8 @@ Rules every view keeps:
 - **A schema per view.** A view's tables live in ``<ledger schema>_<view name>``. A rebuild
   fills ``..._rebuild`` from the first event and swaps the two schemas in one transaction,
   so readers see the old view or the new one, never a half-built one.
+- **Bounded.** The batch's transaction is watched (``ledger.write_watch``): open past
+  ``LEDGER_WRITE_TIMEOUT``, its session is terminated and the batch is applied again.
 - **No plaintext personal data.** Personal columns hold the event's sealed value
   (:meth:`Sealed.to_bytes`); they open only with the subject's key, which the view never has.
 """
@@ -27,6 +29,8 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.domain.values import Sealed
 from ledger.settings import Settings
+from ledger.store_postgres import backend_terminator
+from ledger.write_watch import WriteWatch
 
 APPLICATION_NAME = "Ledger"  # the tracked application: LedgerReader.name
 REBUILD_SUFFIX = "_rebuild"
@@ -51,6 +55,9 @@ class View(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, settings: Settings) -> None:
         super().__init__(datastore, tracking_table_name="tracking")
         self.settings = settings
+        self.write_watch = WriteWatch(
+            settings.write_timeout.total_seconds(), backend_terminator(datastore)
+        )
         self.schema = Identifier(datastore.schema)
         self.sql_create_statements.insert(
             0, SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema)
@@ -103,6 +110,7 @@ class View(PostgresTrackingRecorder):
         Returns the position after the batch."""
         with (
             self.datastore.get_connection() as conn,
+            self.write_watch.writing(conn.info.backend_pid),
             conn.transaction(),
             conn.cursor() as curs,
         ):

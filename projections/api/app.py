@@ -4,7 +4,8 @@
 before the server accepts requests; ``create_app`` wires routes, errors, metrics and the
 connection pool. Liveness (``/healthz``) says the process answers; readiness (``/readyz``)
 says the database answers, every projection is within ``LEDGER_READY_MAX_LAG`` events of
-the ledger, no projection is being rebuilt, and the server is not stopping
+the ledger, no projection is being rebuilt, no write transaction has been open longer than
+``LEDGER_WRITE_TIMEOUT`` (the write path is not stalled), and the server is not stopping
 (``app.state.stopping``, set by ``ledger serve`` when a stop signal arrives).
 """
 
@@ -43,7 +44,7 @@ from projections.api.writer import LedgerWriter
 from projections.catalog import VIEWS, open_view
 from projections.queries import Queries
 from projections.replay.registry import Replays
-from projections.status import parse_status, status_query
+from projections.status import oldest_write_query, parse_status, status_query
 
 
 def prepare(settings: Settings) -> None:
@@ -121,7 +122,8 @@ def _health_routes(app: FastAPI, settings: Settings) -> None:
     @app.get("/readyz", tags=["operations"], response_model=Readiness)
     async def readyz() -> JSONResponse:
         """Ready when the database answers, every projection is within the lag limit, none
-        is being rebuilt and the server is not stopping.
+        is being rebuilt, no write has been open past ``LEDGER_WRITE_TIMEOUT`` and the server
+        is not stopping.
 
         A rebuild leaves the live view answering, so this is a choice: while an operator
         rebuilds a view, its answers may change at the swap and the rebuild loads the database,
@@ -132,15 +134,23 @@ def _health_routes(app: FastAPI, settings: Settings) -> None:
         async with ctx.connection() as conn:
             cur = await conn.execute(status_query(settings))
             row = await cur.fetchone()
-        assert row is not None
+            cur = await conn.execute(oldest_write_query(settings))
+            oldest = await cur.fetchone()
+        assert row is not None and oldest is not None
         views = parse_status(row)
         stopping = bool(app.state.stopping)
-        ready = not stopping and all(
-            v.lag <= settings.ready_max_lag and not v.rebuilding for v in views
+        write_age = float(oldest["age"])
+        stalled = write_age > settings.write_timeout.total_seconds()
+        ready = (
+            not stopping
+            and not stalled
+            and all(v.lag <= settings.ready_max_lag and not v.rebuilding for v in views)
         )
         body = Readiness(
             ready=ready,
             stopping=stopping,
+            oldest_write_s=round(write_age, 3),
+            write_stalled=stalled,
             head=views[0].head if views else 0,
             max_lag=settings.ready_max_lag,
             projections=[

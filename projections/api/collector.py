@@ -12,7 +12,7 @@ from psycopg.rows import DictRow, dict_row
 
 from ledger.settings import Settings
 from projections.catalog import live_schema
-from projections.status import parse_status, status_query
+from projections.status import oldest_write_query, parse_status, status_query
 
 
 class LedgerCollector:
@@ -20,7 +20,8 @@ class LedgerCollector:
     events recorded (their rate is the ingest rate), ingest outcomes by reason, each
     projection's position and lag, unsettled and overdue erasure requests per tenant, how far
     each relay is behind, how many events no signed checkpoint covers yet and when the last
-    was signed, and erasure webhooks waiting or given up per tenant."""
+    was signed, erasure webhooks waiting or given up per tenant, and how long the oldest open
+    write transaction has been open."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -31,6 +32,7 @@ class LedgerCollector:
         try:
             status, counts, erasures = self._read()
             operations = list(self._operations(status[0].head if status else 0))
+            writes = list(self._writes())
         except psycopg.Error:
             self._conn = None
             up.add_metric([], 0)
@@ -62,6 +64,18 @@ class LedgerCollector:
         yield position
         yield from _erasure_metrics(erasures)
         yield from operations
+        yield from writes
+
+    def _writes(self) -> Iterator[Metric]:
+        assert self._conn is not None
+        row = self._conn.execute(oldest_write_query(self._settings)).fetchone()
+        assert row is not None
+        age = GaugeMetricFamily(
+            "ledger_write_transaction_age_seconds",
+            "How long the oldest open write transaction on the ledger has been open (0: none).",
+        )
+        age.add_metric([], float(row["age"]))
+        yield age
 
     def _operations(self, head: int) -> Iterator[Metric]:
         """Relay lag, checkpoint coverage and webhook backlog; tables a process has not

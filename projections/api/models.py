@@ -209,3 +209,7 @@ class Readiness(BaseModel):
     max_lag: int
     projections: list[ViewState]
     stopping: bool = False  # the server is shutting down: not ready, whatever the views say
+    # Seconds the oldest open write transaction on the ledger has been open; past
+    # LEDGER_WRITE_TIMEOUT the write path is stalled and the API is not ready.
+    oldest_write_s: float = 0.0
+    write_stalled: bool = False
