@@ -76,12 +76,12 @@ def test_three_nodes_keep_serving_when_the_leader_dies(kafka_cluster3: ApacheKaf
 def test_a_frozen_node_drops_out_and_returns_when_thawed(kafka_cluster3: ApacheKafka) -> None:
     cluster = kafka_cluster3
     cluster.pause(2)
-    wait_until(lambda: 2 not in cluster.brokers(), timeout=60, what="node 2 to be fenced")
+    wait_until(lambda: 2 not in cluster.brokers(), timeout=90, what="node 2 to be fenced")
     assert cluster.running(2)  # frozen, not dead
 
     cluster.resume(2)
 
-    wait_until(lambda: cluster.brokers() == {0, 1, 2}, timeout=60, what="node 2 to return")
+    wait_until(lambda: cluster.brokers() == {0, 1, 2}, timeout=90, what="node 2 to return")
 
 
 def test_stop_is_idempotent_and_leaves_nothing_behind() -> None:
