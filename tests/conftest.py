@@ -1,8 +1,12 @@
 """Fixtures shared by every test tier.
 
 Services come from the environment when it names them (``LEDGER_TEST_DATABASE_URL``,
-``LEDGER_TEST_KAFKA_BOOTSTRAP``), else from the embedded servers ``ledger dev`` uses. A
-service that cannot be had skips the test loudly on a laptop and fails it on CI (``CI=true``).
+``LEDGER_TEST_KAFKA_BOOTSTRAP``), else from servers the tests start: an embedded PostgreSQL, and
+the broker ``LEDGER_TEST_KAFKA`` names — ``tansu`` (the default: the embedded development
+broker) or ``apache`` (Apache Kafka, one node, from ``ledger.kafka.apache``). Tests marked
+``apache_kafka`` use Apache Kafka whatever ``LEDGER_TEST_KAFKA`` says, through the
+``apache_kafka`` (one node) and ``kafka_cluster3`` (three nodes) fixtures. A service that cannot
+be had skips the test loudly on a laptop and fails it on CI (``CI=true``).
 Each test gets its own database schema, topics, consumer group and keys, so tests never see
 each other's data and the developer's own environment never leaks in.
 """
@@ -24,14 +28,19 @@ from psycopg import sql
 
 from ledger.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.kafka.admin import broker_reachable, default_partitions, ensure_topics
+from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.settings import Settings, Topics, load
 
 TESTS_DIR = Path(__file__).resolve().parent
 _TIER_MARKERS = {"integration": "integration", "e2e": "e2e"}
+_APACHE_FIXTURES = {"apache_kafka", "kafka_cluster3"}
+KAFKA_ENGINES = ("tansu", "apache")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if _APACHE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.apache_kafka)
         try:
             tier = item.path.resolve().relative_to(TESTS_DIR).parts[0]
         except ValueError:
@@ -89,9 +98,22 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+def kafka_engine() -> str:
+    """The broker ``kafka_bootstrap`` starts: ``LEDGER_TEST_KAFKA`` (tansu or apache)."""
+    engine = (os.environ.get("LEDGER_TEST_KAFKA") or "tansu").strip().lower()
+    if engine not in KAFKA_ENGINES:
+        raise pytest.UsageError(
+            f"LEDGER_TEST_KAFKA={engine!r}: expected one of {', '.join(KAFKA_ENGINES)}"
+        )
+    return engine
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Kafka bootstrap list: ``LEDGER_TEST_KAFKA_BOOTSTRAP`` if set, else an embedded broker."""
+def kafka_bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Kafka bootstrap list: ``LEDGER_TEST_KAFKA_BOOTSTRAP`` if set, else a broker started
+    here — Tansu, or Apache Kafka with ``LEDGER_TEST_KAFKA=apache``."""
     configured = os.environ.get("LEDGER_TEST_KAFKA_BOOTSTRAP")
     if configured:
         if not broker_reachable(configured, timeout_s=10.0):
@@ -99,6 +121,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "Kafka", f"LEDGER_TEST_KAFKA_BOOTSTRAP={configured} serves no cluster metadata"
             )
         yield configured
+        return
+    if kafka_engine() == "apache":
+        cluster: ApacheKafka = request.getfixturevalue("apache_kafka")
+        yield cluster.bootstrap
         return
     broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("embedded-broker") / "tansu.log")
     try:
@@ -109,6 +135,45 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+
+
+def _start_apache(nodes: int, home: Path) -> ApacheKafka:
+    cluster = ApacheKafka(nodes, data_dir=home)
+    try:
+        cluster.start()
+    except ApacheKafkaMissing as exc:
+        require_service("Apache Kafka", str(exc))
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """One Apache Kafka node for the session, shared: a test must not stop or freeze it (use
+    ``kafka_cluster3`` for that). Also the broker of ``kafka_bootstrap`` when
+    ``LEDGER_TEST_KAFKA=apache``."""
+    cluster = _start_apache(1, tmp_path_factory.mktemp("apache-kafka"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _kafka_cluster3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    cluster = _start_apache(3, tmp_path_factory.mktemp("apache-kafka-3"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kafka_cluster3(_kafka_cluster3_session: ApacheKafka) -> Iterator[ApacheKafka]:
+    """Three Apache Kafka nodes (ids 0, 1, 2), shared by the session: a test may kill, stop,
+    freeze or restart nodes; whatever it left down is brought back up after it."""
+    cluster = _kafka_cluster3_session
+    yield cluster
+    cluster.heal()
 
 
 @pytest.fixture
