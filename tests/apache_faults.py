@@ -4,34 +4,17 @@ in-sync replicas of a topic, and waits that keep supervising the ledger's proces
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
-from collections.abc import Iterator
 from collections import Counter
 from typing import Any
 
-import pytest
+from kafka.errors import KafkaError
 
-from ledger.kafka.admin import admin_client, default_partitions, ensure_topics
+from ledger.kafka.admin import BrokerUnavailable, admin_client, default_partitions, ensure_topics
 from ledger.kafka.apache import ApacheKafka
 from ledger.settings import Topics
 from tests.faults import Ledger, Supervisor, wait_for
-
-# kafka-python 3.0.12 drops the socket of a refused connection attempt (kafka/net/inet.py,
-# sock_connect raises without closing it), so clients in the test process that retry a dead
-# node leave sockets for the garbage collector. They are collected at the end of each test
-# (``collect_leaked_sockets``) and their ResourceWarning ignored there, not everywhere.
-LEAKED_SOCKETS = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture
-def collect_leaked_sockets() -> Iterator[None]:
-    yield
-    gc.collect()
-
 
 MIN_INSYNC = "2"  # with three replicas and acks=all: one broker may be lost, not two
 
@@ -60,7 +43,7 @@ def partitions(cluster: ApacheKafka, topic: str) -> list[dict[str, Any]]:
             try:
                 with admin_client(cluster.node_bootstrap(node), timeout_s=5.0) as admin:
                     return list(admin.describe_topics([topic])[0]["partitions"])
-            except Exception:  # that node is going away; ask the next one
+            except (BrokerUnavailable, KafkaError, OSError):  # going away: ask the next one
                 continue
         time.sleep(0.2)
     raise AssertionError(f"no node described {topic} within 30 s")
@@ -68,9 +51,7 @@ def partitions(cluster: ApacheKafka, topic: str) -> list[dict[str, Any]]:
 
 def replicated(cluster: ApacheKafka, topics: list[str]) -> bool:
     """Every partition of ``topics`` has all three replicas in sync again."""
-    return all(
-        len(p["isr_nodes"]) == cluster.size for t in topics for p in partitions(cluster, t)
-    )
+    return all(len(p["isr_nodes"]) == cluster.size for t in topics for p in partitions(cluster, t))
 
 
 def leaders(cluster: ApacheKafka, topic: str) -> dict[int, int]:

@@ -82,7 +82,8 @@ def explain(exc: BaseException) -> str:
         )
     if cause is not None:
         return f"the TLS handshake with the broker failed: {_reason(cause)}"
-    return _first_line(f"{type(exc).__name__}: {exc}")
+    text, name = str(exc), type(exc).__name__
+    return _first_line(text if text.startswith(name) else f"{name}: {text}")
 
 
 def _telling(exc: BaseException) -> bool:

@@ -32,8 +32,6 @@ from ledger.kafka.apache import ApacheKafka
 from ledger.settings import Settings, Topics, load
 from tests import builders as b
 from tests.apache_faults import (
-    LEAKED_SOCKETS,
-    collect_leaked_sockets,
     MIN_INSYNC,
     durable_topics,
     exactly_once,
@@ -44,17 +42,21 @@ from tests.apache_faults import (
     seconds,
     settled,
 )
-from tests.e2e.test_faults import _audits, _consumer_timeouts, _prepare, _read_ledger_topic, _verdict
+from tests.e2e.test_faults import (
+    _audits,
+    _consumer_timeouts,
+    _prepare,
+    _read_ledger_topic,
+    _verdict,
+)
 from tests.faults import WORKING, Ledger, Producer, Supervised, Supervisor, summary, wait_for
 from tests.webhook_receivers import Receivers, receivers
 
-__all__ = ["collect_leaked_sockets", "receivers"]  # fixtures
+__all__ = ["receivers"]  # fixture
 pytestmark = [
     pytest.mark.apache_kafka,
     pytest.mark.faults,
     pytest.mark.timeout(300),
-    LEAKED_SOCKETS,
-    pytest.mark.usefixtures("collect_leaked_sockets"),
 ]
 
 RATE = 150.0  # events a second
@@ -318,7 +320,9 @@ def test_relay_and_notifier_carry_on_through_a_frozen_ledger_leader(
         run.start()
         wait_for(lambda: inbox.received, 60, "a first webhook", run.supervisor.pause)
         wait_for(
-            lambda: replicated(cluster, [topics.ledger]), 60, "replicas in sync",
+            lambda: replicated(cluster, [topics.ledger]),
+            60,
+            "replicas in sync",
             run.supervisor.pause,
         )
         leader = leaders(cluster, topics.ledger)[0]
@@ -335,7 +339,9 @@ def test_relay_and_notifier_carry_on_through_a_frozen_ledger_leader(
         finished = run.finish()
         erasures = set(run.producer.erasures)
         wait_for(
-            lambda: _delivered(inbox) >= erasures, 60, "every erasure delivered",
+            lambda: _delivered(inbox) >= erasures,
+            60,
+            "every erasure delivered",
             run.supervisor.pause,
         )
         time.sleep(2.0)  # a doubled delivery would arrive now

@@ -28,22 +28,20 @@ from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.kafka_security import KafkaSecurity
 from ledger.settings import Topics, load
 from tests import builders as b
-from tests.apache_faults import LEAKED_SOCKETS, collect_leaked_sockets, exactly_once
+from tests.apache_faults import exactly_once
 from tests.conftest import require_service
-from tests.e2e.test_faults import _audits, _prepare, _read_ledger_topic, _verdict
 from tests.e2e.test_erasure_everywhere import Api
+from tests.e2e.test_faults import _audits, _prepare, _read_ledger_topic, _verdict
 from tests.e2e.test_processes import Process, ledger_command
 from tests.faults import Ledger, Producer, Supervised, Supervisor, summary, wait_for
 from tests.kafka_tls import LISTENER, Pki, add_scram, broker_properties, client_environ, make_pki
 from tests.webhook_receivers import Receivers, receivers
 
-__all__ = ["collect_leaked_sockets", "receivers"]  # fixtures
+__all__ = ["receivers"]  # fixture
 pytestmark = [
     pytest.mark.apache_kafka,
     pytest.mark.e2e,
     pytest.mark.timeout(240),
-    LEAKED_SOCKETS,
-    pytest.mark.usefixtures("collect_leaked_sockets"),
 ]
 
 USER, PASSWORD = "ledger", f"pw-{uuid.uuid4().hex}"
@@ -141,8 +139,10 @@ def test_every_process_works_over_sasl_ssl(
         time.sleep(5.0)
         producer.stop()
         wait_for(
-            lambda: all(exactly_once(db, producer.event_ids)[2][i] for i in producer.event_ids)
-            and db.relay() >= db.head(),
+            lambda: (
+                all(exactly_once(db, producer.event_ids)[2][i] for i in producer.event_ids)
+                and db.relay() >= db.head()
+            ),
             60,
             "every event recorded and published",
             supervisor.pause,
@@ -164,7 +164,7 @@ def test_every_process_works_over_sasl_ssl(
             if p.process is not None and p.process.proc.poll() is None:
                 p.process.kill()
         client.close()
-    missing, doubled, recorded = exactly_once(db, producer.event_ids)
+    missing, doubled, _ = exactly_once(db, producer.event_ids)
     notification_ids = db.notification_ids()
     topic = _read_ledger_topic(settings, len(notification_ids))
     problems = topic.problems(notification_ids)
