@@ -13,8 +13,10 @@ backup, but the topic still has them. Rules this reader keeps:
   is applied (:meth:`ErasureJournal.save`), so every erasure before a saved offset is known to
   be in this database.
 - **The end of a partition is the high watermark of fetch responses** — not ListOffsets,
-  which the development broker answers wrongly. Reading stops when every partition has
-  reached its high watermark, so a run with nothing new costs one fetch round trip.
+  which the development broker (Tansu) answers wrongly. Apache Kafka answers it right
+  (``tests/integration/test_apache_kafka.py``); the high watermark is right on both. Reading
+  stops when every partition has reached its high watermark, so a run with nothing new costs
+  one fetch round trip.
 - **A saved offset beyond a partition's end** means the topic was recreated or truncated:
   that partition is read again from its beginning.
 - **Nothing that might be an erasure is skipped.** Records are filtered by their

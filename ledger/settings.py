@@ -47,6 +47,28 @@ class Topics:
 
 
 @dataclass(frozen=True)
+class TopicReplication:
+    """How the topics the ledger creates are replicated (``LEDGER_KAFKA_REPLICATION_FACTOR``,
+    ``LEDGER_KAFKA_MIN_INSYNC_REPLICAS``); None means derived from the cluster's size."""
+
+    factor: int | None = None
+    min_insync: int | None = None
+
+    def resolve(self, brokers: int) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) on a cluster of ``brokers`` brokers:
+        by default ``min(3, brokers)`` replicas, of which 2 must acknowledge a write where
+        there are 3 or more, else 1."""
+        factor = self.factor or min(3, max(1, brokers))
+        min_insync = self.min_insync or (2 if factor >= 3 else 1)
+        if min_insync > factor:
+            raise ConfigError(
+                f"LEDGER_KAFKA_MIN_INSYNC_REPLICAS={min_insync} exceeds the replication factor "
+                f"{factor}: no write could ever be acknowledged"
+            )
+        return factor, min_insync
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(repr=False)  # may hold a password
     database_schema: str
@@ -82,6 +104,7 @@ class Settings:
     checkpoint_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
+    kafka_replication: TopicReplication = TopicReplication()
     # TLS and SASL of every Kafka client (``ledger.kafka_security``).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Auditor replays (``projections.replay``): how long a finished one is kept.
@@ -161,6 +184,10 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {value}")
     return value
+
+
+def _optional_positive_int(name: str, raw: str | None) -> int | None:
+    return None if raw is None or raw == "" else _positive_int(name, raw, 1)
 
 
 _DURATION = re.compile(r"^(\d+)([dhms])$")
@@ -312,6 +339,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         checkpoint_key=_checkpoint_key(env),
         kafka_security=_kafka_security(env),
+        kafka_replication=TopicReplication(
+            factor=_optional_positive_int(
+                "LEDGER_KAFKA_REPLICATION_FACTOR", env.get("LEDGER_KAFKA_REPLICATION_FACTOR")
+            ),
+            min_insync=_optional_positive_int(
+                "LEDGER_KAFKA_MIN_INSYNC_REPLICAS", env.get("LEDGER_KAFKA_MIN_INSYNC_REPLICAS")
+            ),
+        ),
         checkpoint_every=_positive_int(
             "LEDGER_CHECKPOINT_EVERY", env.get("LEDGER_CHECKPOINT_EVERY"), 10_000
         ),

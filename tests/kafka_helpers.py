@@ -1,5 +1,7 @@
 """Reading topics in tests. Counts messages by consuming them: the development broker's
-"latest offset" answers are not reliable, so no test trusts ``end_offsets``."""
+(Tansu's) "latest offset" answers are not reliable, so no test that may run on it trusts
+``end_offsets``. Apache Kafka's are (``tests/integration/test_apache_kafka.py``), but the suite
+runs on both brokers."""
 
 from __future__ import annotations
 

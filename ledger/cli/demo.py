@@ -233,6 +233,7 @@ def _topics_ready(s: Settings) -> str:
             bootstrap,
             default_partitions(s.topics),
             configs=ingest_topic_configs(s.topics, s.ingest_retention),
+            replication=s.kafka_replication,
         )
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))

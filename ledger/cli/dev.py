@@ -1,6 +1,8 @@
 """``ledger dev``: the whole service on the embedded default, in one process tree.
 
-It starts a private PostgreSQL and a Kafka-compatible broker (data under ``--data-dir``), then
+It starts a private PostgreSQL and a Kafka broker (data under ``--data-dir``) — Tansu, the
+memory-only development broker, or with ``--kafka apache`` one Apache Kafka node whose data is
+kept in ``<data-dir>/kafka`` (its jars are fetched with Maven on first use) — then
 the ingest consumer, the relay, the projections and the query API as child processes,
 restarting a child that dies. Ctrl-C stops the children first (each finishes its batch), then
 the broker, then PostgreSQL. If ``ledger dev`` itself is killed, its children and the broker
@@ -23,6 +25,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +39,7 @@ from ledger.cli.keys import before_serving
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.integrity.checkpoints import new_private_key
+from ledger.kafka.apache import ApacheKafka
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare
@@ -85,6 +89,18 @@ def _write_private(path: Path, content: dict[str, str]) -> None:
     os.replace(partial, path)
 
 
+class KafkaEngine(StrEnum):
+    tansu = "tansu"
+    apache = "apache"
+
+
+def _broker(engine: KafkaEngine, data_dir: Path, port: int) -> EmbeddedBroker | ApacheKafka:
+    if engine is KafkaEngine.apache:
+        typer.echo("starting Apache Kafka (the first start fetches its jars with Maven)", err=True)
+        return ApacheKafka(1, data_dir=data_dir / "kafka", port=port)
+    return EmbeddedBroker(port=port, log_path=data_dir / "broker.log")
+
+
 def _port(requested: int) -> int:
     try:
         import socket
@@ -106,6 +122,13 @@ def dev(
     api_port: Annotated[
         int, typer.Option(help="Query API port (another is chosen if taken).")
     ] = 8600,
+    kafka: Annotated[
+        KafkaEngine,
+        typer.Option(
+            help="Broker: tansu (memory only, starts at once) or apache (Apache Kafka, Java 17, "
+            "data kept in DATA_DIR/kafka)."
+        ),
+    ] = KafkaEngine.tansu,
 ) -> None:
     """Run everything locally: PostgreSQL, a broker, ingest, relay, projections and the API."""
     data_dir = data_dir.resolve()
@@ -114,7 +137,7 @@ def dev(
     logs.configure(fmt)
     log = logs.get("dev")
     postgres = EmbeddedPostgres(data_dir / "postgres")
-    broker = EmbeddedBroker(port=_port(kafka_port), log_path=data_dir / "broker.log")
+    broker = _broker(kafka, data_dir, _port(kafka_port))
     state_file = data_dir / DEV_STATE_FILE
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:

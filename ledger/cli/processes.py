@@ -34,6 +34,7 @@ def ingest() -> None:
             bootstrap,
             {t: partitions[t] for t in (s.topics.ingest, s.topics.rejected)},
             configs=ingest_topic_configs(s.topics, s.ingest_retention),
+            replication=s.kafka_replication,
         )
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
@@ -65,10 +66,12 @@ def relay() -> None:
     try:
         bootstrap = s.require_kafka()
         created = ensure_topics(
-            bootstrap, {s.topics.ledger: default_partitions(s.topics)[s.topics.ledger]}
+            bootstrap,
+            {s.topics.ledger: default_partitions(s.topics)[s.topics.ledger]},
+            replication=s.kafka_replication,
         )
         if s.checkpoint_key is not None:
-            ensure_topics(bootstrap, {s.topics.checkpoints: 1})
+            ensure_topics(bootstrap, {s.topics.checkpoints: 1}, replication=s.kafka_replication)
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
     except KafkaError as exc:

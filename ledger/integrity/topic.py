@@ -11,8 +11,10 @@ Rules this module keeps:
 - **The Avro fields must be derived from that stored form.** Verification rebuilds the record
   from the stored state and reports ``mismatch`` where they differ, so the readable fields are
   covered by the chain too.
-- **Reading to the end** uses the high watermark of fetch responses (the development broker
-  answers ListOffsets wrongly), like ``ledger.erasure_journal``. Records are merged across
+- **Reading to the end** uses the high watermark of fetch responses (the development broker,
+  Tansu, answers ListOffsets wrongly; Apache Kafka answers it right, but the high watermark is
+  right on both, so it stays while Tansu is the development default), like
+  ``ledger.erasure_journal``. Records are merged across
   partitions by ``sequence``; a record published twice (a relay crash) counts once.
 """
 

@@ -16,7 +16,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient
 
 from ledger.kafka.connection import KafkaSecurity, connection_config
-from ledger.settings import Topics
+from ledger.settings import TopicReplication, Topics
 
 DEFAULT_PORT = 9092
 _CONFIG_REFUSED = (kafka_errors.InvalidConfigurationError, kafka_errors.PolicyViolationError)
@@ -39,7 +39,7 @@ def ingest_topic_configs(topics: Topics, retention: timedelta) -> dict[str, dict
 
 def replication_factor(brokers: int) -> int:
     """1 on a single-broker cluster, else as many replicas as brokers, at most 3."""
-    return 1 if brokers <= 1 else min(3, brokers)
+    return TopicReplication().resolve(brokers)[0]
 
 
 def ensure_topics(
@@ -49,13 +49,16 @@ def ensure_topics(
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout_s: float = 10.0,
     security: KafkaSecurity | None = None,
+    replication: TopicReplication | None = None,
 ) -> set[str]:
     """Creates the topics in ``partitions`` that do not exist yet; returns the names it created.
 
     Existing topics are left as they are (their partition count and configs are not changed).
     A topic another process creates at the same moment counts as existing, not as an error.
-    A new topic gets its ``configs`` entry (e.g. ``retention.ms``); if the broker refuses
-    that configuration, the topic is created with the broker's defaults instead.
+    A new topic is replicated as ``replication`` says (by default from the cluster's size:
+    ``min(3, brokers)`` replicas, ``min.insync.replicas`` 2 where that makes 3, else 1) and
+    gets its ``configs`` entry (e.g. ``retention.ms``) besides ``min.insync.replicas``; if the
+    broker refuses that configuration, the topic is created with the broker's defaults instead.
     """
     for name, count in partitions.items():
         if count < 1:
@@ -65,8 +68,13 @@ def ensure_topics(
         missing = {name: count for name, count in partitions.items() if name not in existing}
         if not missing:
             return set()
-        factor = replication_factor(len(admin.describe_cluster()["brokers"]))
-        created, refused = _create(admin, missing, factor, configs or {}, timeout_s)
+        brokers = len(admin.describe_cluster()["brokers"])
+        factor, min_insync = (replication or TopicReplication()).resolve(brokers)
+        wanted = {
+            name: {**(configs or {}).get(name, {}), "min.insync.replicas": str(min_insync)}
+            for name in missing
+        }
+        created, refused = _create(admin, missing, factor, wanted, timeout_s)
         if refused:
             created |= _create(admin, refused, factor, {}, timeout_s)[0]
         if created:

@@ -51,7 +51,7 @@ from ledger.kafka.apache_node import (
 )
 
 START_TIMEOUT_S = 90.0
-_ASK_TIMEOUT_S = 20.0
+_ASK_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
 
 
@@ -249,7 +249,8 @@ class ApacheKafka:
     def _ask(self, question: Callable[[Any], list[Any]]) -> list[Any]:
         """``question(admin)`` answered by a running node that is not frozen. A client routes a
         request to any node the metadata lists, also to one that just died or froze (listed
-        until the controller fences it), so failures are retried, with short timeouts."""
+        until the controller fences it; kafka-python gives a connection 10 s to set up), so
+        failures are retried for up to a minute."""
         deadline = time.monotonic() + _ASK_TIMEOUT_S
         failure: Exception | None = None
         while time.monotonic() < deadline:

@@ -23,6 +23,7 @@ from ledger.embedded import free_port
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
 from tests import builders as b
+from tests.conftest import kafka_engine
 from tests.kafka_helpers import read_topic, wait_until
 
 SUBJECTS = 1000  # four events each
@@ -149,19 +150,27 @@ def test_killed_ingest_and_relay_lose_and_duplicate_nothing(
 def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path, processes: list[Process]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    # The developer's settings stay out; where the Apache Kafka jars are cached stays in.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LEDGER_") or k.startswith("LEDGER_APACHE_KAFKA_")
+    }
     env["LEDGER_LOG_FORMAT"] = "json"
     env["LEDGER_CHECKPOINT_EVERY"] = "5"  # the demo's events make a few checkpoints
     port, api_port = free_port(), free_port()
+    engine = kafka_engine()  # `ledger dev` on the broker the suite runs on (LEDGER_TEST_KAFKA)
     dev = Process(
-        ledger_command("dev", "--kafka-port", str(port), "--api-port", str(api_port)),
+        ledger_command(
+            "dev", "--kafka", engine, "--kafka-port", str(port), "--api-port", str(api_port)
+        ),
         env,
         tmp_path / "dev.log",
         tmp_path,
     )
     processes.append(dev)
     state = tmp_path / ".ledger" / DEV_STATE_FILE
-    wait_until(state.exists, timeout=60, what="ledger dev to start")
+    wait_until(state.exists, timeout=120, what="ledger dev to start")
     assert json.loads(state.read_text())["LEDGER_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{port}"
 
     for _ in range(2):  # the demo can be run again on the same ledger
@@ -252,5 +261,8 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
 
     assert dev.stop(timeout=60) == 0
     assert not state.exists()
-    leftover = subprocess.run(["pgrep", "-f", f"tcp://127.0.0.1:{port}"], capture_output=True)
+    broker_cmdline = (
+        str(tmp_path / ".ledger" / "kafka") if engine == "apache" else f"tcp://127.0.0.1:{port}"
+    )
+    leftover = subprocess.run(["pgrep", "-f", broker_cmdline], capture_output=True)
     assert leftover.returncode == 1, "the broker outlived ledger dev"

@@ -7,8 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
 
-from ledger.kafka.admin import ensure_topics
+from ledger.kafka.admin import admin_client, ensure_topics
 from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.kafka.producer import make_producer
@@ -73,15 +74,28 @@ def test_three_nodes_keep_serving_when_the_leader_dies(kafka_cluster3: ApacheKaf
     assert cluster.brokers() == {0, 1, 2}
 
 
+def test_topics_on_three_brokers_keep_three_replicas_and_need_two_in_sync(
+    kafka_cluster3: ApacheKafka,
+) -> None:
+    topic = _topic()
+    ensure_topics(kafka_cluster3.bootstrap, {topic: 2})
+
+    with admin_client(kafka_cluster3.bootstrap) as admin:
+        (described,) = admin.describe_topics([topic])
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    assert all(len(p["replica_nodes"]) == 3 for p in described["partitions"])
+    assert configs["topic"][topic]["min.insync.replicas"]["value"] == "2"
+
+
 def test_a_frozen_node_drops_out_and_returns_when_thawed(kafka_cluster3: ApacheKafka) -> None:
     cluster = kafka_cluster3
     cluster.pause(2)
-    wait_until(lambda: 2 not in cluster.brokers(), timeout=60, what="node 2 to be fenced")
+    wait_until(lambda: 2 not in cluster.brokers(), timeout=90, what="node 2 to be fenced")
     assert cluster.running(2)  # frozen, not dead
 
     cluster.resume(2)
 
-    wait_until(lambda: cluster.brokers() == {0, 1, 2}, timeout=60, what="node 2 to return")
+    wait_until(lambda: cluster.brokers() == {0, 1, 2}, timeout=90, what="node 2 to return")
 
 
 def test_stop_is_idempotent_and_leaves_nothing_behind() -> None:
