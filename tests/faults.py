@@ -35,6 +35,7 @@ READY = {
     "ingest": ("ingest_started", 1),
     "relay": ("relay_started", 1),
     "project": ("projection_started", 3),
+    "notify": ("notifier_started", 1),
 }
 WORKING = {**READY, "ingest": ("batch_recorded", 1)}
 
@@ -159,7 +160,7 @@ class Supervised:
 
 class Supervisor:
     def __init__(self, processes: list[Supervised], rng: random.Random) -> None:
-        self.processes = {p.kind: p for p in processes}
+        self.processes = {p.log.stem: p for p in processes}  # by name: two of a kind may run
         self.rng = rng
 
     def start(self) -> None:

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from ledger import logs
 from ledger.application import Ledger
 from ledger.domain.rules import RuleViolation
+from ledger.kafka.diagnosis import explain
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
 
@@ -33,6 +34,13 @@ DATABASE_DOWN = (persistence.OperationalError, persistence.InterfaceError, psyco
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def kafka_refused(bootstrap: str, exc: Exception) -> str:
+    """The one-line start-up error of a process Kafka would not serve (a refused login, an
+    untrusted certificate): it exits with code 2 and the supervisor's restart is the retry,
+    as for an unreachable broker. Nothing was consumed, so nothing is lost."""
+    return f"cannot use Kafka at {bootstrap}: {explain(exc)}; not starting"
 
 
 def settings() -> Settings:

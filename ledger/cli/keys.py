@@ -18,6 +18,7 @@ from ledger.cli.admin import keys
 from ledger.cli.common import DATABASE_DOWN, fail, settings
 from ledger.erasure_journal import JournalUnreadable
 from ledger.kafka.admin import BrokerUnavailable
+from ledger.kafka.diagnosis import explain
 from ledger.kek import KeyRing
 from ledger.reconcile import ReconcileReport, reconcile_configured
 from ledger.rotation import (
@@ -41,7 +42,7 @@ def _reconcile(s: Settings) -> ReconcileReport:
     except UNREADABLE as exc:
         fail(
             f"cannot read the ledger topic {s.topics.ledger} to re-apply erasures "
-            f"({type(exc).__name__}: {exc}); not starting, because a database restored from "
+            f"({explain(exc)}); not starting, because a database restored from "
             "a backup must not serve an erased subject. Start again once the broker is back."
         )
     except DATABASE_DOWN as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import typer
+from kafka.errors import KafkaError
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
 from ledger.application import Ledger
 from ledger.cli import common
-from ledger.cli.common import fail, settings, stop_on_signals
+from ledger.cli.common import fail, kafka_refused, settings, stop_on_signals
 from ledger.cli.keys import before_serving
 from ledger.integrity.checkpointer import Checkpointer, table_opener
 from ledger.integrity.checkpoints import CheckpointSigner
@@ -37,6 +38,8 @@ def ingest() -> None:
         )
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    except KafkaError as exc:
+        fail(kafka_refused(bootstrap, exc))
     before_serving(s)  # a restored database learns its missing erasures before recording
     ledger = common.ledger(s)
     stop = stop_on_signals(s.shutdown_grace)
@@ -71,6 +74,8 @@ def relay() -> None:
             ensure_topics(bootstrap, {s.topics.checkpoints: 1}, replication=s.kafka_replication)
     except (ConfigError, BrokerUnavailable) as exc:
         fail(str(exc))
+    except KafkaError as exc:
+        fail(kafka_refused(bootstrap, exc))
     ledger = common.ledger(s)
     stop = stop_on_signals(s.shutdown_grace)
     producer = make_producer(bootstrap)

@@ -15,10 +15,11 @@ from uuid import UUID
 
 import psycopg
 import typer
+from kafka.errors import KafkaError
 
 from consumers.notifier import close_notifier, open_notifier, settings_kek
 from ledger.cli import common
-from ledger.cli.common import fail, stop_on_signals
+from ledger.cli.common import fail, kafka_refused, stop_on_signals
 from ledger.domain.rules import UnknownTenant
 from ledger.settings import ConfigError, Settings
 from ledger.webhooks import endpoints, listing, signing
@@ -225,6 +226,9 @@ def notify() -> None:
     except common.DATABASE_DOWN as exc:
         ledger.close()
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
+    except KafkaError as exc:
+        ledger.close()
+        fail(kafka_refused(s.require_kafka(), exc))
     stop = stop_on_signals(s.shutdown_grace)
     try:
         notifier.run(stop)

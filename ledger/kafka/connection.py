@@ -8,7 +8,8 @@ the processes', the CLI's, the benchmarks' and the producer client's alike.
 Without an explicit :class:`~ledger.kafka_security.KafkaSecurity` the ``LEDGER_KAFKA_*``
 variables of the process environment apply (the same ones ``ledger.settings.load`` checks
 at start). They are read each time a client is made, so a rotated password file is picked up
-by the next client.
+by the next client. A client that cannot connect is explained in one line by
+:func:`ledger.kafka.diagnosis.explain`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ledger.kafka import diagnosis
 from ledger.kafka_security import KafkaSecurity, from_environment
 
 __all__ = ["KafkaSecurity", "connection_config"]
@@ -24,4 +26,5 @@ __all__ = ["KafkaSecurity", "connection_config"]
 def connection_config(bootstrap: str, security: KafkaSecurity | None = None) -> dict[str, Any]:
     """kafka-python keyword arguments: ``bootstrap_servers`` and the security settings."""
     chosen = security if security is not None else from_environment(os.environ)
+    diagnosis.install()  # so a refused login or certificate can be named (``diagnosis``)
     return {"bootstrap_servers": bootstrap.split(","), **chosen.client_config()}
