@@ -39,8 +39,11 @@ KAFKA_ENGINES = ("tansu", "apache")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _APACHE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if _APACHE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.apache_kafka)
+        if "kafka_bootstrap" in fixtures:
+            item.add_marker(pytest.mark.kafka)
         try:
             tier = item.path.resolve().relative_to(TESTS_DIR).parts[0]
         except ValueError:
