@@ -17,12 +17,15 @@ from typing import NoReturn
 import psycopg
 import typer
 from eventsourcing import persistence
+from kafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from ledger import logs
 from ledger.application import Ledger
+from ledger.backoff import Backoff
 from ledger.domain.rules import RuleViolation
-from ledger.kafka.diagnosis import explain
+from ledger.kafka.admin import BrokerUnavailable, admin_client
+from ledger.kafka.diagnosis import explain, refused
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
 
@@ -37,10 +40,48 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def kafka_refused(bootstrap: str, exc: Exception) -> str:
-    """The one-line start-up error of a process Kafka would not serve (a refused login, an
-    untrusted certificate): it exits with code 2 and the supervisor's restart is the retry,
-    as for an unreachable broker. Nothing was consumed, so nothing is lost."""
+    """The one-line error of a process Kafka would not serve for another reason than a refused
+    login or certificate (those are waited out: :func:`wait_until_kafka_admits`)."""
     return f"cannot use Kafka at {bootstrap}: {explain(exc)}; not starting"
+
+
+def wait_until_kafka_admits(s: Settings) -> None:
+    """Waits, before a process uses Kafka, until the broker accepts its login and certificate.
+
+    Rules it keeps:
+
+    - **A refusal is waited out, not crashed on.** A refused SASL login or an untrusted broker
+      certificate is logged as one line (``kafka_refused``: the broker, what to check, the
+      broker's or TLS library's reason, when the next try is) and retried with backoff, so a
+      user created or a CA fixed on the broker's side is picked up without a restart loop.
+      Nothing has been read yet, so nothing can be lost by waiting.
+    - **Only refusals wait.** No broker at all, or no Kafka configured, is left to the
+      caller's own start-up error.
+    - **A stop signal while waiting exits cleanly** (code 0).
+    """
+    if not s.kafka_bootstrap:
+        return
+    stop = stop_on_signals()
+    backoff = Backoff()
+    while True:
+        try:
+            with admin_client(s.kafka_bootstrap) as admin:
+                admin.describe_cluster()  # ApiVersions alone is answered before the login
+                return
+        except KafkaError as exc:
+            if not refused(exc):
+                return
+            wait = backoff.failed()
+            log.warning(
+                "kafka_refused",
+                bootstrap=s.kafka_bootstrap,
+                reason=explain(exc),
+                retry_in_s=round(wait, 1),
+            )
+        except BrokerUnavailable:
+            return
+        if stop.wait(wait):
+            raise typer.Exit(0)
 
 
 def settings() -> Settings:

@@ -27,6 +27,7 @@ from ledger.settings import ConfigError, Settings
 def ingest() -> None:
     """Record events from the ingest topic (Kafka → ledger). Stops cleanly on Ctrl-C."""
     s = settings()
+    common.wait_until_kafka_admits(s)
     try:
         bootstrap = s.require_kafka()
         partitions = default_partitions(s.topics)
@@ -63,6 +64,7 @@ def ingest() -> None:
 def relay() -> None:
     """Publish recorded events on the ledger topic (ledger → Kafka). Stops cleanly on Ctrl-C."""
     s = settings()
+    common.wait_until_kafka_admits(s)
     try:
         bootstrap = s.require_kafka()
         created = ensure_topics(

@@ -9,7 +9,14 @@ import typer
 from psycopg.rows import dict_row
 
 from ledger.application import LedgerReader
-from ledger.cli.common import DATABASE_DOWN, fail, progress_bar, settings, stop_on_signals
+from ledger.cli.common import (
+    DATABASE_DOWN,
+    fail,
+    progress_bar,
+    settings,
+    stop_on_signals,
+    wait_until_kafka_admits,
+)
 from ledger.cli.keys import before_serving
 from ledger.runtime import open_reader
 from ledger.settings import ConfigError, Settings
@@ -37,6 +44,7 @@ def run(ctx: typer.Context, only: Names = None) -> None:
         return
     names = _names(only)
     s = settings()
+    wait_until_kafka_admits(s)
     before_serving(s)
     reader = _reader(s)
     stop = stop_on_signals(s.shutdown_grace)

@@ -25,7 +25,13 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
-from ledger.cli.common import DATABASE_DOWN, fail, settings, stop_on_signals
+from ledger.cli.common import (
+    DATABASE_DOWN,
+    fail,
+    settings,
+    stop_on_signals,
+    wait_until_kafka_admits,
+)
 from ledger.cli.keys import before_serving
 from ledger.settings import ConfigError
 
@@ -65,6 +71,7 @@ def serve(
     from projections.api.app import create_app, prepare
 
     s = settings()
+    wait_until_kafka_admits(s)
     before_serving(s)  # erasures a restored database lacks, before the first request
     try:
         prepare(s)

@@ -217,6 +217,7 @@ def attempts(
 def notify() -> None:
     """Send erasure webhooks (ledger topic → recipients and processors). Stops on Ctrl-C."""
     s = common.settings()
+    common.wait_until_kafka_admits(s)
     ledger = common.ledger(s)
     try:
         notifier = open_notifier(s, ledger)

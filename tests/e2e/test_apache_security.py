@@ -1,8 +1,8 @@
 """The ledger on an Apache Kafka listener that takes only TLS and SASL/SCRAM-SHA-512
 (``SASL_SSL``), with a CA this test makes: every process (ingest, relay, project, serve,
 notify) and the producer client configured with the README's ``LEDGER_KAFKA_*`` variables,
-end to end; and a wrong password or an untrusted certificate, which stops a process at start
-with one clear line (exit code 2: the supervisor's restart is the retry) and loses nothing.
+end to end; and a wrong password or an untrusted certificate, which a process waits out with
+one clear line per try and growing waits, losing nothing.
 Prints its figures (``pytest -m apache_kafka -s``)."""
 
 from __future__ import annotations
@@ -193,13 +193,14 @@ def test_every_process_works_over_sasl_ssl(
     assert set(stopped.values()) == {0}
 
 
-def test_a_refused_login_or_certificate_is_one_clear_line_and_loses_nothing(
+def test_a_refused_login_or_certificate_is_one_clear_line_retried_and_loses_nothing(
     secure_env: dict[str, str], secure_kafka: ApacheKafka, pki: Pki, tmp_path: Path
 ) -> None:
-    """Events wait on the ingest topic while ``ledger ingest`` is started with a user the
-    brokers do not know yet, then with a CA that did not sign the broker's certificate: each
-    time it exits with code 2 and one line that says why. Once the user exists (created
-    through the admin API, as an operator would), the same command records every event."""
+    """Events wait on the ingest topic while ``ledger ingest`` runs with a user the brokers do
+    not know yet, and another with a CA that did not sign the broker's certificate: each
+    stays up, says why in one line per try, and tries again with growing waits. Once the user
+    exists (created through the admin API, as an operator would), the waiting process records
+    every event without a restart; the distrusting one stops cleanly on SIGINT."""
     settings = load(secure_env)
     db = Ledger(
         settings.require_database(), settings.database_schema, f"relay:{settings.topics.ledger}"
@@ -219,60 +220,77 @@ def test_a_refused_login_or_certificate_is_one_clear_line_and_loses_nothing(
         "LEDGER_KAFKA_SASL_PASSWORD": LATE_PASSWORD,
     }
     untrusted = {**secure_env, "LEDGER_KAFKA_SSL_CAFILE": str(pki.other_ca)}
-    refused = _run_until_exit(late, tmp_path / "ingest-unknown-user.log")
-    distrusted = _run_until_exit(untrusted, tmp_path / "ingest-untrusted.log")
-    recorded_meanwhile = len(db.event_ids())
-
-    with admin_client(secure_kafka.bootstrap, security=KafkaSecurity()) as admin:  # PLAINTEXT
-        admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(LATE_USER, ScramMechanism.SCRAM_SHA_512, LATE_PASSWORD)]
-        )
-    ingest = Supervised("ingest", ["ingest"], late, tmp_path / "ingest.log")
-    fixed = time.monotonic()
-    ingest.start()
+    waiting = Process(ledger_command("ingest"), late, tmp_path / "ingest-unknown-user.log")
+    distrusting = Process(ledger_command("ingest"), untrusted, tmp_path / "ingest-untrusted.log")
     try:
+        started = time.monotonic()
+        wait_for(
+            lambda: len(_refusals(waiting.log)) >= 2 and len(_refusals(distrusting.log)) >= 2,
+            120,
+            "each process refused twice",
+            time.sleep,
+        )
+        refused_after = round(time.monotonic() - started, 1)
+        still_up = (waiting.proc.poll(), distrusting.proc.poll())
+        recorded_meanwhile = len(db.event_ids())
+        distrusting_code = distrusting.stop(timeout=30)
+
+        with admin_client(secure_kafka.bootstrap, security=KafkaSecurity()) as admin:
+            admin.alter_user_scram_credentials(  # over the PLAINTEXT listener
+                [
+                    UserScramCredentialUpsertion(
+                        LATE_USER, ScramMechanism.SCRAM_SHA_512, LATE_PASSWORD
+                    )
+                ]
+            )
+        fixed = time.monotonic()
         took = wait_for(
             lambda: all(db.event_ids()[i] for i in producer.event_ids),
-            90,
+            120,
             "every waiting event recorded once the user exists",
-            lambda s: (ingest.restart_if_exited(), time.sleep(s)),  # type: ignore[func-returns-value]
+            time.sleep,
         )
-        exits = ingest.exits
-        code = ingest.stop()
+        code = waiting.stop(timeout=60)
     finally:
-        if ingest.process is not None and ingest.process.proc.poll() is None:
-            ingest.process.kill()
+        for process in (waiting, distrusting):
+            if process.proc.poll() is None:
+                process.kill()
     missing, doubled, _ = exactly_once(db, producer.event_ids)
+    login, certificate = _refusals(waiting.log), _refusals(distrusting.log)
     counts = {
         "events waiting on the ingest topic": len(producer.event_ids),
-        "unknown user: exit code, seconds, stderr": refused,
-        "untrusted CA: exit code, seconds, stderr": distrusted,
+        "two refusals each after (s)": refused_after,
+        "unknown user: refusals, waits (s)": (len(login), [r["retry_in_s"] for r in login]),
+        "untrusted CA: refusals": len(certificate),
         "recorded before the user existed": recorded_meanwhile,
         "recorded after the user was created (s)": round(took, 1),
         "since the user was created (s)": round(time.monotonic() - fixed, 1),
         "missing": len(missing),
         "recorded twice": len(doubled),
-        "ingest exit code on SIGINT": code,
+        "exit codes on SIGINT (untrusted, then the waiting one)": (distrusting_code, code),
     }
     print("\napache SASL_SSL refusals:", summary(counts))
-    for outcome, says in ((refused, "refused the SASL login"), (distrusted, "not trusted")):
-        exit_code, _, lines = outcome
-        assert exit_code == 2, outcome
-        assert len(lines) == 1 and says in lines[0] and "not starting" in lines[0], lines
-        assert PASSWORD not in lines[0] and LATE_PASSWORD not in lines[0]
+    assert still_up == (None, None), "a refused process exited instead of waiting"
+    for lines, says in ((login, "refused the SASL login"), (certificate, "not trusted")):
+        assert all(says in r["reason"] for r in lines), lines
+        assert all(PASSWORD not in r["reason"] and LATE_PASSWORD not in r["reason"] for r in lines)
+    waits = [r["retry_in_s"] for r in login]
+    assert waits == sorted(waits) and waits[0] < waits[-1], waits  # backing off
+    assert not _non_json(waiting.log) and not _non_json(distrusting.log)
     assert recorded_meanwhile == 0
-    assert not exits, exits
-    assert not missing and not doubled and code == 0
+    assert not missing and not doubled
+    assert (distrusting_code, code) == (0, 0)
 
 
-def _run_until_exit(env: dict[str, str], log: Path) -> tuple[int, float, list[str]]:
-    """Runs ``ledger ingest`` until it exits; (exit code, seconds, its non-JSON lines)."""
-    started = time.monotonic()
-    process = Process(ledger_command("ingest"), env, log)
-    code = process.proc.wait(timeout=90)
-    process.stop()
-    lines = [x for x in log.read_text().splitlines() if x.strip() and not x.startswith("{")]
-    return code, round(time.monotonic() - started, 1), lines
+def _refusals(log: Path) -> list[dict[str, object]]:
+    """The ``kafka_refused`` lines a process logged."""
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    return [line for line in lines if line.get("event") == "kafka_refused"]
+
+
+def _non_json(log: Path) -> list[str]:
+    """Lines that are not structured logs (a traceback would be)."""
+    return [x for x in log.read_text().splitlines() if x.strip() and not x.startswith("{")]
 
 
 def _add_processor(env: dict[str, str], url: str) -> str:
