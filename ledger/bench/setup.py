@@ -26,6 +26,7 @@ from ledger.crypto import new_secret
 from ledger.crypto_ingest import IngestPublicKey
 from ledger.domain.values import LegalBasis
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from ledger.kafka.apache import ApacheKafka
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 
@@ -46,18 +47,25 @@ def catalogue() -> list[Command]:
     return [Command("PurposeDefined", env, facts, {})]
 
 
+KAFKA_ENGINES = ("tansu", "apache")
+
+
 @contextlib.contextmanager
-def services(base: Settings, *, broker: bool = True) -> Iterator[Settings]:
+def services(base: Settings, *, broker: bool = True, kafka: str = "tansu") -> Iterator[Settings]:
     """The configured database and broker, or embedded ones for the run (no broker if the
-    benchmark needs none); keys for the run."""
+    benchmark needs none): the development broker, or one Apache Kafka node with
+    ``kafka="apache"``; keys for the run."""
     with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if not base.database_url:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             postgres = stack.enter_context(EmbeddedPostgres(tmp / "pg"))
             base = base.with_overrides(database_url=postgres.url)
         if broker and not base.kafka_bootstrap:
-            embedded = stack.enter_context(EmbeddedBroker())
-            base = base.with_overrides(kafka_bootstrap=embedded.bootstrap)
+            if kafka == "apache":
+                bootstrap = stack.enter_context(ApacheKafka(1, data_dir=tmp / "kafka")).bootstrap
+            else:
+                bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
+            base = base.with_overrides(kafka_bootstrap=bootstrap)
         if base.kek is None or base.lookup_key is None:
             base = base.with_overrides(kek=new_secret(), lookup_key=new_secret())
         yield base

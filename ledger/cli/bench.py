@@ -7,17 +7,41 @@ it removes afterwards. See the modules of ``ledger.bench`` for what each one mea
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
 
 from ledger import logs
 from ledger.bench import freshness, ingest, query, replay, soak
-from ledger.bench.setup import fresh_schema, services
+from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
 from ledger.cli.common import settings as load_settings
 from ledger.settings import Settings
 
 bench = typer.Typer(help="Benchmarks that print their figures and baselines.", no_args_is_help=True)
+_engine = {"kafka": "tansu"}
+
+
+@bench.callback()
+def choose_broker(
+    kafka: Annotated[
+        str,
+        typer.Option(
+            help="Broker to start when LEDGER_KAFKA_BOOTSTRAP is unset: tansu (the development "
+            "broker) or apache (one Apache Kafka node; needs Java 17+ and Maven)."
+        ),
+    ] = "tansu",
+) -> None:
+    """Benchmarks on the configured servers, or on ones started for the run."""
+    if kafka not in KAFKA_ENGINES:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(KAFKA_ENGINES)}", param_hint="--kafka"
+        )
+    _engine["kafka"] = kafka
+
+
+def _services(s: Settings, *, broker: bool = True) -> contextlib.AbstractContextManager[Settings]:
+    return services(s, broker=broker, kafka=_engine["kafka"])
 
 
 def _settings() -> Settings:
@@ -28,7 +52,8 @@ def _settings() -> Settings:
 
 def _where(s: Settings) -> None:
     database = (s.database_url or "").split("@")[-1]
-    typer.echo(f"database {database}, broker {s.kafka_bootstrap or '(none)'}")
+    broker = f"{s.kafka_bootstrap} ({_engine['kafka']})" if s.kafka_bootstrap else "(none)"
+    typer.echo(f"database {database}, broker {broker}")
 
 
 @bench.command("ingest")
@@ -40,7 +65,7 @@ def ingest_command(
     batch: Annotated[int, typer.Option(help="Batch size (ingest max poll records).")] = 500,
 ) -> None:
     """Events/s for one save per event, the batched save, and Kafka end to end."""
-    with services(_settings()) as s:
+    with _services(_settings()) as s:
         _where(s)
         ingest.run(s, events=events, single=single, batch=batch)
 
@@ -54,7 +79,7 @@ def query_command(
 ) -> None:
     """Purpose-check latency p50/p99 through `ledger serve`, and the same SQL straight."""
     # A broker too: `ledger serve` reconciles erasures from the ledger topic before serving.
-    with services(_settings()) as base, fresh_schema(base) as s:
+    with _services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         count = max(1, int(rate * seconds))
         query.run(s, subjects=subjects, rate=rate, count=count, workers=connections)
@@ -65,7 +90,7 @@ def freshness_command(
     samples: Annotated[int, typer.Option(help="Withdrawals to time.")] = 100,
 ) -> None:
     """Time from a withdrawal produced on Kafka to the purpose check answering no."""
-    with services(_settings()) as base, fresh_schema(base) as s:
+    with _services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         freshness.run(s, samples=samples)
 
@@ -75,7 +100,7 @@ def replay_command(
     events: Annotated[int, typer.Option(help="Events in the ledger to replay.")] = 100_000,
 ) -> None:
     """Replay + verification time against the event store's raw read rate."""
-    with services(_settings(), broker=False) as base, fresh_schema(base) as s:
+    with _services(_settings(), broker=False) as base, fresh_schema(base) as s:
         _where(s)
         replay.run(s, events=events)
 
@@ -92,7 +117,7 @@ def soak_command(
     ] = None,
 ) -> None:
     """A steady load with queries for minutes: memory, lag and errors, sampled."""
-    with services(_settings()) as base, fresh_schema(base) as s:
+    with _services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         soak.run(
             s,
