@@ -161,7 +161,7 @@ async def start_replay(
 
     try:
         row = await run_in_threadpool(add)
-    except service.FutureInstant as exc:
+    except service.UnanswerableInstant as exc:
         raise BadRequest(str(exc)) from None
     _builder(request).submit(row)
     response.headers["Location"] = f"/v1/replays/{row.replay_id}"

@@ -20,7 +20,11 @@ from projections.replay.registry import ReplayRow, Replays, view_schemas
 log = get_logger("replay")
 
 
-class FutureInstant(ValueError):
+class UnanswerableInstant(ValueError):
+    """An instant no replay can be built for; the message says why."""
+
+
+class FutureInstant(UnanswerableInstant):
     pass
 
 
@@ -29,6 +33,10 @@ def start(replays: Replays, as_of: datetime, requested_by: str) -> ReplayRow:
     sweeping expired ones."""
     if as_of.tzinfo is None:
         raise ValueError("the instant needs a time zone (e.g. 2026-03-01T00:00:00Z)")
+    try:
+        as_of = as_of.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00, which is in year 0 in UTC
+        raise UnanswerableInstant("the instant is before the year 1 in UTC") from None
     if as_of > datetime.now(UTC):
         raise FutureInstant("the instant is in the future; the ledger cannot answer for it yet")
     for dropped in replays.sweep():

@@ -107,6 +107,10 @@ def test_a_replay_before_the_history_knows_nobody_and_the_future_is_refused(
     assert refused.status_code == 400 and "future" in refused.json()["detail"]
     naive = call(api, auditor, "POST", "/v1/replays", {"as_of": "2026-03-01T00:00:00"})
     assert naive.status_code == 422
+    # Found by the API fuzz: an instant in year 0 once converted to UTC was a 500.
+    year_zero = {"as_of": "0001-01-01T00:01:00.0+01:01"}
+    refused = call(api, auditor, "POST", "/v1/replays", year_zero)
+    assert refused.status_code == 400 and "year 1" in refused.json()["detail"]
 
     table = sql.Identifier(settings_db_only.database_schema, "replays")
     with psycopg.connect(settings_db_only.require_database(), autocommit=True) as conn:
