@@ -161,8 +161,10 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def _kafka_cluster3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+@pytest.fixture(scope="module")
+def _kafka_cluster3_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    # Per module, not per session: three idle JVMs would slow every later test on two cores,
+    # and a start costs about ten seconds.
     cluster = _start_apache(3, tmp_path_factory.mktemp("apache-kafka-3"))
     try:
         yield cluster
@@ -171,10 +173,10 @@ def _kafka_cluster3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def kafka_cluster3(_kafka_cluster3_session: ApacheKafka) -> Iterator[ApacheKafka]:
-    """Three Apache Kafka nodes (ids 0, 1, 2), shared by the session: a test may kill, stop,
-    freeze or restart nodes; whatever it left down is brought back up after it."""
-    cluster = _kafka_cluster3_session
+def kafka_cluster3(_kafka_cluster3_module: ApacheKafka) -> Iterator[ApacheKafka]:
+    """Three Apache Kafka nodes (ids 0, 1, 2), shared by the tests of a module: a test may
+    kill, stop, freeze or restart nodes; whatever it left down is brought back up after it."""
+    cluster = _kafka_cluster3_module
     yield cluster
     cluster.heal()
 
