@@ -25,7 +25,7 @@ from ledger.application import Ledger
 from ledger.backoff import Backoff
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.admin import BrokerUnavailable, admin_client
-from ledger.kafka.diagnosis import explain, refused
+from ledger.kafka.diagnosis import explain
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
 
@@ -50,13 +50,14 @@ def wait_until_kafka_admits(s: Settings) -> None:
 
     Rules it keeps:
 
-    - **A refusal is waited out, not crashed on.** A refused SASL login or an untrusted broker
-      certificate is logged as one line (``kafka_refused``: the broker, what to check, the
-      broker's or TLS library's reason, when the next try is) and retried with backoff, so a
-      user created or a CA fixed on the broker's side is picked up without a restart loop.
-      Nothing has been read yet, so nothing can be lost by waiting.
-    - **Only refusals wait.** No broker at all, or no Kafka configured, is left to the
-      caller's own start-up error.
+    - **A broker that answers but does not admit us is waited out, not crashed on.** A refused
+      SASL login, an untrusted broker certificate, or a broker that takes TCP connections but
+      does not complete a metadata request is logged as one line (``kafka_refused``: the
+      broker, the cause with what to check where it is known, when the next try is) and
+      retried with backoff, so a user created or a CA fixed on the broker's side is picked up
+      without a restart loop. Nothing has been read yet, so nothing is lost by waiting.
+    - **No broker at all is not waited for**: when nothing accepts a TCP connection, or no
+      Kafka is configured, the caller's own start-up error applies (exit code 2).
     - **A stop signal while waiting exits cleanly** (code 0).
     """
     if not s.kafka_bootstrap:
@@ -69,8 +70,6 @@ def wait_until_kafka_admits(s: Settings) -> None:
                 admin.describe_cluster()  # ApiVersions alone is answered before the login
                 return
         except KafkaError as exc:
-            if not refused(exc):
-                return
             wait = backoff.failed()
             log.warning(
                 "kafka_refused",

@@ -67,12 +67,6 @@ def forget() -> None:
     _RECORDER.forget()
 
 
-def refused(exc: BaseException) -> bool:
-    """Whether ``exc`` came from the broker refusing us (a SASL login or a TLS handshake),
-    as opposed to a broker that is not there or a setting that is wrong."""
-    return _telling(exc) or _RECORDER.recent() is not None
-
-
 def explain(exc: BaseException) -> str:
     """One line: what went wrong connecting to Kafka, and what to check."""
     cause = _RECORDER.recent()
