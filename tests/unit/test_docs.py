@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import SCHEMA_DIR
+from tests.settings_scan import variables_read
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 
@@ -74,3 +75,48 @@ def test_every_union_member_is_in_its_fields_row() -> None:
                 if member not in cells
             ]
     assert missing == []
+
+
+README = CONTRACT.parents[1] / "README.md"
+# Read by the code, but no setting of their own.
+NOT_SETTINGS = {
+    # Only the stem of LEDGER_DATABASE_PASSWORD_FILE: the password itself goes in the URL.
+    "LEDGER_DATABASE_PASSWORD",
+}
+
+
+def _configuration_table() -> list[str]:
+    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `LEDGER_")]
+
+
+def _documented(row: str) -> set[str]:
+    """The names a row's first cell gives: ``LEDGER_A_B`` / ``_C`` stands for ``LEDGER_A_C``
+    (``LEDGER_A_B_C`` for ``_FILE``, which is appended)."""
+    cell = row.split("|")[1]
+    names = re.findall(r"`(LEDGER_[A-Z0-9_]+|_[A-Z0-9_]+)`", cell)
+    first, found = names[0], set()
+    for name in names:
+        if not name.startswith("_"):
+            found.add(name)
+        elif name == "_FILE":
+            found.add(first + name)
+        else:
+            found.add(first.rsplit("_", 1)[0] + name)
+    return found
+
+
+def _read_by_the_code() -> set[str]:
+    ledger = CONTRACT.parents[1] / "ledger"
+    modules = ("settings.py", "kek.py", "kafka_security.py", "kafka/apache_jars.py")
+    read = variables_read(*(ledger / m for m in modules))
+    tests = variables_read(CONTRACT.parents[1] / "tests" / "conftest.py")
+    return (read | {n for n in tests if n.startswith("LEDGER_TEST_")}) - NOT_SETTINGS
+
+
+def test_the_readme_configuration_table_lists_every_variable_the_code_reads() -> None:
+    documented = set().union(*map(_documented, _configuration_table()))
+    read = _read_by_the_code()
+    assert {"LEDGER_WRITE_TIMEOUT", "LEDGER_APACHE_KAFKA_LIBS", "LEDGER_TEST_KAFKA"} <= read
+    assert sorted(read - documented) == []
+    assert sorted(documented - read) == []
