@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator
@@ -120,3 +121,42 @@ def test_the_readme_configuration_table_lists_every_variable_the_code_reads() ->
     assert {"LEDGER_WRITE_TIMEOUT", "LEDGER_APACHE_KAFKA_LIBS", "LEDGER_TEST_KAFKA"} <= read
     assert sorted(read - documented) == []
     assert sorted(documented - read) == []
+
+
+def _metrics_in_the_code() -> dict[str, set[str]]:
+    """Each metric the API exposes, as Prometheus names it (``_total`` on counters), with its
+    label names, read from the two modules that define them."""
+    api = CONTRACT.parents[1] / "projections" / "api"
+    found: dict[str, set[str]] = {}
+    for module in ("collector.py", "metrics.py"):
+        for node in ast.walk(ast.parse((api / module).read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            kind = node.func.id
+            if kind not in ("GaugeMetricFamily", "CounterMetricFamily", "Histogram"):
+                continue
+            name = ast.literal_eval(node.args[0])
+            labels = next(
+                (ast.literal_eval(k.value) for k in node.keywords if k.arg in LABEL_ARGS), ()
+            )
+            suffix = "_total" if kind == "CounterMetricFamily" else ""
+            found[name + suffix] = set(labels)
+    return found
+
+
+LABEL_ARGS = ("labels", "labelnames")
+
+
+def test_every_metric_the_readme_names_exists_with_those_labels() -> None:
+    """Every `ledger_*` name in backticks in the README is a metric; it and its labels exist,
+    and every metric the API exposes is named."""
+    metrics = _metrics_in_the_code()
+    assert "ledger_write_transaction_age_seconds" in metrics
+    named = re.findall(r"`(?:rate\()?(ledger_[a-z_]+)\)?(?:\{([^}`]*)\})?", README.read_text())
+    wrong = []
+    for name, labels in named:
+        given = {label.split("=")[0] for label in labels.split(",") if label}
+        if name not in metrics or not given <= metrics[name]:
+            wrong.append(f"{name}{{{labels}}}")
+    assert wrong == []
+    assert set(metrics) <= {name for name, _ in named}
