@@ -160,3 +160,35 @@ def test_every_metric_the_readme_names_exists_with_those_labels() -> None:
             wrong.append(f"{name}{{{labels}}}")
     assert wrong == []
     assert set(metrics) <= {name for name, _ in named}
+
+
+# Codes a RuleViolation may carry that never reach the rejected topic: the base class's, a
+# tenant registered twice (an operator's command) and the notifier's own erasure steps.
+NOT_INGEST_REASONS = {"rule_violation", "tenant_exists", "erasure_step_out_of_order"}
+
+
+def _reasons_the_ingest_can_give() -> set[str]:
+    root = CONTRACT.parents[1]
+    rules = ast.parse((root / "ledger" / "domain" / "rules.py").read_text())
+    codes = {
+        ast.literal_eval(node.value)
+        for node in ast.walk(rules)
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["code"]
+    }
+    ingest = ast.parse((root / "consumers" / "ingest.py").read_text())
+    for node in ast.walk(ingest):  # Rejection(code, detail), Outcome("rejected", code, detail)
+        name = getattr(getattr(node, "func", None), "id", None)
+        if isinstance(node, ast.Call) and name in ("Rejection", "Outcome"):
+            code = node.args[0 if name == "Rejection" else 1]
+            if isinstance(code, ast.Constant):
+                codes.add(code.value)
+    return codes - NOT_INGEST_REASONS
+
+
+def test_the_contract_reason_table_is_every_rejection_reason() -> None:
+    table = CONTRACT.read_text().split("| reason | when |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
+    reasons = _reasons_the_ingest_can_give()
+    assert {"purpose_not_consent_based", "undecodable", "internal_error"} <= reasons
+    assert sorted(reasons ^ documented) == []
