@@ -1,4 +1,5 @@
-"""The producer documentation lists every schema, field and union member that exists."""
+"""The docs list what the code has: every schema, field and union member and every rejection
+reason in the contract; every configuration variable and metric in the README."""
 
 from __future__ import annotations
 
