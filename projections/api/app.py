@@ -119,7 +119,19 @@ def _health_routes(app: FastAPI, settings: Settings) -> None:
         """The process is up and answering."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], response_model=Readiness)
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={
+            503: {
+                "model": Readiness,
+                "description": "Not ready: the same document says why (or, without a "
+                "database, a problem document).",
+                "content": {**problems.PROBLEM_RESPONSES[503]["content"]},
+            }
+        },
+    )
     async def readyz() -> JSONResponse:
         """Ready when the database answers, every projection is within the lag limit, none
         is being rebuilt, no write has been open past ``LEDGER_WRITE_TIMEOUT`` and the server

@@ -208,8 +208,17 @@ class Readiness(BaseModel):
     head: int
     max_lag: int
     projections: list[ViewState]
-    stopping: bool = False  # the server is shutting down: not ready, whatever the views say
-    # Seconds the oldest open write transaction on the ledger has been open; past
-    # LEDGER_WRITE_TIMEOUT the write path is stalled and the API is not ready.
-    oldest_write_s: float = 0.0
-    write_stalled: bool = False
+    stopping: bool = Field(
+        default=False,
+        description="The server is shutting down: not ready, whatever the views say.",
+    )
+    oldest_write_s: float = Field(
+        default=0.0,
+        description="Seconds the oldest open write transaction on the ledger's event table "
+        "has been open (0: none), across every process.",
+    )
+    write_stalled: bool = Field(
+        default=False,
+        description="oldest_write_s is above LEDGER_WRITE_TIMEOUT: the write path is stalled "
+        "and the API is not ready.",
+    )

@@ -4,7 +4,6 @@ runs a real ``ledger`` command, and nothing secret is written in the file."""
 
 from __future__ import annotations
 
-import ast
 import base64
 import re
 import secrets
@@ -18,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger.cli.main import app
 from ledger.settings import load
+from tests.settings_scan import variables_read
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -42,24 +42,7 @@ def ledger_services() -> dict[str, dict[str, Any]]:
 
 
 def variables_the_code_reads() -> set[str]:
-    """Every ``LEDGER_*`` name in the settings modules, and ``NAME_FILE`` for each secret
-    read through :func:`ledger.secret_files.secret`."""
-    names: set[str] = set()
-    for module in SETTINGS_MODULES:
-        tree = ast.parse((ROOT / "ledger" / module).read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and re.fullmatch(
-                r"LEDGER_[A-Z0-9_]+", str(node.value)
-            ):
-                names.add(str(node.value))
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in ("secret", "_secret")
-                and isinstance(node.args[1], ast.Constant)
-            ):
-                names.add(f"{node.args[1].value}_FILE")
-    return names
+    return variables_read(*(ROOT / "ledger" / module for module in SETTINGS_MODULES))
 
 
 def test_the_scan_of_the_settings_finds_what_it_should() -> None:
