@@ -117,26 +117,44 @@ def stop_on_signals(grace: timedelta | None = None) -> threading.Event:
     """An event set by SIGINT, SIGTERM or SIGHUP (the terminal closed), so a loop can finish
     its batch and exit cleanly — and ``ledger dev`` can stop the servers it started.
 
+    The event is one per process: a later call returns the event an earlier one made while
+    its handlers are still installed, so a signal that arrives while a command is starting
+    (waiting for Kafka, opening the database) is still seen by the loop it starts next,
+    rather than lost between two handlers.
+
     With ``grace`` (``LEDGER_SHUTDOWN_GRACE``), the stop is bounded: once the event is set, a
     process still running ``grace`` later (its batch cannot finish: the database or broker
     is gone) logs ``shutdown_grace_expired`` and exits with status 1. Nothing is lost by
     that: a batch is committed whole or not at all, and its input is read again on restart.
     """
-    stop = threading.Event()
-    received: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)  # no logging here: the main thread may be mid-write
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
-    if grace is not None:
+    global _stopping
+    if _stopping is None or signal.getsignal(signal.SIGTERM) != _stopping.handler:
+        _stopping = _Stopping()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stopping.handler)
+    if grace is not None and not _stopping.bounded:
+        _stopping.bounded = True
         threading.Thread(
-            target=_exit_after_grace, args=(stop, received, grace), name="shutdown", daemon=True
+            target=_exit_after_grace,
+            args=(_stopping.event, _stopping.received, grace),
+            name="shutdown",
+            daemon=True,
         ).start()
-    return stop
+    return _stopping.event
+
+
+class _Stopping:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: list[int] = []
+        self.bounded = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.received.append(signum)  # no logging here: the main thread may be mid-write
+        self.event.set()
+
+
+_stopping: _Stopping | None = None
 
 
 def _exit_after_grace(stop: threading.Event, received: list[int], grace: timedelta) -> None:
