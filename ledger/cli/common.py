@@ -45,7 +45,7 @@ def kafka_refused(bootstrap: str, exc: Exception) -> str:
     return f"cannot use Kafka at {bootstrap}: {explain(exc)}; not starting"
 
 
-def wait_until_kafka_admits(s: Settings) -> None:
+def wait_until_kafka_admits(s: Settings, stop: threading.Event) -> None:
     """Waits, before a process uses Kafka, until the broker accepts its login and certificate.
 
     Rules it keeps:
@@ -58,11 +58,12 @@ def wait_until_kafka_admits(s: Settings) -> None:
       without a restart loop. Nothing has been read yet, so nothing is lost by waiting.
     - **No broker at all is not waited for**: when nothing accepts a TCP connection, or no
       Kafka is configured, the caller's own start-up error applies (exit code 2).
-    - **A stop signal while waiting exits cleanly** (code 0).
+    - **A stop signal while waiting exits cleanly** (code 0). ``stop`` is the command's own
+      event from :func:`stop_on_signals`, made before this wait: a signal that arrives while
+      the command starts must reach its main loop, not a handler that is gone by then.
     """
     if not s.kafka_bootstrap:
         return
-    stop = stop_on_signals()
     backoff = Backoff()
     while True:
         try:
@@ -117,44 +118,26 @@ def stop_on_signals(grace: timedelta | None = None) -> threading.Event:
     """An event set by SIGINT, SIGTERM or SIGHUP (the terminal closed), so a loop can finish
     its batch and exit cleanly — and ``ledger dev`` can stop the servers it started.
 
-    The event is one per process: a later call returns the event an earlier one made while
-    its handlers are still installed, so a signal that arrives while a command is starting
-    (waiting for Kafka, opening the database) is still seen by the loop it starts next,
-    rather than lost between two handlers.
-
     With ``grace`` (``LEDGER_SHUTDOWN_GRACE``), the stop is bounded: once the event is set, a
     process still running ``grace`` later (its batch cannot finish: the database or broker
     is gone) logs ``shutdown_grace_expired`` and exits with status 1. Nothing is lost by
     that: a batch is committed whole or not at all, and its input is read again on restart.
     """
-    global _stopping
-    if _stopping is None or signal.getsignal(signal.SIGTERM) != _stopping.handler:
-        _stopping = _Stopping()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _stopping.handler)
-    if grace is not None and not _stopping.bounded:
-        _stopping.bounded = True
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)  # no logging here: the main thread may be mid-write
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+    if grace is not None:
         threading.Thread(
-            target=_exit_after_grace,
-            args=(_stopping.event, _stopping.received, grace),
-            name="shutdown",
-            daemon=True,
+            target=_exit_after_grace, args=(stop, received, grace), name="shutdown", daemon=True
         ).start()
-    return _stopping.event
-
-
-class _Stopping:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.received: list[int] = []
-        self.bounded = False
-
-    def handler(self, signum: int, frame: object) -> None:
-        self.received.append(signum)  # no logging here: the main thread may be mid-write
-        self.event.set()
-
-
-_stopping: _Stopping | None = None
+    return stop
 
 
 def _exit_after_grace(stop: threading.Event, received: list[int], grace: timedelta) -> None:

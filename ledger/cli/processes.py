@@ -27,7 +27,8 @@ from ledger.settings import ConfigError, Settings
 def ingest() -> None:
     """Record events from the ingest topic (Kafka → ledger). Stops cleanly on Ctrl-C."""
     s = settings()
-    common.wait_until_kafka_admits(s)
+    stop = stop_on_signals(s.shutdown_grace)
+    common.wait_until_kafka_admits(s, stop)
     try:
         bootstrap = s.require_kafka()
         partitions = default_partitions(s.topics)
@@ -43,7 +44,6 @@ def ingest() -> None:
         fail(kafka_refused(bootstrap, exc))
     before_serving(s)  # a restored database learns its missing erasures before recording
     ledger = common.ledger(s)
-    stop = stop_on_signals(s.shutdown_grace)
     consumer = make_consumer(bootstrap, group=s.ingest_group)
     producer = make_producer(bootstrap)
     try:
@@ -64,7 +64,8 @@ def ingest() -> None:
 def relay() -> None:
     """Publish recorded events on the ledger topic (ledger → Kafka). Stops cleanly on Ctrl-C."""
     s = settings()
-    common.wait_until_kafka_admits(s)
+    stop = stop_on_signals(s.shutdown_grace)
+    common.wait_until_kafka_admits(s, stop)
     try:
         bootstrap = s.require_kafka()
         created = ensure_topics(
@@ -79,7 +80,6 @@ def relay() -> None:
     except KafkaError as exc:
         fail(kafka_refused(bootstrap, exc))
     ledger = common.ledger(s)
-    stop = stop_on_signals(s.shutdown_grace)
     producer = make_producer(bootstrap)
     try:
         Relay(

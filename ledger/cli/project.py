@@ -44,10 +44,10 @@ def run(ctx: typer.Context, only: Names = None) -> None:
         return
     names = _names(only)
     s = settings()
-    wait_until_kafka_admits(s)
+    stop = stop_on_signals(s.shutdown_grace)
+    wait_until_kafka_admits(s, stop)
     before_serving(s)
     reader = _reader(s)
-    stop = stop_on_signals(s.shutdown_grace)
     try:
         run_views(s, reader, names, stop)
     finally:

@@ -71,7 +71,8 @@ def serve(
     from projections.api.app import create_app, prepare
 
     s = settings()
-    wait_until_kafka_admits(s)
+    stop = stop_on_signals(s.shutdown_drain + s.shutdown_grace)
+    wait_until_kafka_admits(s, stop)
     before_serving(s)  # erasures a restored database lacks, before the first request
     try:
         prepare(s)
@@ -81,7 +82,6 @@ def serve(
     except DATABASE_DOWN as exc:
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
     drain, grace = s.shutdown_drain.total_seconds(), s.shutdown_grace.total_seconds()
-    stop = stop_on_signals(s.shutdown_drain + s.shutdown_grace)
     config = uvicorn.Config(
         app,
         host=host or s.api_host,

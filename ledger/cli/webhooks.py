@@ -217,7 +217,8 @@ def attempts(
 def notify() -> None:
     """Send erasure webhooks (ledger topic → recipients and processors). Stops on Ctrl-C."""
     s = common.settings()
-    common.wait_until_kafka_admits(s)
+    stop = stop_on_signals(s.shutdown_grace)
+    common.wait_until_kafka_admits(s, stop)
     ledger = common.ledger(s)
     try:
         notifier = open_notifier(s, ledger)
@@ -230,7 +231,6 @@ def notify() -> None:
     except KafkaError as exc:
         ledger.close()
         fail(kafka_refused(s.require_kafka(), exc))
-    stop = stop_on_signals(s.shutdown_grace)
     try:
         notifier.run(stop)
     finally:
