@@ -212,6 +212,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             chain_postgres.append(curs, self.schema, stored_events, ids)
             return ids
 
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """The inherited insert, with its rows sent as four arrays in PostgreSQL's binary
+        format: the library sends one array of its composite type as text, which psycopg
+        escapes value by value (a third of a batch's time in Python, measured)."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._sql(
+                "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "RETURNING notification_id"
+            ),
+            _columns(
+                [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events],
+                4,
+            ),
+        )
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],
@@ -228,7 +248,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_keys (subject_id, tenant, kek_id, wrapped) "
-                    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])"
+                    "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[])"
                 ),
                 _columns([(k.subject_id, k.tenant, k.kek_id, k.wrapped) for k in new_keys], 4),
             )
@@ -236,7 +256,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             curs.execute(
                 self._sql(
                     "INSERT INTO {schema}.subject_refs (tenant, digest, subject_id) "
-                    "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
+                    "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::uuid[])"
                 ),
                 _columns([(r.tenant, r.digest, r.subject_id) for r in new_refs], 3),
             )
@@ -245,7 +265,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 self._sql(
                     "INSERT INTO {schema}.ingest_receipts "
                     "(tenant, event_id, originator_id, originator_version) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[])"
+                    "SELECT * FROM unnest(%b::text[], %b::text[], %b::uuid[], %b::bigint[])"
                 ),
                 _columns(
                     [

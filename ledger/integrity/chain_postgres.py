@@ -35,7 +35,7 @@ _HEAD = (
 )
 _INSERT = (  # one statement per batch, however many links
     "INSERT INTO {schema}.chain (notification_id, previous, hash) "
-    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+    "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::bytea[])"
 )
 _BACKFILL_BATCH = 5_000
 
