@@ -306,7 +306,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         if not digests:
             return set()
         rows = self._fetch(
-            "SELECT digest FROM {schema}.erased_refs WHERE tenant = %s AND digest = ANY(%s)",
+            "SELECT digest FROM {schema}.erased_refs WHERE tenant = %s AND digest = ANY(%b::bytea[])",
             [tenant, list(digests)],
         )
         return {bytes(row["digest"]) for row in rows}
@@ -321,7 +321,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             return set()
         rows = self._fetch(
             "SELECT r.tenant, r.event_id FROM {schema}.ingest_receipts r "
-            "JOIN unnest(%s::text[], %s::text[]) AS k(tenant, event_id) "
+            "JOIN unnest(%b::text[], %b::text[]) AS k(tenant, event_id) "
             "ON r.tenant = k.tenant AND r.event_id = k.event_id",
             [[k[0] for k in keys], [k[1] for k in keys]],
         )
@@ -332,7 +332,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             return {}
         rows = self._fetch(
             "SELECT digest, subject_id FROM {schema}.subject_refs "
-            "WHERE tenant = %s AND digest = ANY(%s)",
+            "WHERE tenant = %s AND digest = ANY(%b::bytea[])",
             [tenant, list(digests)],
         )
         return {bytes(row["digest"]): row["subject_id"] for row in rows}
@@ -342,7 +342,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             return {}
         rows = self._fetch(
             "SELECT subject_id, tenant, kek_id, wrapped FROM {schema}.subject_keys "
-            "WHERE subject_id = ANY(%s)",
+            "WHERE subject_id = ANY(%b::uuid[])",
             [list(subject_ids)],
         )
         return {
@@ -362,7 +362,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         rows = self._fetch(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
             "FROM {schema}.{events} e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS a(id, version) "
+            "JOIN unnest(%b::uuid[], %b::bigint[]) AS a(id, version) "
             "ON e.originator_id = a.id AND e.originator_version > a.version "
             "ORDER BY e.originator_id, e.originator_version",
             [list(ids), [after.get(i, 0) for i in ids]],
