@@ -33,7 +33,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
-from ledger.integrity.chain import Link
+from ledger.integrity.chain import Link, Stored, stored
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class LedgerStore(ApplicationRecorder):
     ) -> list[StoredEvent]:
         """Events of these aggregates, ordered by aggregate then version: all of them, or
         for an id in ``after`` only those with a greater version (to catch up a cache)."""
+
+    def select_stored(self, start: int, limit: int, stop: int | None = None) -> list[Stored]:
+        """Stored events from notification id ``start`` to ``stop`` (inclusive), at most
+        ``limit``, in id order: the columns the chain covers, for verifying and replaying."""
+        page = self.select_notifications(start, limit=limit, stop=stop)
+        return [stored(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page]
 
     @abstractmethod
     def select_chain(self, start: int, limit: int) -> list[Link]:

@@ -9,7 +9,8 @@ bench ingest`` does; a signed checkpoint at the end), then measures in the same 
 3. **replay and verification**: what ``ledger replay --as-of`` does — one pass that verifies
    the chain and checkpoint and applies every event to the three views in scratch schemas.
 
-Target: replay and verification of 100,000 events in under 30 s.
+Targets, as rates against the raw read's in the same run (both printed): verification alone
+at least 0.8 of it, replay and verification at least 0.3; and 100,000 events in under 30 s.
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ def raw_read(s: Settings) -> tuple[int, float]:
         started = time.perf_counter()
         count, start = 0, 1
         while True:
-            page = reader.store.select_notifications(start, limit=BATCH)
+            page = reader.store.select_stored(start, BATCH)  # the read verification does
             count += len(page)
             if len(page) < BATCH:
                 return count, time.perf_counter() - started
-            start = page[-1].id + 1
+            start = page[-1].sequence + 1
 
 
 def verify_only(s: Settings) -> tuple[int, float, bool]:
@@ -98,6 +99,15 @@ def run(s: Settings, *, events: int) -> None:
     applied, replay_s, ok = replay_and_verify(s)
     _line("replay + verification", applied, replay_s, f"  ok={ok}")
     print(
-        f"replay + verification / raw read = {replay_s / raw:.1f}x the time; "
-        f"target for 100,000 events: under 30 s"
+        f"verification alone / raw read = {_ratio(verified, verify_s, count, raw)} "
+        f"of the rate (target >= 0.8)"
     )
+    print(
+        f"replay + verification / raw read = {_ratio(applied, replay_s, count, raw)} "
+        f"of the rate (target >= 0.3); target for 100,000 events: under 30 s"
+    )
+
+
+def _ratio(events: int, seconds: float, base_events: int, base_seconds: float) -> str:
+    """This rate as a fraction of the baseline's (1.00: as fast as reading the rows)."""
+    return f"{(events / seconds) / (base_events / base_seconds):.2f}"

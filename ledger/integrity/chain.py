@@ -30,7 +30,8 @@ from uuid import UUID
 GENESIS = bytes(32)
 DOMAIN = b"ledger-chain-v1"
 _U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
+_SEQUENCES_AND_ID_LENGTH = struct.Struct(">QQI")  # u64(sequence) u64(previous) u32(len(id))
+_VERSION_AND_TOPIC_LENGTH = struct.Struct(">QI")  # u64(originator_version) u32(len(topic))
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,21 @@ class Link:
     hash: bytes
 
 
-def _bytes(value: bytes) -> bytes:
-    return _U32.pack(len(value)) + value
-
-
 def entry(event: Stored, previous: int) -> bytes:
-    """The exact bytes one link hashes after its predecessor's hash."""
+    """The exact bytes one link hashes after its predecessor's hash (packed in three
+    calls rather than six: verification runs this once per event it reads)."""
+    originator = str(event.originator_id).encode()
+    topic = event.topic.encode()
+    state = event.state
     return b"".join(
         (
             DOMAIN,
-            _U64.pack(event.sequence),
-            _U64.pack(previous),
-            _bytes(str(event.originator_id).encode()),
-            _U64.pack(event.originator_version),
-            _bytes(event.topic.encode()),
-            _bytes(event.state),
+            _SEQUENCES_AND_ID_LENGTH.pack(event.sequence, previous, len(originator)),
+            originator,
+            _VERSION_AND_TOPIC_LENGTH.pack(event.originator_version, len(topic)),
+            topic,
+            _U32.pack(len(state)),
+            state,
         )
     )
 

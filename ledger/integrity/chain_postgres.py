@@ -15,6 +15,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor
@@ -80,7 +81,8 @@ def _insert(curs: Cursor[DictRow], schema: Identifier, links: Sequence[Link]) ->
     curs.execute(_sql(_INSERT, schema), columns)
 
 
-def select_links(curs: Cursor[DictRow], schema: Identifier, start: int, limit: int) -> list[Link]:
+def select_links(curs: Cursor[Any], schema: Identifier, start: int, limit: int) -> list[Link]:
+    """Links from ``start``, read with a cursor whose rows are tuples."""
     curs.execute(
         _sql(
             "SELECT notification_id, previous, hash FROM {schema}.chain "
@@ -89,7 +91,7 @@ def select_links(curs: Cursor[DictRow], schema: Identifier, start: int, limit: i
         ),
         [start, limit],
     )
-    return [Link(r["notification_id"], r["previous"], bytes(r["hash"])) for r in curs.fetchall()]
+    return [Link(sequence, previous, bytes(digest)) for sequence, previous, digest in curs]
 
 
 def _unchained(

@@ -26,12 +26,11 @@ BATCH = 5_000
 
 def _events(store: LedgerStore, batch: int, start: int, stop: int | None) -> Iterator[Stored]:
     while True:
-        page = store.select_notifications(start, limit=batch, stop=stop)
-        for n in page:
-            yield stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+        page = store.select_stored(start, batch, stop)
+        yield from page
         if len(page) < batch:
             return
-        start = page[-1].id + 1
+        start = page[-1].sequence + 1
 
 
 def _links(store: LedgerStore, batch: int, start: int, stop: int | None) -> Iterator[Link]:

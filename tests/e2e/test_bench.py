@@ -74,6 +74,8 @@ def test_bench_replay_prints_replay_verification_and_raw_read(
     assert re.search(r"^raw read \(baseline\)" + figure + "$", out, re.M), out
     assert re.search(r"^verification alone" + figure + "  ok=True$", out, re.M), out
     assert re.search(r"^replay \+ verification" + figure + "  ok=True$", out, re.M), out
+    assert re.search(r"^verification alone / raw read = \d+\.\d\d of the rate", out, re.M), out
+    assert re.search(r"^replay \+ verification / raw read = \d+\.\d\d of the rate", out, re.M), out
     assert "target for 100,000 events: under 30 s" in out
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
 

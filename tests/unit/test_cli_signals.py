@@ -25,7 +25,6 @@ def test_stop_signals_ask_the_loop_to_finish(signum: signal.Signals) -> None:
             signal.signal(s, handler)
 
 
-
 def test_a_signal_while_starting_reaches_the_main_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """``ledger project`` killed while it waits for Kafka (``ledger dev``'s children, when
     ``ledger dev`` dies as they start) must stop, not run on with the signal swallowed."""
