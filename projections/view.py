@@ -120,16 +120,22 @@ class View(PostgresTrackingRecorder):
             todo = [(e, t) for e, t in batch if t.notification_id > position]
             if not todo:
                 return position
-            with conn.pipeline():
-                for event, _ in todo:
-                    handler = self.handlers.get(type(event))
-                    if handler is not None:
-                        handler(curs, event)
-            # Outside the pipeline: recording the position fetches its result, and a fetch on
+            self.apply(curs, [event for event, _ in todo])
+            # Outside any pipeline: recording the position fetches its result, and a fetch on
             # a cursor with results still pending in the pipeline can read the wrong one
             # ("the last operation didn't produce records"), now and then, under load.
             self._insert_tracking(curs, todo[-1][1])
             return todo[-1][1].notification_id
+
+    def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
+        """Applies events (new to the view, in ledger order) inside the batch's transaction:
+        by default each one's handler, pipelined. A view whose handlers would cost several
+        statements per event folds the batch instead (``RecordsView``)."""
+        with curs.connection.pipeline():
+            for event in events:
+                handler = self.handlers.get(type(event))
+                if handler is not None:
+                    handler(curs, event)
 
     def maintain(self, now: datetime | None = None) -> int:
         """Periodic upkeep (a retention sweep) as of ``now`` (default: the database's clock;

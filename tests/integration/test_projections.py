@@ -23,6 +23,7 @@ from tests.history import (
     days_ago,
     ledger,
     reader,
+    record,
     rows,
     scripted_history,
     snapshot,
@@ -201,3 +202,65 @@ def test_rebuild_while_the_live_runner_follows_new_events(
     rebuild(settings_db_only, "consent", reader)
     assert snapshot(settings_db_only, "consent.") == followed
     assert len(followed["consent.subjects"]) == 4 + 60
+
+
+def test_retention_folds_the_same_whatever_the_batch_size(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    """The records view folds each batch in memory (``RetentionFold``); entries written by an
+    earlier batch must be moved exactly as entries of the same batch are, and uses that
+    arrive out of time order must move a clock only forward."""
+    record(
+        ledger,
+        b.define_purpose("billing", "1", basis=LegalBasis.CONTRACT),
+        b.at(b.collect(CAROL, "billing", categories=["contact.email"]), days_ago(300)),
+        b.at(
+            b.disclose(CAROL, "billing", LegalBasis.CONTRACT, categories=["contact.email"]),
+            days_ago(200),
+        ),
+        # uses the email again: moves both entries above to 100 days ago
+        b.at(
+            b.collect(CAROL, "billing", categories=["contact.email", "contact.phone"]),
+            days_ago(100),
+        ),
+        # earlier in time than the last use, recorded later: moves only what is older
+        b.at(
+            b.disclose(CAROL, "billing", LegalBasis.CONTRACT, categories=["contact.phone"]),
+            days_ago(150),
+        ),
+        # another subject's use never touches Carol's entries
+        b.at(b.collect(BOB, "billing", categories=["contact.email"]), days_ago(5)),
+        # a category no earlier entry has: nothing moves
+        b.at(b.collect(CAROL, "billing", categories=["contact.postal"]), days_ago(50)),
+    )
+    notifications = reader.recorder.select_notifications(1, 1000)
+    batch = [(reader.mapper.to_domain_event(n), Tracking("Ledger", n.id)) for n in notifications]
+    tables: dict[int, list[dict[str, object]]] = {}
+    for size in (1, 3, len(batch)):
+        schema = f"{settings_db_only.database_schema}_fold{size}"
+        view = open_view(settings_db_only, "records", schema=schema)
+        try:
+            for i in range(0, len(batch), size):
+                view.process_batch(batch[i : i + size])
+        finally:
+            view.datastore.close()
+        found = []
+        for table in ("collections", "disclosures"):
+            for row in rows(settings_db_only, f"fold{size}.{table}", "event_id"):
+                found.append({k: row[k] for k in ("event_id", "categories", "last_used_at")})
+        tables[size] = sorted(found, key=lambda r: (str(r["categories"]), str(r["last_used_at"])))
+    assert tables[1] == tables[3] == tables[len(batch)]
+    last_used = sorted(
+        (tuple(r["categories"]), r["last_used_at"])
+        for r in tables[1]  # type: ignore[arg-type]
+    )
+    assert last_used == sorted(
+        [
+            (("contact.email",), days_ago(100)),  # collected 300 days ago
+            (("contact.email",), days_ago(100)),  # disclosed 200 days ago
+            (("contact.email",), days_ago(5)),  # Bob's
+            (("contact.email", "contact.phone"), days_ago(100)),  # not moved by an older use
+            (("contact.phone",), days_ago(150)),
+            (("contact.postal",), days_ago(50)),
+        ]
+    )
