@@ -92,8 +92,10 @@ def classify(
     opener: contract.IngestOpener | None = None,
     *,
     max_bytes: int = MAX_MESSAGE_BYTES,
+    sent_at: datetime | None = None,
 ) -> contract.Command | Rejection:
-    """Decodes one message into a command, or says why it is not one. An unreachable
+    """Decodes one message into a command, or says why it is not one. ``sent_at`` is the
+    Kafka record's timestamp (a sealing session's age is checked against it). An unreachable
     database (while the opener reads ingest keys) raises: the batch is retried."""
     if not value:
         return Rejection("undecodable", "empty message")
@@ -102,7 +104,7 @@ def classify(
             "message_too_large", f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit"
         )
     try:
-        return contract.command_from_message(value, opener)
+        return contract.command_from_message(value, opener, sent_at)
     except avro.UndecodableMessage as exc:
         return Rejection("undecodable", str(exc))
     except avro.UnknownSchema as exc:
@@ -200,7 +202,12 @@ class IngestConsumer:
     def process(self, records: Sequence[Any]) -> BatchReport:
         started = time.perf_counter()
         classified = [
-            classify(r.value, self.ledger.ingest_keys, max_bytes=self.max_message_bytes)
+            classify(
+                r.value,
+                self.ledger.ingest_keys,
+                max_bytes=self.max_message_bytes,
+                sent_at=_timestamp(r),
+            )
             for r in records
         ]
         commands = [c for c in classified if isinstance(c, contract.Command)]
@@ -319,3 +326,11 @@ class IngestConsumer:
         )
         rewind(self.consumer, polled)
         self._stop.wait(wait)
+
+
+def _timestamp(record: Any) -> datetime | None:
+    """The Kafka record's timestamp (CreateTime or LogAppendTime), if it has one."""
+    millis = getattr(record, "timestamp", None)
+    if not isinstance(millis, int) or millis < 0:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)

@@ -49,6 +49,8 @@ from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
 from ledger.ingest_keys import (
     DEFAULT_RETENTION,
+    DEFAULT_SESSION_MAX_AGE,
+    DEFAULT_SESSION_MAX_MESSAGES,
     IngestKeyring,
     IngestKeyTable,
     MemoryIngestKeyTable,
@@ -110,13 +112,20 @@ class Ledger(LedgerReader):
         kek: KeyEncryptionKey,
         lookup_key: bytes,
         ingest_retention: timedelta = DEFAULT_RETENTION,
+        ingest_session_max_messages: int = DEFAULT_SESSION_MAX_MESSAGES,
+        ingest_session_max_age: timedelta = DEFAULT_SESSION_MAX_AGE,
         subject_cache_size: int = SUBJECT_CACHE_SIZE,
     ) -> None:
         super().__init__(env)
         self.subject_cache_size = subject_cache_size
         self.keys = KeyStore(self.store, kek, lookup_key, cache_size=subject_cache_size)
         self.ingest_keys = IngestKeyring(
-            _ingest_key_table(self.factory), kek, lookup_key, retention=ingest_retention
+            _ingest_key_table(self.factory),
+            kek,
+            lookup_key,
+            retention=ingest_retention,
+            session_max_messages=ingest_session_max_messages,
+            session_max_age=ingest_session_max_age,
         )
         self._tenants: dict[str, Tenant] = {}
         self._subjects: OrderedDict[UUID, Subject] = OrderedDict()

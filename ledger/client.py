@@ -13,8 +13,16 @@
 client sends for) every personal field, ``subject_ref`` included, is sealed to the ledger's
 public key before it leaves the process, and an event for a tenant without a key is refused.
 Without ``ingest_key`` the client sends personal fields **in clear**; the ledger rejects them
-(``plaintext_personal_data``) unless the tenant has explicitly allowed plaintext ingest. The
-client holds no secret either way: the public key opens nothing.
+(``plaintext_personal_data``) unless the tenant has explicitly allowed plaintext ingest.
+
+**Sessions (sealed ingest v2).** The client seals in sessions: one HPKE key agreement per
+tenant per session, then one HMAC and one AES-GCM call per field. A session ends after
+``session_messages`` messages (default 10,000) or ``session_seconds`` (default 600),
+whichever comes first; the ledger refuses sessions beyond its own limits (default 100,000
+messages, one hour). The session secret lives only in this process's memory and opens only
+the messages of its own session: whoever reads this process's memory can read what it sends
+anyway. ``session_scheme`` chooses the KEM; by default the hybrid ML-KEM-768 + X25519 one
+when the ledger's key offers it (see ``docs/contract.md``).
 
 Every method builds the event, checks it against the Avro schema *and* the ledger's content
 rules (the same code the ingest consumer runs), and raises :class:`InvalidEvent` before
@@ -90,12 +98,24 @@ class LedgerClient:
         producer: str,
         topic: str = Topics.ingest,
         ingest_key: IngestPublicKey | Iterable[IngestPublicKey] | None = None,
+        session_messages: int = crypto_ingest.DEFAULT_SESSION_MESSAGES,
+        session_seconds: float = crypto_ingest.DEFAULT_SESSION_SECONDS,
+        session_scheme: str | None = None,
         **kafka_config: Any,
     ) -> None:
         self.producer_name = producer
         self.topic = topic
         keys = [ingest_key] if isinstance(ingest_key, IngestPublicKey) else ingest_key or ()
         self.ingest_keys = {key.tenant: key for key in keys}
+        self._sealers = {
+            key.tenant: crypto_ingest.SessionSealer(
+                key,
+                scheme=session_scheme,
+                max_messages=session_messages,
+                max_seconds=session_seconds,
+            )
+            for key in self.ingest_keys.values()
+        }
         self._producer = make_producer(bootstrap, **kafka_config)
         self._futures: list[Any] = []
 
@@ -245,11 +265,13 @@ class LedgerClient:
             raise InvalidEvent(str(exc)) from None
         env = contract.command_from_record(command.kind, record).envelope
         ingest_key = self._ingest_key(env.tenant)
-        if ingest_key is not None:
+        if ingest_key is not None and contract.has_personal_values(command.kind, record):
+            sealer = self._sealers[env.tenant].next_message()
             record = contract.seal_record(
                 command.kind,
                 record,
-                lambda field, text: crypto_ingest.seal(ingest_key, env.event_id, field, text),
+                lambda field, text: sealer.seal(env.event_id, field, text),
+                sealer.session,
             )
         routing = ingest_key.routing_key if ingest_key else None
         key = message_key(env.tenant, env.subject_ref, routing)

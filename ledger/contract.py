@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ledger import avro
-from ledger.domain.rules import InvalidEvent
+from ledger.crypto_ingest import FIELD_SCHEME, SealSession
+from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
 from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis, Sealed
 
@@ -68,11 +69,24 @@ class Command:
     plaintext_fields: frozenset[str] = frozenset()
 
 
+class SessionOpener(Protocol):
+    """Opens the fields of one message sealed in a v2 session."""
+
+    def open(self, event_id: str, field: str, sealed: Sealed) -> str: ...
+
+
 class IngestOpener(Protocol):
     """Opens a personal field a producer sealed to the ledger's ingest key. Raises a
     RuleViolation naming the field, never its value, when it cannot."""
 
-    def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str: ...
+    def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str:
+        """A v1 field (``HPKE-X25519-ingest-v1``)."""
+
+    def open_session(
+        self, tenant: str, session: SealSession, sent_at: datetime | None
+    ) -> SessionOpener:
+        """A message's v2 session (``envelope.seal_session``); ``sent_at`` is the Kafka
+        record's timestamp, if it has one, against which the session's age is checked."""
 
 
 def personal_fields(kind: str) -> frozenset[str]:
@@ -80,13 +94,17 @@ def personal_fields(kind: str) -> frozenset[str]:
 
 
 def command_from_record(
-    kind: str, record: Mapping[str, Any], opener: IngestOpener | None = None
+    kind: str,
+    record: Mapping[str, Any],
+    opener: IngestOpener | None = None,
+    sent_at: datetime | None = None,
 ) -> Command:
     """Raises InvalidEvent (reason ``schema_invalid``) for content Avro cannot rule out, and
     the opener's violations for sealed fields that do not open."""
     if kind not in INGEST_TYPES:
         raise avro.UnknownSchema(f"{kind} is not an ingest event type")
-    personal_values = _PersonalValues(opener)
+    session = record["envelope"].get("seal_session")
+    personal_values = _PersonalValues(opener, session, sent_at)
     env = _envelope(kind, record["envelope"], personal_values)
     personal_names = personal_fields(kind)
     personal = {
@@ -104,9 +122,17 @@ class _PersonalValues:
     """Turns personal values as they arrived (null, a string, or Sealed) into text, and
     remembers which arrived in clear."""
 
-    def __init__(self, opener: IngestOpener | None) -> None:
+    def __init__(
+        self,
+        opener: IngestOpener | None,
+        session: Mapping[str, Any] | None = None,
+        sent_at: datetime | None = None,
+    ) -> None:
         self.opener = opener
         self.in_clear: set[str] = set()
+        self.session_record = session
+        self.sent_at = sent_at
+        self._session: SessionOpener | None = None
 
     def text(self, tenant: str, event_id: str, name: str, value: object) -> str | None:
         if value is None:
@@ -126,7 +152,17 @@ class _PersonalValues:
         if self.opener is None:
             raise InvalidEvent(f"{name} arrived sealed, and this reader holds no ingest key")
         sealed = Sealed(value["scheme"], value["key_id"], value["nonce"], value["ciphertext"])
-        return self.opener.open(tenant, event_id, name, sealed)
+        if sealed.scheme != FIELD_SCHEME:
+            return self.opener.open(tenant, event_id, name, sealed)
+        if self._session is None:
+            if self.session_record is None:
+                raise IngestSealInvalid(
+                    f"{name} is sealed with {FIELD_SCHEME}, and the message carries no "
+                    "envelope.seal_session"
+                )
+            header = SealSession.from_record(self.session_record)
+            self._session = self.opener.open_session(tenant, header, self.sent_at)
+        return self._session.open(event_id, name, sealed)
 
 
 def _envelope(kind: str, raw: Mapping[str, Any], personal_values: _PersonalValues) -> Envelope:
@@ -198,6 +234,7 @@ def record_from_command(cmd: Command) -> dict[str, Any]:
             "occurred_at": env.occurred_at,
             "producer": env.producer,
             "schema_version": env.schema_version,
+            "seal_session": None,
         },
         **cmd.facts,
         **cmd.personal,
@@ -207,13 +244,26 @@ def record_from_command(cmd: Command) -> dict[str, Any]:
     return record
 
 
+def has_personal_values(kind: str, record: Mapping[str, Any]) -> bool:
+    """Whether sealing ``record`` would seal anything."""
+    return record["envelope"].get("subject_ref") is not None or any(
+        record.get(name) is not None for name in personal_fields(kind)
+    )
+
+
 def seal_record(
-    kind: str, record: Mapping[str, Any], seal: Callable[[str, str], Sealed]
+    kind: str,
+    record: Mapping[str, Any],
+    seal: Callable[[str, str], Sealed],
+    session: SealSession | None = None,
 ) -> dict[str, Any]:
     """The record with every personal value that is not null replaced by ``seal(field,
-    text)``; field names are those :class:`IngestOpener` receives."""
+    text)``; field names are those :class:`IngestOpener` receives. ``session``, if given,
+    becomes ``envelope.seal_session``."""
     sealed = dict(record)
     envelope = dict(record["envelope"])
+    if session is not None:
+        envelope["seal_session"] = session.as_record()
     if envelope.get("subject_ref") is not None:
         envelope["subject_ref"] = _sealed_record(seal(SUBJECT_REF_FIELD, envelope["subject_ref"]))
     sealed["envelope"] = envelope
@@ -324,15 +374,18 @@ def _ledger_body(event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
         "occurred_at": fields.pop("occurred_at"),
         "producer": fields.pop("producer"),
         "schema_version": 1,
+        "seal_session": None,
     }
     return {"envelope": envelope, **fields}
 
 
-def command_from_message(message: bytes, opener: IngestOpener | None = None) -> Command:
+def command_from_message(
+    message: bytes, opener: IngestOpener | None = None, sent_at: datetime | None = None
+) -> Command:
     """Decodes an ingest message. Raises avro.UndecodableMessage, avro.UnknownSchema or a
     RuleViolation, each with a reason fit to publish (no field values)."""
     schema, record = avro.decode(message)
-    return command_from_record(schema.short_name, record, opener)
+    return command_from_record(schema.short_name, record, opener, sent_at)
 
 
 def subject_command(

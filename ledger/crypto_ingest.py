@@ -1,20 +1,35 @@
 """Sealed ingest: producers encrypt personal fields to the ledger's public key.
 
 The sibling of :mod:`ledger.crypto` (subject data keys); the two are the only modules that do
-cryptography.
+cryptography. Producers hold no secret that opens anything already sent by someone else.
 
-- **Scheme** ``HPKE-X25519-ingest-v1``: RFC 9180 HPKE, base mode, single shot, with the suite
-  DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, as ``cryptography`` implements it. A
-  producer seals each personal field to the ledger's current ingest public key; only the
-  ledger, which holds the private key, can open it. Producers hold no secret.
-- **Binding.** HPKE's ``info`` is the scheme, the key id, the tenant, the event id and the
-  field (each part length-prefixed), so a sealed value opens only in the field, tenant and
-  event it was sealed for. Copied into another message it fails authentication instead of
-  being recorded under another tenant or subject.
-- **Wire form** (``compliance.Sealed``): ``key_id`` names the ingest key pair, ``nonce``
-  holds HPKE's encapsulated key (32 bytes), ``ciphertext`` the AEAD ciphertext and tag.
-- **What it does not do:** authenticate the sender. Anyone with the public key can seal;
-  who may write to the ingest topic is decided by the broker's access control.
+**v2, sessions** (``docs/contract.md`` "Sealed ingest" is the normative text):
+
+- A producer starts a *session* per tenant: a random 32-byte secret sealed once with RFC 9180
+  HPKE (base mode, single shot) to the ledger's ingest key, with the KEM the session scheme
+  names: ``HPKE-MLKEM768X25519-session-v2`` (hybrid ML-KEM-768 + X25519, the default) or
+  ``HPKE-X25519-session-v2``. HPKE's ``info`` binds the secret to the scheme, the key id,
+  the tenant and the session's start.
+- Every message carries the session header (``compliance.SealSession``: scheme, key id,
+  start, the sealed secret and the message's number in the session), so it opens on its own.
+- Each personal field is sealed with AES-256-GCM (random 12-byte nonce, no AAD) under
+  ``HKDF-SHA256(secret, salt = "", info = part(field scheme) | part(key id) | part(tenant) |
+  part(event id) | part(field) | u64(message number), 32)``: a value opens only in the field,
+  event, tenant and message it was sealed for. Its ``compliance.Sealed`` has scheme
+  ``A256GCM-ingest-session-v2``, the key id, the nonce and the ciphertext with its tag.
+- A session is bounded: the producer starts a new one after ``max_messages`` messages or
+  ``max_seconds``; the ledger refuses messages beyond its own limits.
+
+So the key agreement (50 to 70 µs) is paid once per session, and a field costs one HMAC and one
+AES-GCM call.
+
+**v1** ``HPKE-X25519-ingest-v1`` (still accepted while the ingest retention lasts): every
+field is its own single-shot HPKE seal, DHKEM(X25519) / HKDF-SHA256 / AES-256-GCM, with
+``info`` = scheme, key id, tenant, event id and field; ``nonce`` holds HPKE's encapsulated
+key.
+
+**What neither does:** authenticate the sender. Anyone with the public key can seal; who may
+write to the ingest topic is decided by the broker's access control.
 
 Message keys on the ingest topic (:func:`routing_bucket`) are here too: they are derived
 from the subject reference, so they are computed with a keyed hash, never in clear.
@@ -26,12 +41,24 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+import os
+import struct
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hpke import (
+    AEAD,
+    KDF,
+    KEM,
+    MLKEM768X25519PrivateKey,
+    MLKEM768X25519PublicKey,
+    Suite,
+)
 
 from ledger.crypto import CannotOpen
 from ledger.domain.values import Sealed
@@ -41,80 +68,324 @@ ENC_BYTES = 32  # X25519 encapsulated key
 ROUTING_BITS = 16
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 
+# v2: sessions.
+SESSION_X25519 = "HPKE-X25519-session-v2"
+SESSION_HYBRID = "HPKE-MLKEM768X25519-session-v2"
+SESSION_SCHEMES = (SESSION_HYBRID, SESSION_X25519)
+FIELD_SCHEME = "A256GCM-ingest-session-v2"
+KEY_ALGORITHM_V2 = "HPKE-X25519+MLKEM768X25519-ingest-v2"
+"""Ingest key pairs made since v2: an X25519 key (v1 and ``HPKE-X25519-session-v2``) and a
+separate ML-KEM-768 + X25519 key (``HPKE-MLKEM768X25519-session-v2``)."""
+SECRET_BYTES = 32
+NONCE_BYTES = 12
+HYBRID_PUBLIC_BYTES = 1184 + 32
+_SESSION_SUITES = {
+    SESSION_X25519: _SUITE,
+    SESSION_HYBRID: Suite(KEM.MLKEM768_X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM),
+}
+_ZERO_SALT = bytes(32)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+DEFAULT_SESSION_MESSAGES = 10_000
+DEFAULT_SESSION_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class IngestPublicKey:
-    """What a producer of one tenant needs to seal: the ledger's current public key and the
-    tenant's routing key (``GET /v1/ingest-key``, ``ledger ingest-keys show``)."""
+    """What a producer of one tenant needs to seal: the ledger's current public keys and the
+    tenant's routing key (``GET /v1/ingest-key``, ``ledger ingest-keys show``).
+
+    ``algorithm`` names what ``public_key`` (raw X25519) is for, and stays
+    ``HPKE-X25519-ingest-v1`` so that v1 clients keep working; ``hybrid_public_key``
+    (ML-KEM-768 encapsulation key, then X25519, 1,216 bytes) is there on keys made since v2.
+    """
 
     tenant: str
     key_id: str
     public_key: bytes  # raw X25519, 32 bytes
     routing_key: bytes
     algorithm: str = INGEST_SCHEME
+    hybrid_public_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.algorithm != INGEST_SCHEME:
             raise ValueError(f"unsupported ingest key algorithm {self.algorithm!r}")
         if len(self.public_key) != 32 or len(self.routing_key) != 32:
             raise ValueError("an ingest public key and a routing key are 32 bytes each")
+        if self.hybrid_public_key is not None and len(self.hybrid_public_key) != (
+            HYBRID_PUBLIC_BYTES
+        ):
+            raise ValueError(f"a hybrid ingest public key is {HYBRID_PUBLIC_BYTES} bytes")
 
     def as_json(self) -> dict[str, str]:
-        return {
+        out = {
             "tenant": self.tenant,
             "key_id": self.key_id,
             "algorithm": self.algorithm,
             "public_key": base64.b64encode(self.public_key).decode(),
             "routing_key": base64.b64encode(self.routing_key).decode(),
         }
+        if self.hybrid_public_key is not None:
+            out["hybrid_public_key"] = base64.b64encode(self.hybrid_public_key).decode()
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> IngestPublicKey:
         """Raises ValueError if a field is missing or malformed."""
         try:
+            hybrid = data.get("hybrid_public_key")
             return cls(
                 tenant=str(data["tenant"]),
                 key_id=str(data["key_id"]),
                 public_key=base64.b64decode(str(data["public_key"]), validate=True),
                 routing_key=base64.b64decode(str(data["routing_key"]), validate=True),
                 algorithm=str(data["algorithm"]),
+                hybrid_public_key=None
+                if hybrid is None
+                else base64.b64decode(str(hybrid), validate=True),
             )
         except (KeyError, binascii.Error) as exc:
             raise ValueError(f"not an ingest key document: {type(exc).__name__}") from None
 
 
+def _part(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
 def _info(key_id: str, tenant: str, event_id: str, field: str) -> bytes:
-    parts = (INGEST_SCHEME, key_id, tenant, event_id, field)
-    return b"".join(len(p.encode()).to_bytes(2, "big") + p.encode() for p in parts)
+    return b"".join(_part(p) for p in (INGEST_SCHEME, key_id, tenant, event_id, field))
 
 
 def seal(key: IngestPublicKey, event_id: str, field: str, plaintext: str) -> Sealed:
-    """Seals one personal field of one event of ``key.tenant``."""
+    """Seals one personal field of one event of ``key.tenant`` the v1 way (one HPKE seal per
+    field). Kept for tests of the v1 path; producers use :class:`SessionSealer`."""
     public = x25519.X25519PublicKey.from_public_bytes(key.public_key)
     info = _info(key.key_id, key.tenant, event_id, field)
     sealed = _SUITE.encrypt(plaintext.encode(), public, info=info)
     return Sealed(INGEST_SCHEME, key.key_id, sealed[:ENC_BYTES], sealed[ENC_BYTES:])
 
 
+# v2 sessions.
+
+
+@dataclass(frozen=True)
+class SealSession:
+    """The session header every v2 message carries (``compliance.SealSession``)."""
+
+    scheme: str
+    key_id: str
+    started_at_ms: int  # milliseconds since the Unix epoch, UTC
+    secret: bytes  # HPKE encapsulated key, then the sealed 32-byte session secret
+    message: int  # this message's number in the session, from 0
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "scheme": self.scheme,
+            "key_id": self.key_id,
+            "started_at": _EPOCH + self.started_at_ms * _MILLISECOND,
+            "secret": self.secret,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> SealSession:
+        started = record["started_at"]
+        if isinstance(started, datetime):
+            started_ms = (started - _EPOCH) // _MILLISECOND
+        else:
+            started_ms = int(started)  # type: ignore[call-overload]
+        return cls(
+            scheme=str(record["scheme"]),
+            key_id=str(record["key_id"]),
+            started_at_ms=started_ms,
+            secret=bytes(record["secret"]),  # type: ignore[call-overload]
+            message=int(record["message"]),  # type: ignore[call-overload]
+        )
+
+
+def session_info(scheme: str, key_id: str, tenant: str, started_at_ms: int) -> bytes:
+    """HPKE ``info`` of a session secret."""
+    return _part(scheme) + _part(key_id) + _part(tenant) + struct.pack(">Q", started_at_ms)
+
+
+def field_info(key_id: str, tenant: str, event_id: str, field: str, message: int) -> bytes:
+    """HKDF ``info`` of one field's key."""
+    parts = (FIELD_SCHEME, key_id, tenant, event_id, field)
+    return b"".join(_part(p) for p in parts) + struct.pack(">Q", message)
+
+
+def session_prk(secret: bytes) -> bytes:
+    """HKDF-Extract(salt = "", secret): what the ledger caches per opened session."""
+    return hmac.digest(_ZERO_SALT, secret, "sha256")
+
+
+def field_key(prk: bytes, info: bytes) -> bytes:
+    """HKDF-Expand(prk, info, 32): one HMAC block."""
+    return hmac.digest(prk, info + b"\x01", "sha256")
+
+
+def seal_field(prk: bytes, info: bytes, plaintext: str, nonce: bytes | None = None) -> bytes:
+    """nonce ‖ ciphertext ‖ tag of one field. ``nonce`` is random unless given (vectors)."""
+    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    return nonce + AESGCM(field_key(prk, info)).encrypt(nonce, plaintext.encode(), None)
+
+
+def open_field(prk: bytes, info: bytes, nonce: bytes, ciphertext: bytes) -> str:
+    """Raises CannotOpen if the value was tampered with or sealed for another binding."""
+    if len(nonce) != NONCE_BYTES:
+        raise CannotOpen("a session-sealed field has a 12-byte nonce")
+    try:
+        return AESGCM(field_key(prk, info)).decrypt(nonce, ciphertext, None).decode()
+    except (InvalidTag, UnicodeDecodeError, ValueError):
+        raise CannotOpen("sealed field does not open in this session") from None
+
+
+class MessageSealer:
+    """Seals the personal fields of one message; :attr:`session` goes in its envelope."""
+
+    __slots__ = ("_key_id", "_prk", "_tenant", "session")
+
+    def __init__(self, session: SealSession, prk: bytes, tenant: str) -> None:
+        self.session = session
+        self._prk = prk
+        self._key_id = session.key_id
+        self._tenant = tenant
+
+    def seal(self, event_id: str, field: str, plaintext: str) -> Sealed:
+        info = field_info(self._key_id, self._tenant, event_id, field, self.session.message)
+        sealed = seal_field(self._prk, info, plaintext)
+        return Sealed(FIELD_SCHEME, self._key_id, sealed[:NONCE_BYTES], sealed[NONCE_BYTES:])
+
+
+class SessionSealer:
+    """A producer's sessions for one tenant: starts one, numbers its messages, and starts
+    the next after ``max_messages`` messages or ``max_seconds``, whichever comes first.
+
+    ``scheme`` defaults to the hybrid KEM when the key offers it. Not thread-safe.
+    """
+
+    def __init__(
+        self,
+        key: IngestPublicKey,
+        *,
+        scheme: str | None = None,
+        max_messages: int = DEFAULT_SESSION_MESSAGES,
+        max_seconds: float = DEFAULT_SESSION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_messages < 1 or max_seconds <= 0:
+            raise ValueError("a session needs at least one message and a positive lifetime")
+        if scheme is None:
+            scheme = SESSION_HYBRID if key.hybrid_public_key is not None else SESSION_X25519
+        if scheme not in _SESSION_SUITES:
+            raise ValueError(f"unknown session scheme {scheme!r}")
+        if scheme == SESSION_HYBRID and key.hybrid_public_key is None:
+            raise ValueError(
+                f"ingest key {key.key_id} has no hybrid public key: rotate the ledger's ingest "
+                f"key, or seal with {SESSION_X25519}"
+            )
+        self.key = key
+        self.scheme = scheme
+        self.max_messages = max_messages
+        self.max_seconds = max_seconds
+        self._clock = clock
+        self._public = _public_key(key, scheme)
+        self._prk = b""
+        self._prefix: tuple[str, str, int, bytes] = ("", "", 0, b"")
+        self._count = max_messages
+        self._deadline = -float("inf")
+        self.sessions_started = 0
+
+    def next_message(self) -> MessageSealer:
+        now = self._clock()
+        if self._count >= self.max_messages or now >= self._deadline:
+            self._start(now)
+        scheme, key_id, started_ms, secret = self._prefix
+        session = SealSession(scheme, key_id, started_ms, secret, self._count)
+        self._count += 1
+        return MessageSealer(session, self._prk, self.key.tenant)
+
+    def _start(self, now: float) -> None:
+        started_ms = int(now * 1000)
+        secret = os.urandom(SECRET_BYTES)
+        info = session_info(self.scheme, self.key.key_id, self.key.tenant, started_ms)
+        sealed_secret = _SESSION_SUITES[self.scheme].encrypt(secret, self._public, info=info)
+        self._prk = session_prk(secret)
+        self._prefix = (self.scheme, self.key.key_id, started_ms, sealed_secret)
+        self._count = 0
+        self._deadline = now + self.max_seconds
+        self.sessions_started += 1
+
+
+def _public_key(
+    key: IngestPublicKey, scheme: str
+) -> x25519.X25519PublicKey | MLKEM768X25519PublicKey:
+    if scheme == SESSION_X25519:
+        return x25519.X25519PublicKey.from_public_bytes(key.public_key)
+    assert key.hybrid_public_key is not None
+    raw = key.hybrid_public_key
+    return MLKEM768X25519PublicKey(
+        mlkem.MLKEM768PublicKey.from_public_bytes(raw[:1184]),
+        x25519.X25519PublicKey.from_public_bytes(raw[1184:]),
+    )
+
+
 class IngestPrivateKey:
     """An ingest private key in memory, parsed once (parsing costs half as much as an open).
-    It is stored only wrapped by the KEK; :meth:`raw` is for wrapping it."""
+    It is stored only wrapped by the KEK; :meth:`raw` is for wrapping it.
+
+    ``raw`` is 32 bytes (an X25519 key, v1 key pairs) or 128 bytes (v2 key pairs: that
+    X25519 key, then the ML-KEM-768 seed and the X25519 key of the hybrid KEM).
+    """
 
     def __init__(self, raw: bytes) -> None:
-        self._key = x25519.X25519PrivateKey.from_private_bytes(raw)
+        if len(raw) not in (32, 128):
+            raise ValueError("an ingest private key is 32 or 128 bytes")
+        self._raw = raw
+        self._key = x25519.X25519PrivateKey.from_private_bytes(raw[:32])
+        self._hybrid: MLKEM768X25519PrivateKey | None = None
+        if len(raw) == 128:
+            self._hybrid = MLKEM768X25519PrivateKey(
+                mlkem.MLKEM768PrivateKey.from_seed_bytes(raw[32:96]),
+                x25519.X25519PrivateKey.from_private_bytes(raw[96:]),
+            )
 
     @classmethod
     def generate(cls) -> IngestPrivateKey:
-        return cls(x25519.X25519PrivateKey.generate().private_bytes_raw())
+        """A v2 key pair: X25519 for v1 and X25519 sessions, and a hybrid key."""
+        return cls(
+            x25519.X25519PrivateKey.generate().private_bytes_raw()
+            + mlkem.MLKEM768PrivateKey.generate().private_bytes_raw()
+            + x25519.X25519PrivateKey.generate().private_bytes_raw()
+        )
+
+    @property
+    def algorithm(self) -> str:
+        return INGEST_SCHEME if self._hybrid is None else KEY_ALGORITHM_V2
 
     def raw(self) -> bytes:
-        return self._key.private_bytes_raw()
+        return self._raw
 
     def public_key(self) -> bytes:
+        """The X25519 public key (32 bytes)."""
         return self._key.public_key().public_bytes_raw()
 
+    def hybrid_public_key(self) -> bytes | None:
+        if self._hybrid is None:
+            return None
+        public = mlkem.MLKEM768PrivateKey.from_seed_bytes(self._raw[32:96]).public_key()
+        x_public = x25519.X25519PrivateKey.from_private_bytes(self._raw[96:]).public_key()
+        return public.public_bytes_raw() + x_public.public_bytes_raw()
+
+    def public_key_column(self) -> bytes:
+        """What the key table stores as ``public_key``: X25519, then the hybrid key if any."""
+        return self.public_key() + (self.hybrid_public_key() or b"")
+
     def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str:
-        """Raises CannotOpen for another scheme, a wrong key, binding or a tampered value."""
+        """Opens a v1 field. Raises CannotOpen for another scheme, a wrong key, binding or a
+        tampered value."""
         if sealed.scheme != INGEST_SCHEME:
             raise CannotOpen("not sealed with the ingest scheme")
         info = _info(sealed.key_id, tenant, event_id, field)
@@ -123,6 +394,30 @@ class IngestPrivateKey:
             return plain.decode()
         except (InvalidTag, UnicodeDecodeError, ValueError):
             raise CannotOpen(f"sealed field {field!r} does not open with this key") from None
+
+    def open_session(self, tenant: str, session: SealSession) -> bytes:
+        """The session's PRK (see :func:`session_prk`). Raises CannotOpen if the header was
+        tampered with, sealed for another tenant or key, or names a KEM this key lacks."""
+        suite = _SESSION_SUITES.get(session.scheme)
+        if suite is None:
+            raise CannotOpen("unknown session scheme")
+        private: x25519.X25519PrivateKey | MLKEM768X25519PrivateKey | None
+        private = self._key if session.scheme == SESSION_X25519 else self._hybrid
+        if private is None:
+            raise CannotOpen("this ingest key has no hybrid part")
+        info = session_info(session.scheme, session.key_id, tenant, session.started_at_ms)
+        try:
+            secret = suite.decrypt(session.secret, private, info=info)
+        except (InvalidTag, ValueError):
+            raise CannotOpen("the session secret does not open with this key") from None
+        if len(secret) != SECRET_BYTES:
+            raise CannotOpen("a session secret is 32 bytes")
+        return session_prk(secret)
+
+
+def split_public_key_column(column: bytes) -> tuple[bytes, bytes | None]:
+    """The X25519 public key and the hybrid one (or None) from a key table row."""
+    return column[:32], (column[32:] if len(column) > 32 else None)
 
 
 def routing_key(lookup_key: bytes, tenant: str) -> bytes:

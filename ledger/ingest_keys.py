@@ -20,24 +20,55 @@ Rules this module keeps:
   such a key from that moment on, whether or not a destroy has run yet.
 - **Other processes' changes are seen quickly.** The key table is read again at least every
   ``refresh_s`` seconds (a minute), and at once when a message names an unknown key id.
+- **Opened v2 sessions are cached, and forgotten with their key.** A message's session
+  header is opened once (one HPKE open) and its derived key kept in a bounded LRU cache
+  (:data:`SESSION_CACHE_SIZE` sessions) keyed by a hash of the whole header; every later use
+  checks its ingest key again, and a reload drops the sessions of keys destroyed or past the
+  retention, so destroying a key makes its sessions unreadable at once.
+- **Sessions are bounded.** A message numbered ``session_max_messages`` or more in its
+  session, or sent more than ``session_max_age`` after the session started (or more than
+  :data:`SESSION_CLOCK_SKEW` before), is refused with ``ingest_session_exceeded``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
+import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ledger.crypto import CannotOpen, KeyEncryptionKey
-from ledger.crypto_ingest import INGEST_SCHEME, IngestPrivateKey, IngestPublicKey, routing_key
-from ledger.domain.rules import IngestKeyDestroyed, IngestKeyUnknown, IngestSealInvalid
+from ledger.crypto_ingest import (
+    FIELD_SCHEME,
+    INGEST_SCHEME,
+    SESSION_SCHEMES,
+    IngestPrivateKey,
+    IngestPublicKey,
+    SealSession,
+    field_info,
+    open_field,
+    routing_key,
+    split_public_key_column,
+)
+from ledger.domain.rules import (
+    IngestKeyDestroyed,
+    IngestKeyUnknown,
+    IngestSealInvalid,
+    IngestSessionExceeded,
+)
 from ledger.domain.values import Sealed
 
 DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_SESSION_MAX_MESSAGES = 100_000
+DEFAULT_SESSION_MAX_AGE = timedelta(hours=1)
+SESSION_CACHE_SIZE = 4096
+SESSION_CLOCK_SKEW = timedelta(minutes=5)
 REFRESH_S = 60.0
 UNKNOWN_RETRY_S = 1.0
 KEY_ID = re.compile(r"^ik-[0-9]{8}-[0-9a-f]{8}$")
@@ -153,10 +184,15 @@ class IngestKeyring:
         lookup_key: bytes,
         *,
         retention: timedelta = DEFAULT_RETENTION,
+        session_max_messages: int = DEFAULT_SESSION_MAX_MESSAGES,
+        session_max_age: timedelta = DEFAULT_SESSION_MAX_AGE,
         clock: Clock = utc_now,
     ) -> None:
         self.table = table
         self.retention = retention
+        self.session_max_messages = session_max_messages
+        self.session_max_age = session_max_age
+        self._sessions: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
         self.refresh_s = REFRESH_S
         self._kek = kek
         self._lookup_key = lookup_key
@@ -180,8 +216,13 @@ class IngestKeyring:
     def public_key_for(self, tenant: str) -> IngestPublicKey:
         """What the producers of ``tenant`` need: the current public key, their routing key."""
         current = self.current()
+        x25519_key, hybrid_key = split_public_key_column(current.public_key)
         return IngestPublicKey(
-            tenant, current.key_id, current.public_key, routing_key(self._lookup_key, tenant)
+            tenant,
+            current.key_id,
+            x25519_key,
+            routing_key(self._lookup_key, tenant),
+            hybrid_public_key=hybrid_key,
         )
 
     def document_for(self, tenant: str) -> dict[str, str]:
@@ -218,8 +259,8 @@ class IngestKeyring:
         self._private[key_id] = private
         return IngestKeyRow(
             key_id=key_id,
-            algorithm=INGEST_SCHEME,
-            public_key=private.public_key(),
+            algorithm=private.algorithm,
+            public_key=private.public_key_column(),
             kek_id=self._kek.key_id,
             wrapped_private=self._kek.wrap(private.raw(), _context(key_id)),
             created_at=now,
@@ -239,12 +280,55 @@ class IngestKeyring:
                 "sealed for another field, tenant or event"
             ) from None
 
+    def open_session(
+        self, tenant: str, session: SealSession, sent_at: datetime | None
+    ) -> OpenedSession:
+        """Checks a message's session header against the bounds and opens it (from the cache
+        when it was opened before). Raises a RuleViolation naming no value."""
+        if session.scheme not in SESSION_SCHEMES:
+            raise IngestSealInvalid("envelope.seal_session names an unknown session scheme")
+        if not 0 <= session.message < self.session_max_messages:
+            raise IngestSessionExceeded(
+                f"message {session.message} of its session: the ledger accepts messages "
+                f"0 to {self.session_max_messages - 1} of a session; start a new session"
+            )
+        sent = sent_at or self._clock()
+        started = _from_ms(session.started_at_ms)
+        if sent - started > self.session_max_age:
+            raise IngestSessionExceeded(
+                f"sent {(sent - started).total_seconds():.0f} s after its session started: the "
+                f"ledger accepts {self.session_max_age.total_seconds():.0f} s; start a new session"
+            )
+        if started - sent > SESSION_CLOCK_SKEW:
+            raise IngestSessionExceeded("its session starts after the message was sent")
+        private = self._private_key(session.key_id)
+        cache_key = _session_cache_key(tenant, session)
+        cached = self._sessions.get(cache_key)
+        if cached is not None:
+            self._sessions.move_to_end(cache_key)
+            return OpenedSession(cached[1], session, tenant)
+        try:
+            prk = private.open_session(tenant, session)
+        except CannotOpen:
+            raise IngestSealInvalid(
+                f"envelope.seal_session does not open with ingest key {session.key_id}: "
+                "tampered with, or sealed for another tenant"
+            ) from None
+        self._sessions[cache_key] = (session.key_id, prk)
+        if len(self._sessions) > SESSION_CACHE_SIZE:
+            self._sessions.popitem(last=False)
+        return OpenedSession(prk, session, tenant)
+
+    def cached_sessions(self) -> int:
+        return len(self._sessions)
+
     def _private_key(self, key_id: str) -> IngestPrivateKey:
         row = self._row(key_id)
         if row is None:
             raise IngestKeyUnknown(f"ingest key {shown_key_id(key_id)} is unknown to the ledger")
         if row.wrapped_private is None or self._expired(row):
             self._private.pop(key_id, None)
+            self._forget_sessions({key_id})
             raise IngestKeyDestroyed(
                 f"ingest key {key_id} was retired longer ago than the ingest retention and its "
                 "private key is destroyed; fetch the current ingest key and send again"
@@ -269,6 +353,11 @@ class IngestKeyring:
                 self._unknown[key_id] = now
         return self._rows.get(key_id)
 
+    def _forget_sessions(self, key_ids: set[str]) -> None:
+        if key_ids:
+            for cache_key in [k for k, (key_id, _) in self._sessions.items() if key_id in key_ids]:
+                del self._sessions[cache_key]
+
     def _expired(self, row: IngestKeyRow) -> bool:
         return row.retired_at is not None and row.retired_at + self.retention <= self._clock()
 
@@ -278,6 +367,57 @@ class IngestKeyring:
             row = self._rows.get(key_id)
             if row is None or row.wrapped_private is None:
                 del self._private[key_id]
+        unusable = {
+            key_id
+            for key_id, _ in self._sessions.values()
+            if (row := self._rows.get(key_id)) is None
+            or row.wrapped_private is None
+            or self._expired(row)
+        }
+        self._forget_sessions(unusable)
         if len(self._unknown) > 10_000:
             self._unknown.clear()
         self._loaded_at = time.monotonic()
+
+
+class OpenedSession:
+    """One message's opened session: opens its fields (:class:`ledger.contract.SessionOpener`)."""
+
+    __slots__ = ("_prk", "_session", "_tenant")
+
+    def __init__(self, prk: bytes, session: SealSession, tenant: str) -> None:
+        self._prk = prk
+        self._session = session
+        self._tenant = tenant
+
+    def open(self, event_id: str, field: str, sealed: Sealed) -> str:
+        session = self._session
+        if sealed.scheme != FIELD_SCHEME or sealed.key_id != session.key_id:
+            raise IngestSealInvalid(
+                f"{field} is not sealed with {FIELD_SCHEME} to its message's session key"
+            )
+        info = field_info(session.key_id, self._tenant, event_id, field, session.message)
+        try:
+            return open_field(self._prk, info, sealed.nonce, sealed.ciphertext)
+        except CannotOpen:
+            raise IngestSealInvalid(
+                f"{field} does not open in its message's session: tampered with, or sealed for "
+                "another field, event, tenant or message"
+            ) from None
+
+
+def _session_cache_key(tenant: str, session: SealSession) -> bytes:
+    digest = hashlib.sha256()
+    for part in (tenant.encode(), session.scheme.encode(), session.key_id.encode()):
+        digest.update(struct.pack(">H", len(part)) + part)
+    digest.update(struct.pack(">Q", session.started_at_ms) + session.secret)
+    return digest.digest()
+
+
+def _from_ms(ms: int) -> datetime:
+    if not 0 <= ms < _YEAR_10000_MS:
+        raise IngestSessionExceeded("envelope.seal_session.started_at is out of range")
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+_YEAR_10000_MS = 253_402_300_800_000

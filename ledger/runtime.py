@@ -22,6 +22,8 @@ def open_ledger(settings: Settings) -> Ledger:
         kek=kek_ring(settings),
         lookup_key=lookup_key,
         ingest_retention=settings.ingest_retention,
+        ingest_session_max_messages=settings.ingest_session_max_messages,
+        ingest_session_max_age=settings.ingest_session_max_age,
         subject_cache_size=settings.subject_cache_size,
     )
 

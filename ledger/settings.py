@@ -91,6 +91,9 @@ class Settings:
     projection_batch_size: int = 500
     subject_cache_size: int = 50_000  # subjects a recording process keeps loaded (LRU)
     ingest_retention: timedelta = timedelta(days=7)
+    # Bounds of a sealed-ingest v2 session (``ledger.ingest_keys``).
+    ingest_session_max_messages: int = 100_000
+    ingest_session_max_age: timedelta = timedelta(hours=1)
     # Larger ingest messages are rejected undecoded (``consumers.ingest``).
     ingest_max_message_bytes: int = 256 * 1024
     # Previous KEK versions, (id, key), that still unwrap (``ledger.kek``).
@@ -335,6 +338,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         ingest_max_message_bytes=_positive_int(
             "LEDGER_INGEST_MAX_MESSAGE_BYTES", env.get("LEDGER_INGEST_MAX_MESSAGE_BYTES"), 262_144
+        ),
+        ingest_session_max_messages=_positive_int(
+            "LEDGER_INGEST_SESSION_MAX_MESSAGES",
+            env.get("LEDGER_INGEST_SESSION_MAX_MESSAGES"),
+            100_000,
+        ),
+        ingest_session_max_age=_duration(
+            "LEDGER_INGEST_SESSION_MAX_AGE",
+            env.get("LEDGER_INGEST_SESSION_MAX_AGE"),
+            timedelta(hours=1),
         ),
         notifier_group=env.get("LEDGER_NOTIFIER_GROUP") or "ledger-notifier",
         webhook_max_attempts=_positive_int(

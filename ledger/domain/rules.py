@@ -101,6 +101,13 @@ class IngestKeyDestroyed(RuleViolation):
     code = "ingest_key_destroyed"
 
 
+class IngestSessionExceeded(RuleViolation):
+    """A message sealed in a v2 session beyond the ledger's bounds: its number in the session
+    is too high, or the session started too long before the message was sent (or after)."""
+
+    code = "ingest_session_exceeded"
+
+
 class IngestSealInvalid(RuleViolation):
     """A sealed field does not open: another scheme, tampered, or sealed for another field,
     tenant or event."""

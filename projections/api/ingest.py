@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
-from ledger.crypto_ingest import IngestPublicKey, routing_key
+from ledger.crypto_ingest import IngestPublicKey, routing_key, split_public_key_column
 from ledger.ingest_keys import key_document
 from ledger.ingest_keys_postgres import CURRENT_KEY
 from projections.api.access import Principal, Scope, require
@@ -33,17 +33,28 @@ class IngestKey(BaseModel):
     tenant: str
     key_id: str = Field(description="Goes into every Sealed value as `key_id`.")
     algorithm: str = Field(
-        description="HPKE-X25519-ingest-v1: RFC 9180 HPKE base mode, DHKEM(X25519, "
-        "HKDF-SHA256), HKDF-SHA256, AES-256-GCM; see the producer contract."
+        description="What `public_key` is: HPKE-X25519-ingest-v1 (an X25519 key for RFC 9180 "
+        "HPKE with HKDF-SHA256 and AES-256-GCM). Sealing is described in the producer contract."
     )
-    public_key: str = Field(description="Raw X25519 public key (32 bytes), base64.")
+    public_key: str = Field(
+        description="Raw X25519 public key (32 bytes), base64: for sessions of scheme "
+        "HPKE-X25519-session-v2 (and v1 sealing)."
+    )
+    hybrid_public_key: str | None = Field(
+        default=None,
+        description="ML-KEM-768 encapsulation key (1,184 bytes) followed by an X25519 public key "
+        "(32 bytes), base64: for sessions of scheme HPKE-MLKEM768X25519-session-v2. Absent on "
+        "key pairs made before sealed ingest v2.",
+    )
     routing_key: str = Field(
         description="HMAC key (32 bytes, base64) for the ingest topic's message keys."
     )
     created_at: datetime = Field(description="When this key pair became current.")
 
 
-@router.get("/ingest-key", response_model=IngestKey, tags=["producers"])
+@router.get(
+    "/ingest-key", response_model=IngestKey, response_model_exclude_none=True, tags=["producers"]
+)
 async def ingest_key(ctx: Ctx, who: AnyKey) -> IngestKey:
     """The key producers of the caller's tenant seal personal fields to. Fetch it when a
     producer starts and at least daily; a retired key stops working after the ingest
@@ -54,7 +65,12 @@ async def ingest_key(ctx: Ctx, who: AnyKey) -> IngestKey:
     if row is None:
         raise Unavailable("the ledger has no ingest key yet; try again shortly")
     _, lookup_key = ctx.settings.require_keys()
+    x25519_key, hybrid_key = split_public_key_column(bytes(row["public_key"]))
     key = IngestPublicKey(
-        who.tenant, row["key_id"], bytes(row["public_key"]), routing_key(lookup_key, who.tenant)
+        who.tenant,
+        row["key_id"],
+        x25519_key,
+        routing_key(lookup_key, who.tenant),
+        hybrid_public_key=hybrid_key,
     )
     return IngestKey.model_validate(key_document(key, row["created_at"]))

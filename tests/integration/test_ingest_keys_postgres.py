@@ -147,6 +147,7 @@ def test_the_operator_prints_the_document_the_api_answers(
     assert sorted(answered) == [
         "algorithm",
         "created_at",
+        "hybrid_public_key",
         "key_id",
         "public_key",
         "routing_key",

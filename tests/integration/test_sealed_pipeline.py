@@ -25,7 +25,7 @@ from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until
-from tests.sealing import sealed_record
+from tests.sealing import sealed_message_v1, sealed_record
 
 EVIDENCE, DESCRIPTION, NOTE = (
     "signed by Alice Example",
@@ -191,7 +191,7 @@ def test_an_unknown_key_id_is_refused(
 ) -> None:
     cmd = b.grant(b.REF)
     record = sealed_record(cmd, ledger.ingest_keys.public_key_for(b.TENANT))
-    record["ip_address"]["key_id"] = "ik-20990101-00000000"
+    record["envelope"]["seal_session"]["key_id"] = "ik-20990101-00000000"
     with client(settings, None) as producer:
         producer.send_raw(avro.encode(cmd.kind, record), key=message_key(b.TENANT, b.REF))
     assert rejections(settings, 1) == {cmd.envelope.event_id: "ingest_key_unknown"}
@@ -216,3 +216,21 @@ def test_the_operator_prints_what_producers_need(ledger: Ledger, cli: Callable[.
     shown = json.loads(cli("ingest-keys", "show", "--tenant", b.TENANT).stdout)
     assert IngestPublicKey.from_json(shown) == ledger.ingest_keys.public_key_for(b.TENANT)
     assert "private" not in json.dumps(shown)
+
+
+def test_v1_messages_of_an_older_client_are_still_recorded_beside_v2_ones(
+    ledger: Ledger, ingest: IngestConsumer, settings: Settings
+) -> None:
+    key = ledger.ingest_keys.public_key_for(b.TENANT)
+    older = b.grant(b.REF, evidence=EVIDENCE)
+    with client(settings, None) as producer:  # raw bytes, as a v1 client wrote them
+        producer.send_raw(
+            sealed_message_v1(older, key), key=message_key(b.TENANT, b.REF, key.routing_key)
+        )
+    newer = send(settings, key, b.collect(b.REF, description=DESCRIPTION))
+    wait_until(lambda: recorded(ledger, [older.envelope.event_id, *newer]), timeout=30)
+    subject = ledger.find_subject(b.TENANT, b.REF)
+    assert subject is not None
+    granted, collected = ledger.subject_events(subject.id)[1:3]
+    assert ledger.keys.open(subject.id, "evidence", granted.evidence) == EVIDENCE
+    assert ledger.keys.open(subject.id, "description", collected.description) == DESCRIPTION

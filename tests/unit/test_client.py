@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import ledger.client
-from ledger import avro, contract
+from ledger import avro, contract, crypto_ingest
 from ledger.client import InvalidEvent, LedgerClient, message_key
-from ledger.crypto_ingest import INGEST_SCHEME, IngestPrivateKey, IngestPublicKey
+from ledger.crypto_ingest import FIELD_SCHEME, SESSION_HYBRID, IngestPrivateKey, IngestPublicKey
 from ledger.domain.values import LegalBasis, Sealed
 from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
 from tests.fakes import FakeFuture
@@ -203,17 +203,46 @@ def ingest_private() -> IngestPrivateKey:
 
 
 def _ingest_key(private: IngestPrivateKey, tenant: str = "acme") -> IngestPublicKey:
-    return IngestPublicKey(tenant, "ik-20260501-0a1b2c3d", private.public_key(), b"r" * 32)
+    return IngestPublicKey(
+        tenant,
+        "ik-20260501-0a1b2c3d",
+        private.public_key(),
+        b"r" * 32,
+        hybrid_public_key=private.hybrid_public_key(),
+    )
 
 
 class _Opener:
+    """Opens v2 sessions with a bare private key, recording what it was asked to open."""
+
     def __init__(self, private: IngestPrivateKey) -> None:
         self.private = private
         self.opened: list[tuple[str, str, str]] = []
+        self.sessions: list[crypto_ingest.SealSession] = []
 
     def open(self, tenant: str, event_id: str, field: str, sealed: Sealed) -> str:
         self.opened.append((tenant, event_id, field))
         return self.private.open(tenant, event_id, field, sealed)
+
+    def open_session(
+        self, tenant: str, session: crypto_ingest.SealSession, sent_at: object
+    ) -> _Fields:
+        self.sessions.append(session)
+        return _Fields(self, tenant, session, self.private.open_session(tenant, session))
+
+
+class _Fields:
+    def __init__(
+        self, opener: _Opener, tenant: str, session: crypto_ingest.SealSession, prk: bytes
+    ) -> None:
+        self.opener, self.tenant, self.session, self.prk = opener, tenant, session, prk
+
+    def open(self, event_id: str, field: str, sealed: Sealed) -> str:
+        self.opener.opened.append((self.tenant, event_id, field))
+        info = crypto_ingest.field_info(
+            self.session.key_id, self.tenant, event_id, field, self.session.message
+        )
+        return crypto_ingest.open_field(self.prk, info, sealed.nonce, sealed.ciphertext)
 
 
 def test_with_an_ingest_key_every_personal_field_is_sealed(
@@ -227,7 +256,9 @@ def test_with_an_ingest_key_every_personal_field_is_sealed(
         assert personal.encode() not in key
     _, record = avro.decode(value)
     for sealed in (record["envelope"]["subject_ref"], record["ip_address"], record["evidence"]):
-        assert (sealed["scheme"], sealed["key_id"]) == (INGEST_SCHEME, "ik-20260501-0a1b2c3d")
+        assert (sealed["scheme"], sealed["key_id"]) == (FIELD_SCHEME, "ik-20260501-0a1b2c3d")
+    session = record["envelope"]["seal_session"]
+    assert (session["scheme"], session["message"]) == (SESSION_HYBRID, 0)
     opener = _Opener(ingest_private)
     decoded = contract.command_from_message(value, opener)
     expected = grant(REF, ip_address=IP, user_agent=USER_AGENT, event_id=event_id)
@@ -241,6 +272,26 @@ def test_with_an_ingest_key_every_personal_field_is_sealed(
         "user_agent",
     ]
     assert {(t, e) for t, e, _ in opener.opened} == {("acme", event_id)}
+
+
+def test_a_key_made_before_v2_gets_x25519_sessions(
+    producers: list[FakeProducer], ingest_private: IngestPrivateKey
+) -> None:
+    v1_only = IngestPrivateKey(ingest_private.raw()[:32])
+    assert v1_only.hybrid_public_key() is None
+    client = LedgerClient("kafka:9092", producer="crm", ingest_key=_ingest_key(v1_only))
+    _grant(client)
+    _, record = avro.decode(producers[0].sent[0][2])
+    session = crypto_ingest.SealSession.from_record(record["envelope"]["seal_session"])
+    assert session.scheme == crypto_ingest.SESSION_X25519 and len(session.secret) == 80
+    assert v1_only.open_session("acme", session)  # the ledger's v1 key opens it
+    with pytest.raises(ValueError, match="no hybrid public key"):
+        LedgerClient(
+            "kafka:9092",
+            producer="crm",
+            ingest_key=_ingest_key(v1_only),
+            session_scheme=crypto_ingest.SESSION_HYBRID,
+        )
 
 
 def test_a_sealing_client_refuses_a_tenant_it_holds_no_key_for(

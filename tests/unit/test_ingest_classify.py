@@ -125,6 +125,7 @@ class FakeRecord:
     key: bytes | None = b"k"
     topic: str = TOPICS.ingest
     partition: int = 0
+    timestamp: int | None = None  # Kafka record timestamp, ms
 
 
 @dataclass

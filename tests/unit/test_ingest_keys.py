@@ -69,7 +69,7 @@ def test_the_private_key_is_stored_only_wrapped(
     row = ring.current()
     assert row.wrapped_private is not None and row.kek_id == "kek-1"
     raw = kek.unwrap(row.wrapped_private, b"ingest:" + row.key_id.encode())
-    assert crypto_ingest.IngestPrivateKey(raw).public_key() == row.public_key
+    assert crypto_ingest.IngestPrivateKey(raw).public_key_column() == row.public_key
     assert raw not in row.wrapped_private
 
 
@@ -78,7 +78,10 @@ def test_a_tenant_key_document_holds_the_current_public_key_and_its_routing_key(
 ) -> None:
     acme, globex = ring.public_key_for("acme"), ring.public_key_for("globex")
     assert acme.key_id == globex.key_id == ring.current().key_id
-    assert acme.public_key == globex.public_key == ring.current().public_key
+    column = ring.current().public_key
+    assert acme.public_key == globex.public_key == column[:32]
+    assert acme.hybrid_public_key == globex.hybrid_public_key == column[32:]
+    assert len(column) == 32 + crypto_ingest.HYBRID_PUBLIC_BYTES
     assert acme.routing_key != globex.routing_key
 
 

@@ -1,7 +1,9 @@
-"""Sealed ingest through the ingest consumer, on an in-memory ledger with fake Kafka."""
+"""Sealed ingest through the ingest consumer, on an in-memory ledger with fake Kafka: v2
+(sessions, what the client sends), and v1 messages still accepted."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +14,7 @@ from consumers import ingest
 from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.contract import Command
+from ledger.crypto_ingest import SESSION_HYBRID, SESSION_X25519, IngestPrivateKey, SessionSealer
 from ledger.domain.values import Sealed
 from tests.builders import (
     IP,
@@ -23,7 +26,14 @@ from tests.builders import (
     grant,
     memory_ledger,
 )
-from tests.sealing import plaintext_message, received_in_clear, sealed_message, sealed_record
+from tests.sealing import (
+    encode_v1,
+    plaintext_message,
+    received_in_clear,
+    sealed_message,
+    sealed_message_v1,
+    sealed_record,
+)
 from tests.unit.test_ingest_classify import FakeRecord, consumer_for
 
 PERSONAL = [REF, IP, USER_AGENT, "signed by Alice Example", "Alice's CV"]
@@ -119,7 +129,7 @@ def _encode(cmd: Command, record: dict[str, Any]) -> bytes:
 
 def _with_sealed(cmd: Command, ledger: Ledger, field: str, change: Any) -> bytes:
     record = sealed_record(cmd, ledger.ingest_keys.public_key_for("acme"))
-    holder = record["envelope"] if field == "subject_ref" else record
+    holder = record["envelope"] if field in ("subject_ref", "seal_session") else record
     holder[field] = change(holder[field])
     return _encode(cmd, record)
 
@@ -132,7 +142,7 @@ def test_sealed_fields_that_do_not_open_are_rejected_with_their_reason(ledger: L
     ledger.ingest_keys.destroy_expired()
     messages = [
         sealed_message(cmd, old),  # sealed to a destroyed key
-        _with_sealed(cmd, ledger, "ip_address", lambda s: {**s, "key_id": UNKNOWN_KEY}),
+        _with_sealed(cmd, ledger, "seal_session", lambda s: {**s, "key_id": UNKNOWN_KEY}),
         _with_sealed(
             cmd, ledger, "subject_ref", lambda s: {**s, "ciphertext": s["ciphertext"][:-1]}
         ),
@@ -222,3 +232,154 @@ def test_a_sealed_message_is_rejected_as_it_came(ledger: Ledger) -> None:
     _, [sent] = process(ledger, message)
     assert (sent.headers["reason"], sent.value) == (b"unknown_purpose", message)
     assert "removed" not in sent.headers
+
+
+# Sealed ingest v2: sessions.
+
+
+def _sealer(ledger: Ledger, tenant: str = "acme", **options: Any) -> SessionSealer:
+    return SessionSealer(ledger.ingest_keys.public_key_for(tenant), **options)
+
+
+def _reasons(sent: list[Any]) -> list[bytes]:
+    for rejection in sent:
+        assert all(value.encode() not in rejection.headers["detail"] for value in PERSONAL)
+    return [s.headers["reason"] for s in sent]
+
+
+@pytest.mark.parametrize("scheme", [SESSION_HYBRID, SESSION_X25519])
+def test_messages_of_one_session_open_with_one_key_agreement(
+    ledger: Ledger, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    real = IngestPrivateKey.open_session
+    monkeypatch.setattr(
+        IngestPrivateKey,
+        "open_session",
+        lambda self, tenant, session: opened.append(session.scheme) or real(self, tenant, session),
+    )
+    sealer = _sealer(ledger, scheme=scheme)
+    key = ledger.ingest_keys.public_key_for("acme")
+    messages = [
+        sealed_message(grant(REF, ip_address=IP, user_agent=USER_AGENT), key, sealer),
+        sealed_message(collect(REF), key, sealer),
+        sealed_message(grant("bob@example.com", purpose="newsletter"), key, sealer),
+    ]
+    report, sent = process(ledger, *messages)
+    assert (report.recorded, sent) == (3, [])
+    assert opened == [scheme]  # one HPKE open for three messages
+    assert ledger.ingest_keys.cached_sessions() == 1
+    subject = ledger.find_subject("acme", REF)
+    assert subject is not None
+    granted = ledger.subject_events(subject.id)[1]
+    assert ledger.keys.open(subject.id, "ip_address", granted.ip_address) == IP
+    assert ledger.keys.open(subject.id, "user_agent", granted.user_agent) == USER_AGENT
+
+
+def test_a_client_starts_a_new_session_at_its_bounds(ledger: Ledger) -> None:
+    now = [1_000.0]
+    sealer = _sealer(ledger, max_messages=2, max_seconds=60, clock=lambda: now[0])
+    numbers = [sealer.next_message().session.message for _ in range(5)]
+    assert numbers == [0, 1, 0, 1, 0] and sealer.sessions_started == 3
+    now[0] += 60
+    assert sealer.next_message().session.message == 0 and sealer.sessions_started == 4
+
+
+def test_a_message_beyond_the_ledgers_session_bounds_is_refused(ledger: Ledger) -> None:
+    ledger.ingest_keys.session_max_messages = 3
+    key = ledger.ingest_keys.public_key_for("acme")
+    sealer = _sealer(ledger, max_messages=10)
+    in_bounds = [sealed_message(grant(f"s{i}@example.com"), key, sealer) for i in range(3)]
+    beyond = sealed_message(grant("s3@example.com"), key, sealer)  # message number 3
+    report, sent = process(ledger, *in_bounds, beyond)
+    assert (report.recorded, _reasons(sent)) == (3, [b"ingest_session_exceeded"])
+    assert b"message 3 of its session" in sent[0].headers["detail"]
+
+
+def test_a_session_older_than_the_ledgers_bound_is_refused(ledger: Ledger) -> None:
+    started = time.time() - 3600 - 5
+    sealer = _sealer(ledger, clock=lambda: started, max_seconds=7200)
+    key = ledger.ingest_keys.public_key_for("acme")
+    old = sealed_message(grant(REF), key, sealer)
+    ahead = _sealer(ledger, clock=lambda: time.time() + 600)  # starts after it is sent
+    early = sealed_message(grant("bob@example.com"), key, ahead)
+    now_ms = int(time.time() * 1000)
+    records = [FakeRecord(old, 0, timestamp=now_ms), FakeRecord(early, 1, timestamp=now_ms)]
+    report, sent = _process_records(ledger, records)
+    assert (report.recorded, _reasons(sent)) == (0, [b"ingest_session_exceeded"] * 2)
+    # Judged by when it was sent, not when the ledger reads it: a backlog still opens.
+    sent_then = FakeRecord(old, 2, timestamp=int((started + 60) * 1000))
+    assert _process_records(ledger, [sent_then])[0].recorded == 1
+
+
+def test_a_sealed_value_moved_anywhere_else_does_not_open(ledger: Ledger) -> None:
+    key = ledger.ingest_keys.public_key_for("acme")
+    sealer = _sealer(ledger)
+    first = sealed_record(grant(REF, ip_address=IP, user_agent=USER_AGENT), key, sealer)
+    second_cmd = grant("bob@example.com", ip_address="198.51.100.1")
+    second = sealed_record(second_cmd, key, sealer)
+    swapped = {**first, "ip_address": first["user_agent"], "user_agent": first["ip_address"]}
+    other_event = {**second, "ip_address": first["ip_address"]}  # same session, message 0's
+    renumbered = {
+        **first,
+        "envelope": {
+            **first["envelope"],  # type: ignore[dict-item]
+            "seal_session": {**first["envelope"]["seal_session"], "message": 7},  # type: ignore[index]
+        },
+    }
+    other_tenant = {**first, "envelope": {**first["envelope"], "tenant": "legacy"}}  # type: ignore[dict-item]
+    no_session = {**first, "envelope": {**first["envelope"], "seal_session": None}}  # type: ignore[dict-item]
+    messages = [
+        avro.encode("ConsentGranted", r)
+        for r in (swapped, other_event, renumbered, other_tenant, no_session)
+    ]
+    report, sent = process(ledger, *messages)
+    assert (report.recorded, _reasons(sent)) == (0, [b"ingest_seal_invalid"] * 5)
+    assert b"envelope.seal_session does not open" in sent[3].headers["detail"]
+    assert b"carries no envelope.seal_session" in sent[4].headers["detail"]
+
+
+def test_destroying_an_ingest_key_forgets_its_opened_sessions(ledger: Ledger) -> None:
+    key = ledger.ingest_keys.public_key_for("acme")
+    sealer = _sealer(ledger)
+    assert process(ledger, sealed_message(grant(REF), key, sealer))[0].recorded == 1
+    assert ledger.ingest_keys.cached_sessions() == 1
+    ledger.ingest_keys.rotate()
+    ledger.ingest_keys.retention = timedelta(0)
+    ledger.ingest_keys.destroy_expired()
+    assert ledger.ingest_keys.cached_sessions() == 0
+    _, sent = process(ledger, sealed_message(collect(REF), key, sealer))
+    assert _reasons(sent) == [b"ingest_key_destroyed"]
+
+
+def test_the_session_cache_is_bounded(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ledger.ingest_keys.SESSION_CACHE_SIZE", 2)
+    key = ledger.ingest_keys.public_key_for("acme")
+    messages = [sealed_message(grant(f"s{i}@example.com"), key) for i in range(4)]  # 4 sessions
+    assert process(ledger, *messages)[0].recorded == 4
+    assert ledger.ingest_keys.cached_sessions() == 2
+
+
+def test_a_v1_message_from_an_older_client_is_still_recorded(ledger: Ledger) -> None:
+    key = ledger.ingest_keys.public_key_for("acme")
+    message = sealed_message_v1(grant(REF, ip_address=IP), key)
+    schema, record = avro.decode(message)
+    assert schema.version == 1 and record["envelope"]["seal_session"] is None
+    report, sent = process(ledger, message)
+    assert (report.recorded, sent) == (1, [])
+    subject = ledger.find_subject("acme", REF)
+    assert subject is not None
+    granted = ledger.subject_events(subject.id)[1]
+    assert ledger.keys.open(subject.id, "ip_address", granted.ip_address) == IP
+
+
+def test_a_v1_catalogue_message_is_still_recorded(ledger: Ledger) -> None:
+    cmd = define_purpose("analytics")
+    record = contract.record_from_command(cmd)
+    envelope = {k: v for k, v in record["envelope"].items() if k != "seal_session"}
+    assert process(ledger, encode_v1(cmd.kind, {**record, "envelope": envelope}))[0].recorded == 1
+
+
+def _process_records(ledger: Ledger, records: list[FakeRecord]) -> tuple[Any, list[Any]]:
+    consumer, _, producer = consumer_for(ledger)
+    return consumer.process(records), producer.sent
