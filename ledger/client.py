@@ -118,6 +118,8 @@ class LedgerClient:
         }
         self._producer = make_producer(bootstrap, **kafka_config)
         self._futures: list[Any] = []
+        self.messages_sent = 0
+        self.bytes_sent = 0  # message values, before Kafka's framing and compression
 
     def __enter__(self) -> LedgerClient:
         return self
@@ -272,12 +274,21 @@ class LedgerClient:
                 record,
                 lambda field, text: sealer.seal(env.event_id, field, text),
                 sealer.session,
+                tagged=True,
             )
         routing = ingest_key.routing_key if ingest_key else None
         key = message_key(env.tenant, env.subject_ref, routing)
-        value = avro.encode(command.kind, record)
+        # Checked above before sealing; sealing replaces values with well-formed Sealed records.
+        value = avro.encode(command.kind, record, checked=True)
         self._futures.append(self._producer.send(self.topic, key=key, value=value))
+        self.messages_sent += 1
+        self.bytes_sent += len(value)
         return env.event_id
+
+    def session_scheme(self, tenant: str) -> str | None:
+        """The KEM this client's sessions for ``tenant`` use (None: it sends in clear)."""
+        sealer = self._sealers.get(tenant)
+        return sealer.scheme if sealer else None
 
     def _ingest_key(self, tenant: str) -> IngestPublicKey | None:
         if not self.ingest_keys:

@@ -39,14 +39,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
@@ -154,6 +157,12 @@ def _part(text: str) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
+@functools.lru_cache(maxsize=256)
+def field_part(field: str) -> bytes:
+    """``part(field)``; field names are few."""
+    return _part(field)
+
+
 def _info(key_id: str, tenant: str, event_id: str, field: str) -> bytes:
     return b"".join(_part(p) for p in (INGEST_SCHEME, key_id, tenant, event_id, field))
 
@@ -184,7 +193,7 @@ class SealSession:
         return {
             "scheme": self.scheme,
             "key_id": self.key_id,
-            "started_at": _EPOCH + self.started_at_ms * _MILLISECOND,
+            "started_at": self.started_at_ms,  # fastavro writes an int as it is
             "secret": self.secret,
             "message": self.message,
         }
@@ -212,8 +221,13 @@ def session_info(scheme: str, key_id: str, tenant: str, started_at_ms: int) -> b
 
 def field_info(key_id: str, tenant: str, event_id: str, field: str, message: int) -> bytes:
     """HKDF ``info`` of one field's key."""
-    parts = (FIELD_SCHEME, key_id, tenant, event_id, field)
-    return b"".join(_part(p) for p in parts) + struct.pack(">Q", message)
+    prefix = field_info_prefix(key_id, tenant, event_id)
+    return prefix + field_part(field) + struct.pack(">Q", message)
+
+
+def field_info_prefix(key_id: str, tenant: str, event_id: str) -> bytes:
+    """What :func:`field_info` starts with for every field of one event."""
+    return _part(FIELD_SCHEME) + _part(key_id) + _part(tenant) + _part(event_id)
 
 
 def session_prk(secret: bytes) -> bytes:
@@ -221,18 +235,54 @@ def session_prk(secret: bytes) -> bytes:
     return hmac.digest(_ZERO_SALT, secret, "sha256")
 
 
-def field_key(prk: bytes, info: bytes) -> bytes:
-    """HKDF-Expand(prk, info, 32): one HMAC block."""
-    return hmac.digest(prk, info + b"\x01", "sha256")
+def field_key(prk: bytes | Any, info: bytes) -> bytes:
+    """HKDF-Expand(prk, info, 32): one HMAC block. ``prk`` may be :func:`prk_hmac`'s
+    object for it, which is cheaper and keeps the GIL (``hmac.digest`` releases it, and in a
+    producer the Kafka thread then takes it for a while)."""
+    if isinstance(prk, bytes):
+        return hmac.digest(prk, info + b"\x01", "sha256")
+    mac = prk.copy()
+    mac.update(info + b"\x01")
+    return bytes(mac.digest())
 
 
-def seal_field(prk: bytes, info: bytes, plaintext: str, nonce: bytes | None = None) -> bytes:
+def prk_hmac(prk: bytes) -> Any:
+    """An HMAC-SHA256 keyed with ``prk``, to copy for each :func:`field_key`."""
+    return hmac.new(prk, digestmod="sha256")
+
+
+def seal_field(prk: bytes | Any, info: bytes, plaintext: str, nonce: bytes | None = None) -> bytes:
     """nonce ‖ ciphertext ‖ tag of one field. ``nonce`` is random unless given (vectors)."""
-    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    nonce = _NONCES.next() if nonce is None else nonce
     return nonce + AESGCM(field_key(prk, info)).encrypt(nonce, plaintext.encode(), None)
 
 
-def open_field(prk: bytes, info: bytes, nonce: bytes, ciphertext: bytes) -> str:
+class _NonceBuffer:
+    """Random nonces drawn from the OS 4,096 at a time: one ``os.urandom`` call per field
+    cost more than the AES-GCM seal itself (it releases the GIL, and a producer's Kafka
+    thread then holds it). Each field key is used once anyway; the random nonce only guards
+    against a producer that reuses a message number."""
+
+    def __init__(self, count: int = 4096) -> None:
+        self._count = count
+        self._buffer = b""
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> bytes:
+        with self._lock:
+            if self._offset >= len(self._buffer):
+                self._buffer = os.urandom(NONCE_BYTES * self._count)
+                self._offset = 0
+            nonce = self._buffer[self._offset : self._offset + NONCE_BYTES]
+            self._offset += NONCE_BYTES
+            return nonce
+
+
+_NONCES = _NonceBuffer()
+
+
+def open_field(prk: bytes | Any, info: bytes, nonce: bytes, ciphertext: bytes) -> str:
     """Raises CannotOpen if the value was tampered with or sealed for another binding."""
     if len(nonce) != NONCE_BYTES:
         raise CannotOpen("a session-sealed field has a 12-byte nonce")
@@ -245,18 +295,24 @@ def open_field(prk: bytes, info: bytes, nonce: bytes, ciphertext: bytes) -> str:
 class MessageSealer:
     """Seals the personal fields of one message; :attr:`session` goes in its envelope."""
 
-    __slots__ = ("_key_id", "_prk", "_tenant", "session")
+    __slots__ = ("_event", "_key_id", "_prefix", "_prk", "_suffix", "session")
 
-    def __init__(self, session: SealSession, prk: bytes, tenant: str) -> None:
+    def __init__(self, session: SealSession, prk: Any, prefix: bytes) -> None:
         self.session = session
         self._prk = prk
         self._key_id = session.key_id
-        self._tenant = tenant
+        self._prefix = prefix  # part(field scheme) ‖ part(key_id) ‖ part(tenant)
+        self._suffix = struct.pack(">Q", session.message)
+        self._event: tuple[str, bytes] = ("", b"")
 
     def seal(self, event_id: str, field: str, plaintext: str) -> Sealed:
-        info = field_info(self._key_id, self._tenant, event_id, field, self.session.message)
-        sealed = seal_field(self._prk, info, plaintext)
-        return Sealed(FIELD_SCHEME, self._key_id, sealed[:NONCE_BYTES], sealed[NONCE_BYTES:])
+        if self._event[0] != event_id or not self._event[1]:
+            self._event = (event_id, self._prefix + _part(event_id))
+        info = self._event[1] + field_part(field) + self._suffix
+        nonce = _NONCES.next()
+        key = field_key(self._prk, info)
+        ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
+        return Sealed(FIELD_SCHEME, self._key_id, nonce, ciphertext)
 
 
 class SessionSealer:
@@ -292,8 +348,9 @@ class SessionSealer:
         self.max_seconds = max_seconds
         self._clock = clock
         self._public = _public_key(key, scheme)
-        self._prk = b""
+        self._prk: Any = None
         self._prefix: tuple[str, str, int, bytes] = ("", "", 0, b"")
+        self._info_prefix = _part(FIELD_SCHEME) + _part(key.key_id) + _part(key.tenant)
         self._count = max_messages
         self._deadline = -float("inf")
         self.sessions_started = 0
@@ -305,14 +362,14 @@ class SessionSealer:
         scheme, key_id, started_ms, secret = self._prefix
         session = SealSession(scheme, key_id, started_ms, secret, self._count)
         self._count += 1
-        return MessageSealer(session, self._prk, self.key.tenant)
+        return MessageSealer(session, self._prk, self._info_prefix)
 
     def _start(self, now: float) -> None:
         started_ms = int(now * 1000)
         secret = os.urandom(SECRET_BYTES)
         info = session_info(self.scheme, self.key.key_id, self.key.tenant, started_ms)
         sealed_secret = _SESSION_SUITES[self.scheme].encrypt(secret, self._public, info=info)
-        self._prk = session_prk(secret)
+        self._prk = prk_hmac(session_prk(secret))
         self._prefix = (self.scheme, self.key.key_id, started_ms, sealed_secret)
         self._count = 0
         self._deadline = now + self.max_seconds

@@ -32,7 +32,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import struct
@@ -41,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from ledger.crypto import CannotOpen, KeyEncryptionKey
 from ledger.crypto_ingest import (
@@ -51,8 +50,10 @@ from ledger.crypto_ingest import (
     IngestPrivateKey,
     IngestPublicKey,
     SealSession,
-    field_info,
+    field_info_prefix,
+    field_part,
     open_field,
+    prk_hmac,
     routing_key,
     split_public_key_column,
 )
@@ -192,7 +193,8 @@ class IngestKeyring:
         self.retention = retention
         self.session_max_messages = session_max_messages
         self.session_max_age = session_max_age
-        self._sessions: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
+        self._sessions: OrderedDict[tuple[str, str, str, int, bytes], tuple[str, Any]]
+        self._sessions = OrderedDict()
         self.refresh_s = REFRESH_S
         self._kek = kek
         self._lookup_key = lookup_key
@@ -302,7 +304,8 @@ class IngestKeyring:
         if started - sent > SESSION_CLOCK_SKEW:
             raise IngestSessionExceeded("its session starts after the message was sent")
         private = self._private_key(session.key_id)
-        cache_key = _session_cache_key(tenant, session)
+        # The whole header but its message number: equal keys mean the same secret.
+        cache_key = (tenant, session.scheme, session.key_id, session.started_at_ms, session.secret)
         cached = self._sessions.get(cache_key)
         if cached is not None:
             self._sessions.move_to_end(cache_key)
@@ -314,10 +317,10 @@ class IngestKeyring:
                 f"envelope.seal_session does not open with ingest key {session.key_id}: "
                 "tampered with, or sealed for another tenant"
             ) from None
-        self._sessions[cache_key] = (session.key_id, prk)
+        self._sessions[cache_key] = (session.key_id, prk_hmac(prk))
         if len(self._sessions) > SESSION_CACHE_SIZE:
             self._sessions.popitem(last=False)
-        return OpenedSession(prk, session, tenant)
+        return OpenedSession(self._sessions[cache_key][1], session, tenant)
 
     def cached_sessions(self) -> int:
         return len(self._sessions)
@@ -383,12 +386,13 @@ class IngestKeyring:
 class OpenedSession:
     """One message's opened session: opens its fields (:class:`ledger.contract.SessionOpener`)."""
 
-    __slots__ = ("_prk", "_session", "_tenant")
+    __slots__ = ("_event", "_prk", "_session", "_tenant")
 
-    def __init__(self, prk: bytes, session: SealSession, tenant: str) -> None:
+    def __init__(self, prk: Any, session: SealSession, tenant: str) -> None:
         self._prk = prk
         self._session = session
         self._tenant = tenant
+        self._event: tuple[str, bytes, bytes] = ("", b"", b"")
 
     def open(self, event_id: str, field: str, sealed: Sealed) -> str:
         session = self._session
@@ -396,7 +400,10 @@ class OpenedSession:
             raise IngestSealInvalid(
                 f"{field} is not sealed with {FIELD_SCHEME} to its message's session key"
             )
-        info = field_info(session.key_id, self._tenant, event_id, field, session.message)
+        if self._event[0] != event_id or not self._event[1]:
+            prefix = field_info_prefix(session.key_id, self._tenant, event_id)
+            self._event = (event_id, prefix, struct.pack(">Q", session.message))
+        info = self._event[1] + field_part(field) + self._event[2]
         try:
             return open_field(self._prk, info, sealed.nonce, sealed.ciphertext)
         except CannotOpen:
@@ -404,14 +411,6 @@ class OpenedSession:
                 f"{field} does not open in its message's session: tampered with, or sealed for "
                 "another field, event, tenant or message"
             ) from None
-
-
-def _session_cache_key(tenant: str, session: SealSession) -> bytes:
-    digest = hashlib.sha256()
-    for part in (tenant.encode(), session.scheme.encode(), session.key_id.encode()):
-        digest.update(struct.pack(">H", len(part)) + part)
-    digest.update(struct.pack(">Q", session.started_at_ms) + session.secret)
-    return digest.digest()
 
 
 def _from_ms(ms: int) -> datetime:

@@ -5,11 +5,13 @@ Three figures from one run, each on a fresh schema of the same PostgreSQL:
 1. **one save per event** — ``Ledger.record([event])``: one `eventsourcing` save (one
    transaction) per event, the naive design;
 2. **batched save** — ``Ledger.record(batch)``: the ledger's own batched save, no Kafka;
-3. **end to end** — the events are first sealed (HPKE, to the ledger's ingest key, as real
-   producers do) and produced to a fresh ingest topic (timed apart), then
-   ``IngestConsumer.run`` — the loop ``ledger ingest`` runs — consumes, decodes, opens the
-   sealed fields, validates, records and commits them. Timed from the first fetched batch
-   (the consumer group join is reported separately) until the last batch is committed.
+3. **the producer** — ``LedgerClient`` seals every personal field (sealed ingest v2, a
+   session to the ledger's ingest key, as real producers do) and produces the events to a
+   fresh ingest topic, until the broker has acknowledged them all;
+4. **end to end** — then ``IngestConsumer.run`` — the loop ``ledger ingest`` runs —
+   consumes, decodes, opens the sealed fields, validates, records and commits them. Timed
+   from the first fetched batch (the consumer group join is reported separately) until the
+   last batch is committed.
 
 The workload is realistic rather than flattering: every subject is new (a data key is made
 and wrapped, the reference sealed and looked up) and gets a consent grant, a collection, a
@@ -108,19 +110,33 @@ def batched(base: Settings, commands: Sequence[Command], batch: int) -> float:
         return len(commands) / (time.perf_counter() - started)
 
 
-def end_to_end(base: Settings, commands: Sequence[Command], batch: int) -> float:
+def end_to_end(
+    base: Settings, commands: Sequence[Command], batch: int, session_scheme: str | None = None
+) -> tuple[float, float]:
+    """(producer rate, end-to-end rate), events/s."""
     bootstrap = base.require_kafka()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topics = Topics(f"{prefix}.ingest", f"{prefix}.rejected", f"{prefix}.ledger")
     ensure_topics(bootstrap, default_partitions(topics))
     with fresh_schema(base) as s, closing(open_ledger(s)) as ledger:
-        started = time.perf_counter()
         key = ingest_key(s)  # producers seal every personal field, as in production
-        with LedgerClient(bootstrap, producer="bench", topic=topics.ingest, ingest_key=key) as c:
+        client = LedgerClient(
+            bootstrap,
+            producer="bench",
+            topic=topics.ingest,
+            ingest_key=key,
+            session_scheme=session_scheme,
+        )
+        started = time.perf_counter()
+        with client:
             for command in commands:
-                c.send_command(command)
-        elapsed = time.perf_counter() - started
-        print(f"  (sealing and producing them to Kafka first: {_rate(len(commands), elapsed)})")
+                client.send_command(command)
+        produced = len(commands) / (time.perf_counter() - started)
+        print(
+            f"producer: seal + produce {produced:>8,.0f} events/s  "
+            f"({client.session_scheme(TENANT)}, "
+            f"{client.bytes_sent / client.messages_sent:,.0f} bytes a message on average)"
+        )
         consumer = IngestConsumer(
             ledger,
             make_consumer(bootstrap, group=f"{prefix}-ingest"),
@@ -148,17 +164,19 @@ def end_to_end(base: Settings, commands: Sequence[Command], batch: int) -> float
         elapsed = finished - first
         consumer.consumer.close()
         consumer.producer.close()
-    return len(commands) / elapsed
+    return produced, len(commands) / elapsed
 
 
-def run(s: Settings, *, events: int, single: int, batch: int) -> None:
+def run(
+    s: Settings, *, events: int, single: int, batch: int, session_scheme: str | None = None
+) -> None:
     tag = uuid.uuid4().hex[:6]
     per_event = one_save_per_event(s, workload(max(1, single // 4), tag + "a"))
     print(f"one save per event      {per_event:>8,.0f} events/s")
     commands = workload(max(1, events // 4), tag + "b")
     base_rate = batched(s, commands, batch)
     print(f"batched save, no Kafka  {base_rate:>8,.0f} events/s  (batch {batch})")
-    e2e = end_to_end(s, workload(max(1, events // 4), tag + "c"), batch)
+    _, e2e = end_to_end(s, workload(max(1, events // 4), tag + "c"), batch, session_scheme)
     print(f"Kafka → ingest → ledger {e2e:>8,.0f} events/s  ({len(commands):,} events)")
     print(
         f"end to end / batched save = {e2e / base_rate:.2f}; "

@@ -63,11 +63,18 @@ def ingest_command(
     ] = 20_000,
     single: Annotated[int, typer.Option(help="Events for the one-save-per-event run.")] = 2_000,
     batch: Annotated[int, typer.Option(help="Batch size (ingest max poll records).")] = 500,
+    session_scheme: Annotated[
+        str | None,
+        typer.Option(
+            help="Sealing session KEM: HPKE-MLKEM768X25519-session-v2 (the client's default) "
+            "or HPKE-X25519-session-v2."
+        ),
+    ] = None,
 ) -> None:
-    """Events/s for one save per event, the batched save, and Kafka end to end."""
+    """Events/s for one save per event, the batched save, the producer, and Kafka end to end."""
     with _services(_settings()) as s:
         _where(s)
-        ingest.run(s, events=events, single=single, batch=batch)
+        ingest.run(s, events=events, single=single, batch=batch, session_scheme=session_scheme)
 
 
 @bench.command("query")
