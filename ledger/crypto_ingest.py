@@ -278,8 +278,15 @@ class _NonceBuffer:
             self._offset += NONCE_BYTES
             return nonce
 
+    def reset(self) -> None:
+        """Forgets the buffered nonces (in a forked child, which must not share them)."""
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
 
 _NONCES = _NonceBuffer()
+os.register_at_fork(after_in_child=_NONCES.reset)
 
 
 def open_field(prk: bytes | Any, info: bytes, nonce: bytes, ciphertext: bytes) -> str:

@@ -54,6 +54,22 @@ def test_bench_query_prints_api_and_baseline_latency(
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
 
 
+def test_bench_ingest_prints_each_path_the_producer_and_both_session_kems(
+    env: dict[str, str], database_url: str
+) -> None:
+    before = bench_schemas(database_url)
+    out = bench("ingest", "--events", "400", "--single", "40", "--batch", "100", env=env)
+    rate = r" +[\d,]+ events/s"
+    assert re.search(r"^one save per event" + rate, out, re.M), out
+    assert re.search(r"^batched save, no Kafka" + rate + r"  \(batch 100\)", out, re.M), out
+    producer = r"^producer: seal \+ produce" + rate
+    assert re.search(producer + r"  \(HPKE-MLKEM768X25519-session-v2, [\d,]+ bytes", out, re.M)
+    assert re.search(r"^Kafka → ingest → ledger" + rate + r"  \(400 events\)", out, re.M), out
+    assert re.search(r"^end to end / batched save = [\d.]+", out, re.M), out
+    assert re.search(r"the producer with HPKE-X25519-session-v2: [\d,]+ events/s", out), out
+    assert bench_schemas(database_url) - before == set()
+
+
 def test_bench_freshness_prints_end_to_end_and_kafka_hop(
     env: dict[str, str], database_url: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -154,3 +155,16 @@ def test_a_routing_bucket_is_stable_per_subject_and_depends_on_the_key() -> None
     assert len(set(keyed)) > 190  # spread over the buckets
     assert keyed != unkeyed
     assert keyed != other_key
+
+
+def test_session_nonces_are_not_repeated_and_a_forked_child_draws_its_own() -> None:
+    buffer = crypto_ingest._NonceBuffer(count=16)
+    drawn = [buffer.next() for _ in range(1000)]  # many refills
+    assert len(set(drawn)) == 1000 and {len(n) for n in drawn} == {12}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what would it seal with next?
+        os.write(write, crypto_ingest._NONCES.next())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 12) != crypto_ingest._NONCES.next()
