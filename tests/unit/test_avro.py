@@ -161,3 +161,37 @@ def test_check_names_the_field_but_never_the_value(
     assert field in message
     for personal in (REF, IP, repr(bad_value), str(bad_value)):
         assert personal not in message
+
+
+def test_a_ledger_record_written_before_v2_decodes_to_the_current_shape() -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from tests.sealing import encode_v1
+
+    envelope = {
+        "event_id": "e1",
+        "tenant": "acme",
+        "subject_ref": None,
+        "occurred_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "producer": "crm",
+        "schema_version": 1,
+    }
+    body = {"envelope": envelope, "purpose": "newsletter", "source": "web", "evidence": None}
+    record = {
+        "sequence": 5,
+        "event_type": "ConsentWithdrawn",
+        "aggregate_id": str(uuid.uuid4()),
+        "aggregate_version": 2,
+        "tenant": "acme",
+        "recorded_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "event": ("compliance.ConsentWithdrawn", body),
+        "chain": None,
+    }
+    message = encode_v1("LedgerRecord", record)
+    assert message[2:10] != avro.schema("LedgerRecord").fingerprint
+    schema, decoded = avro.decode(message)
+    assert (schema.name, schema.version) == ("compliance.LedgerRecord", 1)
+    name, event = decoded["event"]
+    assert name == "compliance.ConsentWithdrawn"
+    assert event["envelope"] == {**envelope, "seal_session": None}
