@@ -20,6 +20,7 @@ disclosure under consent and a withdrawal, with IP address, user agent and free 
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import uuid
@@ -117,11 +118,17 @@ def produce(
     key: IngestPublicKey,
     commands: Sequence[Command],
     session_scheme: str | None,
+    kafka_client: str = "kafka-python",
 ) -> tuple[float, str, float]:
     """``LedgerClient`` sealing and producing ``commands`` until the broker has them all:
     (events/s, the session scheme, bytes a message)."""
     client = LedgerClient(
-        bootstrap, producer="bench", topic=topic, ingest_key=key, session_scheme=session_scheme
+        bootstrap,
+        producer="bench",
+        topic=topic,
+        ingest_key=key,
+        session_scheme=session_scheme,
+        kafka_client=kafka_client,
     )
     started = time.perf_counter()
     with client:
@@ -132,16 +139,27 @@ def produce(
     return rate, scheme, client.bytes_sent / max(1, client.messages_sent)
 
 
-def other_scheme(base: Settings, commands: Sequence[Command], scheme: str) -> None:
-    """The producer again with the other session KEM, to a topic no one reads: what the
-    choice of KEM costs the producer, measured in the same run."""
+def producer_variants(base: Settings, commands: Sequence[Command]) -> None:
+    """The producer again, to topics no one reads: through librdkafka (if installed), and
+    with X25519 sessions instead of the hybrid KEM — what each choice costs or buys the
+    producer, measured in the same run."""
     bootstrap = base.require_kafka()
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
-    topics = Topics(f"{prefix}.ingest", f"{prefix}.rejected", f"{prefix}.ledger")
-    ensure_topics(bootstrap, default_partitions(topics))
-    with fresh_schema(base) as s:
-        rate, _, size = produce(bootstrap, topics.ingest, ingest_key(s), commands, scheme)
-    print(f"  (the producer with {scheme}: {rate:,.0f} events/s, {size:,.0f} bytes a message)")
+    variants: list[tuple[str, str | None]] = [("kafka-python", SESSION_X25519)]
+    if importlib.util.find_spec("confluent_kafka") is not None:
+        variants.insert(0, ("librdkafka", None))
+    for kafka_client, scheme in variants:
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        topics = Topics(f"{prefix}.ingest", f"{prefix}.rejected", f"{prefix}.ledger")
+        ensure_topics(bootstrap, default_partitions(topics))
+        with fresh_schema(base) as s:
+            key = ingest_key(s)
+            rate, used, size = produce(
+                bootstrap, topics.ingest, key, commands, scheme, kafka_client
+            )
+        print(
+            f"producer: seal + produce {rate:>8,.0f} events/s  ({used}, {kafka_client}, "
+            f"{size:,.0f} bytes a message on average)"
+        )
 
 
 def end_to_end(
@@ -157,7 +175,7 @@ def end_to_end(
         produced, scheme, size = produce(bootstrap, topics.ingest, key, commands, session_scheme)
         print(
             f"producer: seal + produce {produced:>8,.0f} events/s  "
-            f"({scheme}, {size:,.0f} bytes a message on average)"
+            f"({scheme}, kafka-python, {size:,.0f} bytes a message on average)"
         )
         consumer = IngestConsumer(
             ledger,
@@ -205,5 +223,5 @@ def run(
         f"end to end / batched save = {e2e / base_rate:.2f}; "
         f"batched / one save per event = {base_rate / per_event:.1f}x"
     )
-    if session_scheme is None:  # the default is the hybrid KEM: show what X25519 would save
-        other_scheme(s, workload(max(1, events // 4), tag + "d"), SESSION_X25519)
+    if session_scheme is None:
+        producer_variants(s, workload(max(1, events // 4), tag + "d"))

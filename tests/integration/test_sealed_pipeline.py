@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import typer
+from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
 from consumers.ingest import IngestConsumer
@@ -234,3 +235,46 @@ def test_v1_messages_of_an_older_client_are_still_recorded_beside_v2_ones(
     granted, collected = ledger.subject_events(subject.id)[1:3]
     assert ledger.keys.open(subject.id, "evidence", granted.evidence) == EVIDENCE
     assert ledger.keys.open(subject.id, "description", collected.description) == DESCRIPTION
+
+
+def test_the_librdkafka_producer_is_recorded_like_kafka_python_and_partitions_alike(
+    ledger: Ledger, ingest: IngestConsumer, settings: Settings
+) -> None:
+    key = ledger.ingest_keys.public_key_for(b.TENANT)
+    refs = [f"subject-{i}@example.com" for i in range(12)]
+    with LedgerClient(
+        settings.require_kafka(),
+        producer="crm",
+        topic=settings.topics.ingest,
+        ingest_key=key,
+        kafka_client="librdkafka",
+    ) as fast:
+        via_librdkafka = [fast.send_command(b.grant(ref, evidence=EVIDENCE)) for ref in refs]
+    via_kafka_python = send(settings, key, *[b.collect(ref) for ref in refs])
+    wait_until(lambda: recorded(ledger, [*via_librdkafka, *via_kafka_python]), timeout=30)
+    subject = ledger.find_subject(b.TENANT, refs[0])
+    assert subject is not None
+    granted = ledger.subject_events(subject.id)[1]
+    assert ledger.keys.open(subject.id, "evidence", granted.evidence) == EVIDENCE
+    # One subject's events share a partition whichever client sent them (Java's murmur2).
+    records = read_topic(
+        settings.require_kafka(), settings.topics.ingest, until=lambda r: len(r) >= 24
+    )
+    partitions: dict[bytes, set[int]] = {}
+    for record in records:
+        partitions.setdefault(record.key, set()).add(record.partition)
+    assert len(partitions) == 12 and all(len(p) == 1 for p in partitions.values())
+    assert len({p for ps in partitions.values() for p in ps}) > 1  # keys do spread
+
+
+def test_the_librdkafka_producer_reports_undelivered_records() -> None:
+    with (
+        pytest.raises(KafkaError),
+        LedgerClient(
+            "127.0.0.1:1",  # nothing listens
+            producer="crm",
+            kafka_client="librdkafka",
+            librdkafka_config={"message.timeout.ms": 1000},
+        ) as unreachable,
+    ):
+        unreachable.send_raw(b"\xc3\x01", key=b"acme")
