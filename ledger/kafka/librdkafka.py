@@ -25,6 +25,7 @@ from ledger.kafka.connection import KafkaSecurity
 from ledger.kafka_security import from_environment
 
 INSTALL_HINT = "pip install 'compliance-ledger[librdkafka]'"
+POLL_EVERY = 256
 
 
 def librdkafka_config(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]:
@@ -36,6 +37,8 @@ def librdkafka_config(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]
         "enable.idempotence": True,
         "linger.ms": 5,
         "partitioner": "murmur2_random",
+        # Failures are all flush() needs to hear of: no Python callback per delivered record.
+        "delivery.report.only.error": True,
         "security.protocol": security.protocol.lower(),
     }
     if security.uses_tls:
@@ -84,6 +87,7 @@ class LibrdkafkaProducer:
         self._producer = Producer({**librdkafka_config(bootstrap, chosen), **overrides})
         self._errors: list[str] = []
         self._lock = threading.Lock()
+        self._unpolled = 0
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> _Sent:
         while True:
@@ -92,7 +96,10 @@ class LibrdkafkaProducer:
                 break
             except BufferError:  # the local queue is full: let librdkafka send some first
                 self._producer.poll(0.05)
-        self._producer.poll(0)  # serves delivery reports already in
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:  # serves the (error) delivery reports already in
+            self._unpolled = 0
+            self._producer.poll(0)
         return _SENT
 
     def _delivered(self, error: Any, message: Any) -> None:

@@ -14,6 +14,7 @@ def test_plaintext_keeps_the_producer_guarantees() -> None:
     assert config["bootstrap.servers"] == "k1:9092,k2:9092"
     assert (config["acks"], config["enable.idempotence"]) == ("all", True)
     assert config["partitioner"] == "murmur2_random"  # the Java client's, as kafka-python's
+    assert config["delivery.report.only.error"] is True  # failures still reach flush()
     assert config["security.protocol"] == "plaintext"
     assert not any(k.startswith(("ssl.", "sasl.")) for k in config)
 
