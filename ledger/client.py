@@ -284,24 +284,27 @@ class LedgerClient:
         """Validates, seals (with an ingest key) and sends a ready-made command."""
         record = contract.record_from_command(command)
         try:
-            avro.check(command.kind, record)
-        except avro.InvalidRecord as exc:
-            raise InvalidEvent(str(exc)) from None
-        env = contract.command_from_record(command.kind, record).envelope
-        ingest_key = self._ingest_key(env.tenant)
-        if ingest_key is not None and contract.has_personal_values(command.kind, record):
-            sealer = self._sealers[env.tenant].next_message()
-            record = contract.seal_record(
-                command.kind,
-                record,
-                lambda field, text: sealer.seal(env.event_id, field, text),
-                sealer.session,
-                tagged=True,
-            )
+            env = contract.command_from_record(command.kind, record).envelope
+            ingest_key = self._ingest_key(env.tenant)
+            sealed = record
+            if ingest_key is not None and contract.has_personal_values(command.kind, record):
+                sealer = self._sealers[env.tenant].next_message()
+                sealed = contract.seal_record(
+                    command.kind,
+                    record,
+                    lambda field, text: sealer.seal(env.event_id, field, text),
+                    sealer.session,
+                    tagged=True,
+                )
+            # fastavro refuses what it cannot write; the schema check, which names the
+            # offending fields, costs as much again, so it runs only then (below).
+            value = avro.encode(command.kind, sealed, checked=True)
+        except InvalidEvent:
+            raise
+        except Exception as exc:  # a value of the wrong type
+            raise _schema_error(command.kind, record, exc) from None
         routing = ingest_key.routing_key if ingest_key else None
         key = message_key(env.tenant, env.subject_ref, routing)
-        # Checked above before sealing; sealing replaces values with well-formed Sealed records.
-        value = avro.encode(command.kind, record, checked=True)
         self._futures.append(self._producer.send(self.topic, key=key, value=value))
         self.messages_sent += 1
         self.bytes_sent += len(value)
@@ -342,6 +345,15 @@ class LedgerClient:
             producer=self.producer_name,
         )
         return self.send_command(contract.Command(kind, envelope, facts, personal))
+
+
+def _schema_error(kind: str, record: Mapping[str, Any], error: Exception) -> InvalidEvent:
+    """Why ``record`` could not be encoded, naming fields, never values."""
+    try:
+        avro.check(kind, record)
+    except avro.InvalidRecord as exc:
+        return InvalidEvent(str(exc))
+    return InvalidEvent(f"{kind} could not be encoded: {type(error).__name__}")
 
 
 def _basis(value: LegalBasis | str) -> LegalBasis:

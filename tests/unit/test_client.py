@@ -113,6 +113,22 @@ def test_an_invalid_event_is_refused_before_sending(
     assert REF not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda c: _disclose(c, categories=[42]), "categories"),
+        (lambda c: _grant(c, source=7), "source"),
+        (lambda c: _grant(c, user_agent=b"Mozilla"), "user_agent"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_field(
+    client: LedgerClient, producers: list[FakeProducer], change: Any, field: str
+) -> None:
+    with pytest.raises(InvalidEvent, match=field):
+        change(client)
+    assert producers[0].sent == []
+
+
 def test_a_valid_event_is_sent_once_as_the_same_command(
     client: LedgerClient, producers: list[FakeProducer]
 ) -> None:
