@@ -426,6 +426,11 @@ class IngestPrivateKey:
         )
 
     @property
+    def has_hybrid(self) -> bool:
+        """Whether this key pair has the hybrid KEM's key (made since v2)."""
+        return self._hybrid is not None
+
+    @property
     def algorithm(self) -> str:
         return INGEST_SCHEME if self._hybrid is None else KEY_ALGORITHM_V2
 
@@ -437,6 +442,7 @@ class IngestPrivateKey:
         return self._key.public_key().public_bytes_raw()
 
     def hybrid_public_key(self) -> bytes | None:
+        """The hybrid KEM's public key; None for a key pair made before v2."""
         if self._hybrid is None:
             return None
         public = mlkem.MLKEM768PrivateKey.from_seed_bytes(self._raw[32:96]).public_key()

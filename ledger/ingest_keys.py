@@ -46,7 +46,9 @@ from ledger.crypto import CannotOpen, KeyEncryptionKey
 from ledger.crypto_ingest import (
     FIELD_SCHEME,
     INGEST_SCHEME,
+    SESSION_HYBRID,
     SESSION_SCHEMES,
+    SESSION_X25519,
     IngestPrivateKey,
     IngestPublicKey,
     SealSession,
@@ -304,6 +306,11 @@ class IngestKeyring:
         if started - sent > SESSION_CLOCK_SKEW:
             raise IngestSessionExceeded("its session starts after the message was sent")
         private = self._private_key(session.key_id)
+        if session.scheme == SESSION_HYBRID and not private.has_hybrid:
+            raise IngestSealInvalid(
+                f"ingest key {session.key_id} predates sealed ingest v2 and has no hybrid KEM "
+                f"key: seal to the current ingest key, or with {SESSION_X25519}"
+            )
         # The whole header but its message number: equal keys mean the same secret.
         cache_key = (tenant, session.scheme, session.key_id, session.started_at_ms, session.secret)
         cached = self._sessions.get(cache_key)

@@ -391,3 +391,16 @@ def test_a_v1_catalogue_message_is_still_recorded(ledger: Ledger) -> None:
 def _process_records(ledger: Ledger, records: list[FakeRecord]) -> tuple[Any, list[Any]]:
     consumer, _, producer = consumer_for(ledger)
     return consumer.process(records), producer.sent
+
+
+def test_a_hybrid_session_to_a_key_made_before_v2_is_refused_saying_so(ledger: Ledger) -> None:
+    key = ledger.ingest_keys.public_key_for("acme")
+    current = ledger.ingest_keys.current()
+    private = ledger.ingest_keys._private_key(current.key_id)
+    v1_only = IngestPrivateKey(private.raw()[:32])
+    ledger.ingest_keys._private[current.key_id] = v1_only  # as a key made before v2 loads
+    _, sent = process(ledger, sealed_message(grant(REF), key))  # the client's hybrid default
+    assert _reasons(sent) == [b"ingest_seal_invalid"]
+    assert b"has no hybrid KEM key" in sent[0].headers["detail"]
+    x25519 = SessionSealer(key, scheme=SESSION_X25519)
+    assert process(ledger, sealed_message(grant(REF), key, x25519))[0].recorded == 1
