@@ -17,6 +17,7 @@ of required consents, so this view never sees one.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
@@ -25,6 +26,23 @@ from psycopg.rows import DictRow
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
 from projections.view import Handler, View, sealed_bytes
+
+# The columns of ``consents`` and their types, in the order the fold writes them.
+_CONSENT_COLUMNS = {
+    "subject_id": "uuid",
+    "purpose": "text",
+    "tenant": "text",
+    "state": "text",
+    "consent_text_version": "text",
+    "changed_at": "timestamptz",
+    "recorded_at": "timestamptz",
+    "source": "text",
+    "event_id": "text",
+    "first_granted_at": "timestamptz",
+    "evidence": "bytea",
+    "ip_address": "bytea",
+    "user_agent": "bytea",
+}
 
 
 class ConsentView(View):
@@ -77,6 +95,98 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             Subject.ErasureRequested: self.erasure_requested,
             Subject.ErasureRefused: self.erasure_refused,
         }
+
+    def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
+        """Folds a batch: one statement for its registrations, one to read and one to write
+        the consents it changes (each grant and withdrawal applied in ledger order in
+        memory, by the same rules as :meth:`consent_granted` and :meth:`consent_withdrawn`),
+        and the rare catalogue and erasure events one by one, pipelined. Per event this used
+        to cost a statement each. The tables are disjoint, so only the order within each one
+        matters, and a subject's registration always comes before its other events."""
+        registered = [e for e in events if type(e) is Subject.Registered]
+        consents = [e for e in events if type(e) in _CONSENT_EVENTS]
+        others = [e for e in events if type(e) in _ONE_BY_ONE]
+        if registered:
+            curs.execute(
+                self.sql(
+                    "INSERT INTO {schema}.subjects (subject_id, tenant, subject_ref, "
+                    "registered_at) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bytea[], "
+                    "%b::timestamptz[]) ON CONFLICT (subject_id) DO NOTHING"
+                ),
+                [
+                    [e.originator_id for e in registered],
+                    [e.tenant for e in registered],
+                    [sealed_bytes(e.subject_ref) for e in registered],
+                    [e.timestamp for e in registered],
+                ],
+            )
+        if others:
+            with curs.connection.pipeline():
+                for e in others:
+                    self.handlers[type(e)](curs, e)
+        if consents:
+            self._fold_consents(curs, consents)
+
+    def _fold_consents(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
+        keys = list({(e.originator_id, e.purpose) for e in events})
+        curs.execute(
+            self.sql(
+                f"SELECT {', '.join(_CONSENT_COLUMNS)} FROM {{schema}}.consents "
+                "WHERE (subject_id, purpose) IN (SELECT * FROM unnest(%b::uuid[], %b::text[]))"
+            ),
+            [[k[0] for k in keys], [k[1] for k in keys]],
+        )
+        rows: dict[tuple[Any, str], dict[str, Any]] = {
+            (r["subject_id"], r["purpose"]): dict(r) for r in curs.fetchall()
+        }
+        changed: set[tuple[Any, str]] = set()
+        for e in events:
+            key = (e.originator_id, e.purpose)
+            row = rows.get(key)
+            if type(e) is Subject.ConsentGranted:
+                still = row is not None and row["state"] == "granted"
+                rows[key] = {
+                    "subject_id": e.originator_id,
+                    "purpose": e.purpose,
+                    "tenant": e.tenant,
+                    "state": "granted",
+                    "consent_text_version": e.consent_text_version,
+                    "changed_at": e.occurred_at,
+                    "recorded_at": e.timestamp,
+                    "source": e.source,
+                    "event_id": e.event_id,
+                    "first_granted_at": row["first_granted_at"] if row and still else e.occurred_at,
+                    "evidence": sealed_bytes(e.evidence),
+                    "ip_address": sealed_bytes(e.ip_address),
+                    "user_agent": sealed_bytes(e.user_agent),
+                }
+            elif row is not None:  # a withdrawal of a consent never granted changes nothing
+                row.update(
+                    state="withdrawn",
+                    changed_at=e.occurred_at,
+                    recorded_at=e.timestamp,
+                    source=e.source,
+                    event_id=e.event_id,
+                    evidence=sealed_bytes(e.evidence),
+                    ip_address=None,
+                    user_agent=None,
+                )
+            else:
+                continue
+            changed.add(key)
+        if not changed:
+            return
+        written = [rows[k] for k in changed]
+        columns = ", ".join(_CONSENT_COLUMNS)
+        arrays = ", ".join(f"%b::{t}[]" for t in _CONSENT_COLUMNS.values())
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in list(_CONSENT_COLUMNS)[2:])
+        curs.execute(
+            self.sql(
+                f"INSERT INTO {{schema}}.consents ({columns}) SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT (subject_id, purpose) DO UPDATE SET {updates}"
+            ),
+            [[row[c] for row in written] for c in _CONSENT_COLUMNS],
+        )
 
     def purpose_defined(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(
@@ -184,3 +294,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             ),
             [e.originator_id, e.request_event_id],
         )
+
+
+_CONSENT_EVENTS = (Subject.ConsentGranted, Subject.ConsentWithdrawn)
+_ONE_BY_ONE = (Tenant.PurposeDefined, Subject.ErasureRequested, Subject.ErasureRefused)

@@ -15,6 +15,7 @@ Tables (schema ``<ledger>_erasure``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
@@ -75,6 +76,31 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
             Subject.LegalHoldPlaced: self.legal_hold_placed,
             Subject.LegalHoldReleased: self.legal_hold_released,
         }
+
+    def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
+        """A batch's registrations (most of its events) in one statement, then the rest one
+        by one in ledger order, pipelined: a subject's registration comes before any other
+        event of it."""
+        registered = [e for e in events if type(e) is Subject.Registered]
+        if registered:
+            curs.execute(
+                self.sql(
+                    "INSERT INTO {schema}.subject_keys (subject_id, tenant, state, since, "
+                    "created_at) SELECT s, t, 'active', at, at FROM unnest(%b::uuid[], "
+                    "%b::text[], %b::timestamptz[]) AS r(s, t, at) "
+                    "ON CONFLICT (subject_id) DO NOTHING"
+                ),
+                [
+                    [e.originator_id for e in registered],
+                    [e.tenant for e in registered],
+                    [e.timestamp for e in registered],
+                ],
+            )
+        rest = [e for e in events if type(e) is not Subject.Registered and type(e) in self.handlers]
+        if rest:
+            with curs.connection.pipeline():
+                for e in rest:
+                    self.handlers[type(e)](curs, e)
 
     def subject_registered(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(

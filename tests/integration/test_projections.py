@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from ledger.settings import Settings
 from projections.catalog import VIEWS, open_view
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
+from projections.view import View
 from tests import builders as b
 from tests.history import (
     ALICE,
@@ -264,3 +266,62 @@ def test_retention_folds_the_same_whatever_the_batch_size(
             (("contact.postal",), days_ago(50)),
         ]
     )
+
+
+def test_consent_and_erasure_views_fold_a_batch_as_they_apply_its_events_one_by_one(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    """Both views fold a batch (one statement for its registrations, one read and one write
+    for its consents); whatever the batch size, the tables must be what applying each event's
+    handler, one at a time, gives."""
+    scripted_history(ledger)
+    outcomes = record(
+        ledger,
+        b.hold(CAROL),
+        b.erase(CAROL),  # under a hold: refused, and recorded as refused
+        b.at(b.grant(CAROL, "newsletter", "1"), days_ago(9)),
+        b.at(b.withdraw(CAROL, "newsletter"), days_ago(8)),
+        b.at(b.grant(CAROL, "newsletter", "2"), days_ago(7)),  # granted anew: since 7 days
+        b.at(b.grant(CAROL, "newsletter", "1"), days_ago(6)),  # still granted since 7 days
+    )
+    assert outcomes == ["recorded"] * 6
+    notifications = reader.recorder.select_notifications(1, 1000)
+    batch = [(reader.mapper.to_domain_event(n), Tracking("Ledger", n.id)) for n in notifications]
+    tables = {
+        "consent": {"purposes": "tenant, purpose", "subjects": "subject_id"},
+        "erasure": {
+            "subject_keys": "subject_id",
+            "erasure_requests": "tenant, event_id",
+            "legal_holds": "subject_id, hold_reference",
+        },
+    }
+    tables["consent"]["consents"] = "subject_id, purpose"
+    found: dict[str, dict[str, list[dict[str, object]]]] = {}
+    for label, size in (("single", 1), ("fold1", 1), ("fold3", 3), ("foldall", len(batch))):
+        found[label] = {}
+        for name, names in tables.items():
+            view = open_view(
+                settings_db_only, name, schema=f"{settings_db_only.database_schema}_{label}{name}"
+            )
+            if label == "single":  # the handlers, one event at a time
+                view.apply = types.MethodType(View.apply, view)  # type: ignore[method-assign]
+            try:
+                for i in range(0, len(batch), size):
+                    view.process_batch(batch[i : i + size])
+            finally:
+                view.datastore.close()
+            for table, order in names.items():
+                found[label][f"{name}.{table}"] = rows(
+                    settings_db_only, f"{label}{name}.{table}", order
+                )
+    assert found["single"]["erasure.legal_holds"]  # the history has all to compare
+    carol = subject_id(ledger, CAROL)
+    [newsletter] = [
+        r
+        for r in found["single"]["consent.consents"]
+        if r["subject_id"] == carol and r["purpose"] == "newsletter"
+    ]
+    assert (newsletter["state"], newsletter["first_granted_at"]) == ("granted", days_ago(7))
+    assert newsletter["consent_text_version"] == "1"
+    for label in ("fold1", "fold3", "foldall"):
+        assert found[label] == found["single"], label
