@@ -221,13 +221,24 @@ def session_info(scheme: str, key_id: str, tenant: str, started_at_ms: int) -> b
 
 def field_info(key_id: str, tenant: str, event_id: str, field: str, message: int) -> bytes:
     """HKDF ``info`` of one field's key."""
-    prefix = field_info_prefix(key_id, tenant, event_id)
-    return prefix + field_part(field) + struct.pack(">Q", message)
+    return FieldInfo(key_id, tenant, message).of(event_id, field)
 
 
-def field_info_prefix(key_id: str, tenant: str, event_id: str) -> bytes:
-    """What :func:`field_info` starts with for every field of one event."""
-    return _part(FIELD_SCHEME) + _part(key_id) + _part(tenant) + _part(event_id)
+class FieldInfo:
+    """The ``info`` of every field key of one message (sealing or opening it): the parts
+    shared by its fields are packed once."""
+
+    __slots__ = ("_event", "_prefix", "_suffix")
+
+    def __init__(self, key_id: str, tenant: str, message: int) -> None:
+        self._prefix = _part(FIELD_SCHEME) + _part(key_id) + _part(tenant)
+        self._suffix = struct.pack(">Q", message)
+        self._event: tuple[str, bytes] = ("", b"")
+
+    def of(self, event_id: str, field: str) -> bytes:
+        if self._event[0] != event_id or not self._event[1]:
+            self._event = (event_id, self._prefix + _part(event_id))
+        return self._event[1] + field_part(field) + self._suffix
 
 
 def session_prk(secret: bytes) -> bytes:
@@ -302,24 +313,16 @@ def open_field(prk: bytes | Any, info: bytes, nonce: bytes, ciphertext: bytes) -
 class MessageSealer:
     """Seals the personal fields of one message; :attr:`session` goes in its envelope."""
 
-    __slots__ = ("_event", "_key_id", "_prefix", "_prk", "_suffix", "session")
+    __slots__ = ("_info", "_prk", "session")
 
-    def __init__(self, session: SealSession, prk: Any, prefix: bytes) -> None:
+    def __init__(self, session: SealSession, prk: Any, tenant: str) -> None:
         self.session = session
         self._prk = prk
-        self._key_id = session.key_id
-        self._prefix = prefix  # part(field scheme) ‖ part(key_id) ‖ part(tenant)
-        self._suffix = struct.pack(">Q", session.message)
-        self._event: tuple[str, bytes] = ("", b"")
+        self._info = FieldInfo(session.key_id, tenant, session.message)
 
     def seal(self, event_id: str, field: str, plaintext: str) -> Sealed:
-        if self._event[0] != event_id or not self._event[1]:
-            self._event = (event_id, self._prefix + _part(event_id))
-        info = self._event[1] + field_part(field) + self._suffix
-        nonce = _NONCES.next()
-        key = field_key(self._prk, info)
-        ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
-        return Sealed(FIELD_SCHEME, self._key_id, nonce, ciphertext)
+        sealed = seal_field(self._prk, self._info.of(event_id, field), plaintext)
+        return Sealed(FIELD_SCHEME, self.session.key_id, sealed[:NONCE_BYTES], sealed[NONCE_BYTES:])
 
 
 class SessionSealer:
@@ -357,7 +360,6 @@ class SessionSealer:
         self._public = _public_key(key, scheme)
         self._prk: Any = None
         self._prefix: tuple[str, str, int, bytes] = ("", "", 0, b"")
-        self._info_prefix = _part(FIELD_SCHEME) + _part(key.key_id) + _part(key.tenant)
         self._count = max_messages
         self._deadline = -float("inf")
         self.sessions_started = 0
@@ -369,7 +371,7 @@ class SessionSealer:
         scheme, key_id, started_ms, secret = self._prefix
         session = SealSession(scheme, key_id, started_ms, secret, self._count)
         self._count += 1
-        return MessageSealer(session, self._prk, self._info_prefix)
+        return MessageSealer(session, self._prk, self.key.tenant)
 
     def _start(self, now: float) -> None:
         started_ms = int(now * 1000)

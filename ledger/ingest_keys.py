@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,11 +48,10 @@ from ledger.crypto_ingest import (
     SESSION_HYBRID,
     SESSION_SCHEMES,
     SESSION_X25519,
+    FieldInfo,
     IngestPrivateKey,
     IngestPublicKey,
     SealSession,
-    field_info_prefix,
-    field_part,
     open_field,
     prk_hmac,
     routing_key,
@@ -393,24 +391,19 @@ class IngestKeyring:
 class OpenedSession:
     """One message's opened session: opens its fields (:class:`ledger.contract.SessionOpener`)."""
 
-    __slots__ = ("_event", "_prk", "_session", "_tenant")
+    __slots__ = ("_info", "_key_id", "_prk")
 
     def __init__(self, prk: Any, session: SealSession, tenant: str) -> None:
         self._prk = prk
-        self._session = session
-        self._tenant = tenant
-        self._event: tuple[str, bytes, bytes] = ("", b"", b"")
+        self._key_id = session.key_id
+        self._info = FieldInfo(session.key_id, tenant, session.message)
 
     def open(self, event_id: str, field: str, sealed: Sealed) -> str:
-        session = self._session
-        if sealed.scheme != FIELD_SCHEME or sealed.key_id != session.key_id:
+        if sealed.scheme != FIELD_SCHEME or sealed.key_id != self._key_id:
             raise IngestSealInvalid(
                 f"{field} is not sealed with {FIELD_SCHEME} to its message's session key"
             )
-        if self._event[0] != event_id or not self._event[1]:
-            prefix = field_info_prefix(session.key_id, self._tenant, event_id)
-            self._event = (event_id, prefix, struct.pack(">Q", session.message))
-        info = self._event[1] + field_part(field) + self._event[2]
+        info = self._info.of(event_id, field)
         try:
             return open_field(self._prk, info, sealed.nonce, sealed.ciphertext)
         except CannotOpen:

@@ -54,21 +54,54 @@ class KafkaSecurity:
 
     def client_config(self) -> dict[str, Any]:
         """kafka-python keyword arguments (identical for producers, consumers and admins)."""
-        config: dict[str, Any] = {"security_protocol": self.protocol}
+        return self._config(_KAFKA_PYTHON, self.protocol, self.ssl_check_hostname)
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same settings under librdkafka's names (``ledger.kafka.librdkafka``)."""
+        check = "https" if self.ssl_check_hostname else "none"
+        return self._config(_LIBRDKAFKA, self.protocol.lower(), check)
+
+    def _config(self, names: Mapping[str, str], protocol: str, check: object) -> dict[str, Any]:
+        config: dict[str, Any] = {names["protocol"]: protocol}
         if self.uses_tls:
-            config["ssl_check_hostname"] = self.ssl_check_hostname
+            config[names["check"]] = check
             optional = {
-                "ssl_cafile": self.ssl_cafile,
-                "ssl_certfile": self.ssl_certfile,
-                "ssl_keyfile": self.ssl_keyfile,
-                "ssl_password": self.ssl_key_password,
+                names["cafile"]: self.ssl_cafile,
+                names["certfile"]: self.ssl_certfile,
+                names["keyfile"]: self.ssl_keyfile,
+                names["key_password"]: self.ssl_key_password,
             }
             config.update({k: v for k, v in optional.items() if v is not None})
         if self.uses_sasl:
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = self.sasl_password
+            config[names["mechanism"]] = self.sasl_mechanism
+            config[names["username"]] = self.sasl_username
+            config[names["password"]] = self.sasl_password
         return config
+
+
+# The security settings' names in each client library.
+_KAFKA_PYTHON = {
+    "protocol": "security_protocol",
+    "check": "ssl_check_hostname",
+    "cafile": "ssl_cafile",
+    "certfile": "ssl_certfile",
+    "keyfile": "ssl_keyfile",
+    "key_password": "ssl_password",
+    "mechanism": "sasl_mechanism",
+    "username": "sasl_plain_username",
+    "password": "sasl_plain_password",
+}
+_LIBRDKAFKA = {
+    "protocol": "security.protocol",
+    "check": "ssl.endpoint.identification.algorithm",
+    "cafile": "ssl.ca.location",
+    "certfile": "ssl.certificate.location",
+    "keyfile": "ssl.key.location",
+    "key_password": "ssl.key.password",
+    "mechanism": "sasl.mechanism",
+    "username": "sasl.username",
+    "password": "sasl.password",
+}
 
 
 def from_environment(env: Mapping[str, str]) -> KafkaSecurity:

@@ -16,6 +16,7 @@ whichever client sent them.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -30,7 +31,7 @@ POLL_EVERY = 256
 
 def librdkafka_config(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]:
     """librdkafka settings equivalent to ``connection_config`` and ``make_producer``'s."""
-    config: dict[str, Any] = {
+    return {
         "bootstrap.servers": bootstrap,
         "client.id": "compliance-ledger",
         "acks": "all",
@@ -39,24 +40,8 @@ def librdkafka_config(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]
         "partitioner": "murmur2_random",
         # Failures are all flush() needs to hear of: no Python callback per delivered record.
         "delivery.report.only.error": True,
-        "security.protocol": security.protocol.lower(),
+        **security.librdkafka_config(),
     }
-    if security.uses_tls:
-        config["ssl.endpoint.identification.algorithm"] = (
-            "https" if security.ssl_check_hostname else "none"
-        )
-        optional = {
-            "ssl.ca.location": security.ssl_cafile,
-            "ssl.certificate.location": security.ssl_certfile,
-            "ssl.key.location": security.ssl_keyfile,
-            "ssl.key.password": security.ssl_key_password,
-        }
-        config.update({k: v for k, v in optional.items() if v is not None})
-    if security.uses_sasl:
-        config["sasl.mechanism"] = security.sasl_mechanism
-        config["sasl.username"] = security.sasl_username
-        config["sasl.password"] = security.sasl_password
-    return config
 
 
 class _Sent:
@@ -83,7 +68,7 @@ class LibrdkafkaProducer:
             raise RuntimeError(
                 f"kafka_client='librdkafka' needs confluent-kafka: {INSTALL_HINT}"
             ) from None
-        chosen = security if security is not None else from_environment(_environ())
+        chosen = security if security is not None else from_environment(os.environ)
         self._producer = Producer({**librdkafka_config(bootstrap, chosen), **overrides})
         self._errors: list[str] = []
         self._lock = threading.Lock()
@@ -119,9 +104,3 @@ class LibrdkafkaProducer:
 
     def close(self) -> None:
         self._producer.flush(10)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
