@@ -150,6 +150,8 @@ def _redact(value: Any) -> Any:
         return [_redact(v) for v in value]
     if is_dataclass(value):
         return {f.name: _redact(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, bytes | bytearray):  # a sealing session's secret, for one
+        return f"<{len(value)} bytes>"
     return value
 
 

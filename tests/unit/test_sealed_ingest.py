@@ -404,3 +404,19 @@ def test_a_hybrid_session_to_a_key_made_before_v2_is_refused_saying_so(ledger: L
     assert b"has no hybrid KEM key" in sent[0].headers["detail"]
     x25519 = SessionSealer(key, scheme=SESSION_X25519)
     assert process(ledger, sealed_message(grant(REF), key, x25519))[0].recorded == 1
+
+
+def test_topic_tail_prints_a_sealed_message_without_its_secret_or_ciphertext(
+    ledger: Ledger,
+) -> None:
+    from types import SimpleNamespace
+
+    from ledger.cli.inspect import _describe
+
+    message = sealed(ledger, grant(REF, ip_address=IP))
+    record = SimpleNamespace(partition=0, offset=0, headers=[], value=message)
+    printed = str(_describe(record))
+    session = avro.decode(message)[1]["envelope"]["seal_session"]
+    assert "<1168 bytes>" in printed  # the hybrid session's sealed secret
+    assert repr(session["secret"][:16])[2:-1] not in printed
+    assert all(value not in printed for value in PERSONAL)
