@@ -33,7 +33,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
-from ledger.integrity.chain import Link, Stored, stored
+from ledger.integrity.chain import Link, Row, Stored, stored
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,20 @@ class LedgerStore(ApplicationRecorder):
         page = self.select_notifications(start, limit=limit, stop=stop)
         return [stored(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page]
 
+    def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[Row]:
+        """The same events as :meth:`select_stored` as bare tuples, the originator id in its
+        canonical text form: what verification reads, without an object per event."""
+        page = self.select_notifications(start, limit=limit, stop=stop)
+        return [
+            (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+            for n in page
+        ]
+
     @abstractmethod
-    def select_chain(self, start: int, limit: int) -> list[Link]:
-        """Chain links from notification id ``start`` on, in id order (``ledger.integrity``):
-        written in the transaction that records their events."""
+    def select_chain(self, start: int, limit: int, stop: int | None = None) -> list[Link]:
+        """Chain links from notification id ``start`` to ``stop`` (inclusive), at most
+        ``limit``, in id order (``ledger.integrity``): written in the transaction that
+        records their events."""
 
     @abstractmethod
     def get_position(self, name: str) -> int:

@@ -62,9 +62,10 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         for link in extend(head, batch):
             self.chain[link.sequence] = link
 
-    def select_chain(self, start: int, limit: int) -> list[Link]:
+    def select_chain(self, start: int, limit: int, stop: int | None = None) -> list[Link]:
         with self._database_lock:
-            return [self.chain[i] for i in sorted(self.chain) if i >= start][:limit]
+            found = (i for i in sorted(self.chain) if i >= start and (stop is None or i <= stop))
+            return [self.chain[i] for i in found][:limit]
 
     def _shred(self, gone: Shredded) -> None:
         self.keys.pop(gone.subject_id, None)

@@ -4,7 +4,8 @@ Seeds a ledger (new subjects, each granted, collected, disclosed and withdrawn, 
 bench ingest`` does; a signed checkpoint at the end), then measures in the same run:
 
 1. **raw read** (the baseline): every stored event's row read from the event store in the
-   pages the replay reads, nothing decoded or hashed — the floor any replay stands on;
+   pages and the form verification and the replay read them (bare tuples), nothing decoded
+   or hashed — the floor any replay stands on;
 2. **verification alone**: what ``ledger audit verify`` does (chain and checkpoint);
 3. **replay and verification**: what ``ledger replay --as-of`` does — one pass that verifies
    the chain and checkpoint and applies every event to the three views in scratch schemas.
@@ -69,11 +70,11 @@ def raw_read(s: Settings) -> tuple[int, float]:
         started = time.perf_counter()
         count, start = 0, 1
         while True:
-            page = reader.store.select_stored(start, BATCH)  # the read verification does
+            page = reader.store.select_rows(start, BATCH)  # the read verification does
             count += len(page)
             if len(page) < BATCH:
                 return count, time.perf_counter() - started
-            start = page[-1].sequence + 1
+            start = page[-1][0] + 1
 
 
 def verify_only(s: Settings) -> tuple[int, float, bool]:

@@ -81,17 +81,20 @@ def _insert(curs: Cursor[DictRow], schema: Identifier, links: Sequence[Link]) ->
     curs.execute(_sql(_INSERT, schema), columns)
 
 
-def select_links(curs: Cursor[Any], schema: Identifier, start: int, limit: int) -> list[Link]:
-    """Links from ``start``, read with a cursor whose rows are tuples."""
+def select_links(
+    curs: Cursor[Any], schema: Identifier, start: int, limit: int, stop: int
+) -> list[Link]:
+    """Links from ``start`` to ``stop``, read with a cursor whose rows are tuples."""
     curs.execute(
         _sql(
             "SELECT notification_id, previous, hash FROM {schema}.chain "
-            "WHERE notification_id >= %s ORDER BY notification_id LIMIT %s",
+            "WHERE notification_id >= %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s",
             schema,
         ),
-        [start, limit],
+        [start, stop, limit],
     )
-    return [Link(sequence, previous, bytes(digest)) for sequence, previous, digest in curs]
+    return list(map(Link._make, curs.fetchall()))  # binary bytea: already bytes
 
 
 def _unchained(

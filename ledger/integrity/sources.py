@@ -17,50 +17,53 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ledger.integrity.chain import Link, Stored, stored
-from ledger.integrity.verify import Item
+from ledger.integrity.chain import Link, stored
+from ledger.integrity.verify import Item, Page
 from ledger.store import LedgerStore
 
 BATCH = 5_000
 
 
-def _events(store: LedgerStore, batch: int, start: int, stop: int | None) -> Iterator[Stored]:
-    while True:
-        page = store.select_stored(start, batch, stop)
-        yield from page
-        if len(page) < batch:
-            return
-        start = page[-1].sequence + 1
+class StoreItems:
+    """The items of a store from ``start`` to ``stop`` (inclusive), read in pages (keyset
+    pagination on the primary keys). Iterating gives :class:`Item` s; a verifier reads
+    :meth:`pages` instead, and checks a page that holds no surprise in one tight loop."""
 
+    def __init__(self, store: LedgerStore, batch: int, start: int, stop: int | None) -> None:
+        self.store, self.batch, self.start, self.stop = store, batch, start, stop
 
-def _links(store: LedgerStore, batch: int, start: int, stop: int | None) -> Iterator[Link]:
-    while True:
-        page = store.select_chain(start, batch)
-        yield from (k for k in page if stop is None or k.sequence <= stop)
-        if stop is not None and page and page[-1].sequence >= stop:
-            return
-        if len(page) < batch:
-            return
-        start = page[-1].sequence + 1
+    def pages(self) -> Iterator[Page]:
+        start = self.start
+        while True:
+            rows = self.store.select_rows(start, self.batch, self.stop)
+            last = len(rows) < self.batch
+            upto = self.stop if last else rows[-1][0]
+            yield Page(rows, self._links(start, upto))
+            if last or upto is None:
+                return
+            start = upto + 1
+
+    def _links(self, start: int, upto: int | None) -> list[Link]:
+        """Every link from ``start`` to ``upto``: as many as the page's events, unless
+        events are missing."""
+        links: list[Link] = []
+        while True:
+            got = self.store.select_chain(start, self.batch, upto)
+            links += got
+            if len(got) < self.batch:
+                return links
+            start = got[-1].sequence + 1
+
+    def __iter__(self) -> Iterator[Item]:
+        for page in self.pages():
+            yield from page.items()
 
 
 def store_items(
     store: LedgerStore, batch: int = BATCH, *, start: int = 1, stop: int | None = None
-) -> Iterator[Item]:
-    """Events and links from ``start`` to ``stop`` (inclusive), merged by notification id,
-    read in pages (keyset pagination on the primary keys)."""
-    events = _events(store, batch, start, stop)
-    links = _links(store, batch, start, stop)
-    event, link = next(events, None), next(links, None)
-    while event is not None or link is not None:
-        seq = min(x.sequence for x in (event, link) if x is not None)
-        here_event = event if event is not None and event.sequence == seq else None
-        here_link = link if link is not None and link.sequence == seq else None
-        yield Item(seq, here_event, here_link)
-        if here_event is not None:
-            event = next(events, None)
-        if here_link is not None:
-            link = next(links, None)
+) -> StoreItems:
+    """Events and links from ``start`` to ``stop`` (inclusive), merged by notification id."""
+    return StoreItems(store, batch, start, stop)
 
 
 def export_line(item: Item) -> str:

@@ -27,12 +27,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from ledger.application import LedgerReader
 from ledger.integrity.audit import Audit, check_checkpoint
+from ledger.integrity.chain import Row
 from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.sources import store_items
@@ -98,16 +100,15 @@ def build(
         verifier = ChainVerifier(watch=[c.sequence for c in checkpoints])
         feed = _Feed(reader, views)
         stack.callback(feed.close)
-        for read, item in enumerate(store_items(reader.store, PAGE, stop=head), start=1):
-            verifier.feed(item)
-            if item.event is not None:
-                feed.offer(item.event, as_of)
-            if read % PAGE == 0:
-                if stop.is_set():
-                    raise InterruptedError(f"replay {replay_id} stopped before it finished")
-                feed.flush()
-                if on_progress is not None:
-                    on_progress(item.sequence, head, feed.applied)
+        for page in store_items(reader.store, PAGE, stop=head).pages():
+            if stop.is_set():
+                raise InterruptedError(f"replay {replay_id} stopped before it finished")
+            verifier.feed_page(page)
+            for row in page.rows:
+                feed.offer(row, as_of)
+            feed.flush()
+            if on_progress is not None:
+                on_progress(verifier.report.last, head, feed.applied)
         feed.flush()
         feed.wait()
         for view in views:
@@ -136,18 +137,19 @@ class _Feed:
         self._pool = ThreadPoolExecutor(max_workers=len(views), thread_name_prefix="replay-view")
         self._in_hand: list[Future[int]] = []
 
-    def offer(self, stored: Any, as_of: datetime) -> None:
+    def offer(self, row: Row, as_of: datetime) -> None:
+        sequence, originator, version, topic, state = row
         event: Any = self.mapper.to_domain_event(
             StoredEvent(
-                originator_id=stored.originator_id,
-                originator_version=stored.originator_version,
-                topic=stored.topic,
-                state=stored.state,
+                originator_id=UUID(originator),
+                originator_version=version,
+                topic=topic,
+                state=state,
             )
         )
         if event.timestamp > as_of:
             return
-        self.pending.append((event, Tracking(APPLICATION_NAME, stored.sequence)))
+        self.pending.append((event, Tracking(APPLICATION_NAME, sequence)))
         if len(self.pending) >= APPLY_BATCH:
             self.flush()
 
