@@ -12,7 +12,7 @@ and erased references are always today's: a replay never reopens what has since 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -140,6 +140,37 @@ class Queries:
             "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
+
+    async def purpose_checks(
+        self, conn: Conn, tenant: str, pairs: Sequence[tuple[bytes, str]]
+    ) -> list[DictRow | None]:
+        """:meth:`purpose_check` for many (reference digest, purpose) pairs in one statement:
+        a row per pair in the order given, None where the tenant has no such purpose."""
+        cur = await conn.execute(
+            self.sql(
+                "SELECT p.purpose IS NOT NULL AS known, p.required, p.legal_basis, "
+                "p.event_id AS purpose_event_id, s.subject_id, s.erasure_requested_at, "
+                "s.erasure_event_id, c.state, c.consent_text_version, c.event_id, c.changed_at, "
+                "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
+                "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased "
+                "FROM unnest(%(digests)s::bytea[], %(purposes)s::text[]) WITH ORDINALITY "
+                "AS q(digest, purpose, n) "
+                "LEFT JOIN {consent}.purposes p "
+                "ON p.tenant = %(tenant)s AND p.purpose = q.purpose "
+                "LEFT JOIN {ledger}.subject_refs r "
+                "ON r.tenant = %(tenant)s AND r.digest = q.digest "
+                "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
+                "LEFT JOIN {consent}.consents c "
+                "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+                "ORDER BY q.n"
+            ),
+            {
+                "tenant": tenant,
+                "digests": [digest for digest, _ in pairs],
+                "purposes": [purpose for _, purpose in pairs],
+            },
+        )
+        return [row if row["known"] else None for row in await cur.fetchall()]
 
     def purpose_check_by_id_sql(self) -> Composed:
         """The same answer for a subject named by id (replays ask this way: a later erasure

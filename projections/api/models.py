@@ -58,6 +58,25 @@ class PurposeDecision(BaseModel):
     subject_id: UUID | None = None
 
 
+MAX_PURPOSE_CHECKS = 500  # pairs in one POST /v1/purpose-checks
+
+
+class PurposeChecksRequest(BaseModel):
+    checks: list[PurposeCheckRequest] = Field(
+        min_length=1,
+        max_length=MAX_PURPOSE_CHECKS,
+        description=f"Up to {MAX_PURPOSE_CHECKS} (subject, purpose) pairs, answered in one "
+        "database round trip. A pair may repeat; each is answered where it stands.",
+    )
+
+
+class PurposeDecisions(BaseModel):
+    """One decision per pair asked, in the order asked: each exactly what
+    ``POST /v1/purpose-check`` answers for that pair."""
+
+    decisions: list[PurposeDecision]
+
+
 class ConsentState(BaseModel):
     purpose: str
     state: Literal["granted", "withdrawn", "never"]

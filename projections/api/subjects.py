@@ -20,7 +20,9 @@ from projections.api.context import ApiContext, context
 from projections.api.decisions import decide
 from projections.api.models import (
     PurposeCheckRequest,
+    PurposeChecksRequest,
     PurposeDecision,
+    PurposeDecisions,
     SubjectCollections,
     SubjectConsents,
     SubjectDisclosures,
@@ -51,6 +53,18 @@ async def purpose_check(body: PurposeCheckRequest, ctx: Ctx, who: AnyScope) -> P
     async with ctx.connection() as conn:
         row = await ctx.queries.purpose_check(conn, who.tenant, digest, body.purpose)
     return decide(body.purpose, row)
+
+
+@router.post("/purpose-checks", tags=["subjects"])
+async def purpose_checks(body: PurposeChecksRequest, ctx: Ctx, who: AnyScope) -> PurposeDecisions:
+    """The purpose check for a page of (subject, purpose) pairs at once (up to 500), in one
+    query: each decision is the one ``POST /v1/purpose-check`` gives for its pair."""
+    pairs = [(ctx.keys.digest(who.tenant, c.subject_ref), c.purpose) for c in body.checks]
+    async with ctx.connection() as conn:
+        rows = await ctx.queries.purpose_checks(conn, who.tenant, pairs)
+    return PurposeDecisions(
+        decisions=[decide(c.purpose, row) for c, row in zip(body.checks, rows, strict=True)]
+    )
 
 
 @router.post("/subject/consents", tags=["subjects"])

@@ -95,6 +95,39 @@ def test_purpose_check_answers_with_reason_and_proof(
     assert erased["subject_id"] is None and erased["event_id"] is None
 
 
+def test_purpose_checks_answer_a_page_as_the_single_check_answers_each_pair(
+    api: TestClient, tokens: dict[str, str]
+) -> None:
+    refs = [ALICE, BOB, DAVE, "carol@example.net", "nobody@example.com"]
+    purposes = ["newsletter", "terms", "billing", "no-such-purpose"]
+    pairs = [(ref, purpose) for ref in refs for purpose in purposes]
+    pairs += [pairs[0], pairs[5]]  # a pair may repeat
+    body = {"checks": [{"subject_ref": r, "purpose": p} for r, p in pairs]}
+
+    response = call(api, tokens["producer"], "POST", "/v1/purpose-checks", body)
+
+    assert response.status_code == 200, response.text
+    decisions = response.json()["decisions"]
+    assert decisions == [check(api, tokens["producer"], r, p) for r, p in pairs]
+    reasons = {d["reason"] for d in decisions}
+    assert {"consent_granted", "consent_withdrawn", "legal_basis", "no_consent"} <= reasons
+    assert {"unknown_purpose", "subject_erased"} <= reasons
+    # Another tenant's key asks the same page: its own (empty) catalogue answers.
+    other = call(api, tokens["globex"], "POST", "/v1/purpose-checks", body).json()["decisions"]
+    assert {d["reason"] for d in other} == {"unknown_purpose"}
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_purpose_checks_refuse_an_empty_or_oversized_page(
+    api: TestClient, tokens: dict[str, str], count: int
+) -> None:
+    body = {"checks": [{"subject_ref": ALICE, "purpose": "newsletter"}] * count}
+    response = call(api, tokens["producer"], "POST", "/v1/purpose-checks", body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert ALICE not in response.text
+
+
 def test_consent_state_lists_every_purpose(api: TestClient, tokens: dict[str, str]) -> None:
     response = call(api, tokens["reader"], "POST", "/v1/subject/consents", {"subject_ref": ALICE})
     assert response.status_code == 200
@@ -220,6 +253,12 @@ def test_another_tenants_key_sees_nothing(
 
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/purpose-check", {"subject_ref": ALICE, "purpose": "newsletter"}, set(SCOPES)),
+    (
+        "POST",
+        "/v1/purpose-checks",
+        {"checks": [{"subject_ref": ALICE, "purpose": "newsletter"}]},
+        set(SCOPES),
+    ),
     ("POST", "/v1/subject/consents", {"subject_ref": ALICE}, {"reader", "auditor", "admin"}),
     ("POST", "/v1/subject/disclosures", {"subject_ref": ALICE}, {"reader", "auditor", "admin"}),
     ("POST", "/v1/subject/collections", {"subject_ref": ALICE}, {"reader", "auditor", "admin"}),
