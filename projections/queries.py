@@ -141,34 +141,41 @@ class Queries:
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 
+    def purpose_checks_sql(self) -> Composed:
+        """:meth:`purpose_check_sql` for many pairs in one statement: a row per pair, in the
+        order given, ``known`` false where the tenant has no such purpose.
+        Parameters: :meth:`purpose_checks_params`."""
+        return self.sql(
+            "SELECT p.purpose IS NOT NULL AS known, p.required, p.legal_basis, "
+            "p.event_id AS purpose_event_id, s.subject_id, s.erasure_requested_at, "
+            "s.erasure_event_id, c.state, c.consent_text_version, c.event_id, c.changed_at, "
+            "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
+            "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased "
+            "FROM unnest(%(digests)s::bytea[], %(purposes)s::text[]) WITH ORDINALITY "
+            "AS q(digest, purpose, n) "
+            "LEFT JOIN {consent}.purposes p ON p.tenant = %(tenant)s AND p.purpose = q.purpose "
+            "LEFT JOIN {ledger}.subject_refs r ON r.tenant = %(tenant)s AND r.digest = q.digest "
+            "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
+            "LEFT JOIN {consent}.consents c "
+            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            "ORDER BY q.n"
+        )
+
+    @staticmethod
+    def purpose_checks_params(tenant: str, pairs: Sequence[tuple[bytes, str]]) -> dict[str, object]:
+        return {
+            "tenant": tenant,
+            "digests": [digest for digest, _ in pairs],
+            "purposes": [purpose for _, purpose in pairs],
+        }
+
     async def purpose_checks(
         self, conn: Conn, tenant: str, pairs: Sequence[tuple[bytes, str]]
     ) -> list[DictRow | None]:
-        """:meth:`purpose_check` for many (reference digest, purpose) pairs in one statement:
+        """:meth:`purpose_check` for many (reference digest, purpose) pairs, in one statement:
         a row per pair in the order given, None where the tenant has no such purpose."""
         cur = await conn.execute(
-            self.sql(
-                "SELECT p.purpose IS NOT NULL AS known, p.required, p.legal_basis, "
-                "p.event_id AS purpose_event_id, s.subject_id, s.erasure_requested_at, "
-                "s.erasure_event_id, c.state, c.consent_text_version, c.event_id, c.changed_at, "
-                "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
-                "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased "
-                "FROM unnest(%(digests)s::bytea[], %(purposes)s::text[]) WITH ORDINALITY "
-                "AS q(digest, purpose, n) "
-                "LEFT JOIN {consent}.purposes p "
-                "ON p.tenant = %(tenant)s AND p.purpose = q.purpose "
-                "LEFT JOIN {ledger}.subject_refs r "
-                "ON r.tenant = %(tenant)s AND r.digest = q.digest "
-                "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
-                "LEFT JOIN {consent}.consents c "
-                "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
-                "ORDER BY q.n"
-            ),
-            {
-                "tenant": tenant,
-                "digests": [digest for digest, _ in pairs],
-                "purposes": [purpose for _, purpose in pairs],
-            },
+            self.purpose_checks_sql(), self.purpose_checks_params(tenant, pairs)
         )
         return [row if row["known"] else None for row in await cur.fetchall()]
 

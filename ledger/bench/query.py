@@ -8,6 +8,10 @@ Every answer is checked (allowed for a granted subject, refused for a withdrawn 
 The baseline is the same SQL the route runs (``Queries.purpose_check_sql``) and the same
 decision, sent straight to PostgreSQL at the same rate over as many connections: what the
 API adds on top of it is HTTP, authentication, the reference's HMAC and JSON.
+
+Then the batch route, ``POST /v1/purpose-checks``, is asked for pages of ``batch_size`` pairs
+at ``batch_rate`` pages a second, every decision checked, against its own SQL sent straight
+(``Queries.purpose_checks_sql``) in the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import http.client
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -36,6 +41,7 @@ from projections.service import catch_up
 
 BATCH = 500
 TARGET_P99_S = 0.010
+BATCH_TARGET_P99_S = 0.010  # 100 pairs at 50 pages a second (issue 13)
 WARMUP_S = 3.0
 
 
@@ -109,6 +115,63 @@ def api_worker(s: Settings, token: str, refs: list[str], allowed: list[bool]) ->
     return worker
 
 
+def _page(i: int, size: int, count: int) -> list[int]:
+    """The subjects of page ``i``: ``size`` consecutive ones, wrapping around."""
+    return [(i * size + k) % count for k in range(size)]
+
+
+def batch_api_worker(
+    s: Settings, token: str, refs: list[str], allowed: list[bool], size: int
+) -> Worker:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    @contextlib.contextmanager
+    def worker() -> Iterator[Call]:
+        conn = http.client.HTTPConnection(s.api_host, s.api_port, timeout=10)
+
+        def call(i: int) -> None:
+            page = _page(i, size, len(refs))
+            checks = [{"subject_ref": refs[n], "purpose": PURPOSE} for n in page]
+            conn.request("POST", "/v1/purpose-checks", json.dumps({"checks": checks}), headers)
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            if response.status != 200:
+                raise WrongAnswer(f"HTTP {response.status}")
+            got = [d["allowed"] for d in answer["decisions"]]
+            if got != [allowed[n] for n in page]:
+                raise WrongAnswer("a decision disagrees with the seeded history")
+
+        try:
+            yield call
+        finally:
+            conn.close()
+
+    return worker
+
+
+def batch_sql_worker(s: Settings, refs: list[str], allowed: list[bool], size: int) -> Worker:
+    _, lookup_key = s.require_keys()
+    digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
+    queries = Queries(s)
+    query = queries.purpose_checks_sql()
+
+    @contextlib.contextmanager
+    def worker() -> Iterator[Call]:
+        with psycopg.connect(s.require_database(), autocommit=True, row_factory=dict_row) as conn:
+
+            def call(i: int) -> None:
+                page = _page(i, size, len(refs))
+                pairs = [(digests[n], PURPOSE) for n in page]
+                rows = conn.execute(query, queries.purpose_checks_params(TENANT, pairs)).fetchall()
+                got = [decide(PURPOSE, r if r["known"] else None).allowed for r in rows]
+                if got != [allowed[n] for n in page]:
+                    raise WrongAnswer("the view disagrees with the seeded history")
+
+            yield call
+
+    return worker
+
+
 def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
     _, lookup_key = s.require_keys()
     digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
@@ -131,7 +194,24 @@ def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
     return worker
 
 
-def run(s: Settings, *, subjects: int, rate: float, count: int, workers: int) -> None:
+@dataclass(frozen=True)
+class Batches:
+    """The batch route's run: pages of ``size`` pairs, ``rate`` pages a second."""
+
+    size: int
+    rate: float
+    count: int
+
+
+def run(
+    s: Settings,
+    *,
+    subjects: int,
+    rate: float,
+    count: int,
+    workers: int,
+    batches: Batches | None = None,
+) -> None:
     """Seeds, projects, then measures the API and the baseline; prints both."""
     print(f"seeding {subjects:,} subjects and projecting them ...", flush=True)
     refs, allowed = seed(s, subjects)
@@ -140,15 +220,39 @@ def run(s: Settings, *, subjects: int, rate: float, count: int, workers: int) ->
     # Warm-up at the measured rate and concurrency, so connection pools have grown and
     # statements are prepared before the clock runs.
     warmup = min(count, int(rate * WARMUP_S))
+    batch_api: Summary | None = None
     with processes(s, ["serve"]) as live:
         wait_for_api(live)
         api = api_worker(live, token, refs, allowed)
         open_loop(api, rate=rate, count=warmup, workers=workers)
         through_api = open_loop(api, rate=rate, count=count, workers=workers)
+        if batches is not None:
+            pages = batch_api_worker(live, token, refs, allowed, batches.size)
+            batch_api = _measure(pages, batches, workers)
     base = sql_worker(s, refs, allowed)
     open_loop(base, rate=rate, count=warmup, workers=workers)
     straight = open_loop(base, rate=rate, count=count, workers=workers)
     report(through_api, straight, rate=rate, workers=workers)
+    if batches is not None and batch_api is not None:
+        sql_pages = batch_sql_worker(s, refs, allowed, batches.size)
+        report_batches(batch_api, _measure(sql_pages, batches, workers), batches, workers)
+
+
+def _measure(worker: Worker, batches: Batches, workers: int) -> Summary:
+    warmup = min(batches.count, int(batches.rate * WARMUP_S))
+    open_loop(worker, rate=batches.rate, count=warmup, workers=workers)
+    return open_loop(worker, rate=batches.rate, count=batches.count, workers=workers)
+
+
+def report_batches(api: Summary, sql: Summary, batches: Batches, workers: int) -> None:
+    print(
+        f"batch purpose checks, {api.count + api.errors:,} pages of {batches.size} pairs at "
+        f"{batches.rate:,.0f}/s over {workers} keep-alive connections"
+    )
+    print(f"  API  POST /v1/purpose-checks  {api.line()}")
+    print(f"  baseline: same SQL straight   {sql.line()}")
+    verdict = "met" if api.p99_s <= BATCH_TARGET_P99_S and not api.errors else "NOT met"
+    print(f"  target p99 <= {BATCH_TARGET_P99_S * 1000:.0f} ms for 100 pairs at 50/s: {verdict}")
 
 
 def report(api: Summary, sql: Summary, *, rate: float, workers: int) -> None:

@@ -17,6 +17,7 @@ from ledger.bench import freshness, ingest, query, replay, soak
 from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
 from ledger.cli.common import settings as load_settings
 from ledger.settings import Settings
+from projections.api.models import MAX_PURPOSE_CHECKS
 
 bench = typer.Typer(help="Benchmarks that print their figures and baselines.", no_args_is_help=True)
 _engine = {"kafka": "tansu"}
@@ -83,13 +84,28 @@ def query_command(
     seconds: Annotated[float, typer.Option(help="How long to measure at that rate.")] = 20.0,
     connections: Annotated[int, typer.Option(help="Concurrent keep-alive connections.")] = 8,
     subjects: Annotated[int, typer.Option(help="Subjects in the view.")] = 5_000,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_PURPOSE_CHECKS,
+            help="Pairs a page for POST /v1/purpose-checks (0: skip that run).",
+        ),
+    ] = 100,
+    batch_rate: Annotated[float, typer.Option(help="Pages a second for the batch run.")] = 50.0,
 ) -> None:
-    """Purpose-check latency p50/p99 through `ledger serve`, and the same SQL straight."""
+    """Purpose-check latency p50/p99 through `ledger serve`, and the same SQL straight; then
+    the batch route's, likewise."""
     # A broker too: `ledger serve` reconciles erasures from the ledger topic before serving.
     with _services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
         count = max(1, int(rate * seconds))
-        query.run(s, subjects=subjects, rate=rate, count=count, workers=connections)
+        batches = None
+        if batch_size > 0:
+            batches = query.Batches(batch_size, batch_rate, max(1, int(batch_rate * seconds)))
+        query.run(
+            s, subjects=subjects, rate=rate, count=count, workers=connections, batches=batches
+        )
 
 
 @bench.command("freshness")

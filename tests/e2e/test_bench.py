@@ -46,11 +46,18 @@ def test_bench_query_prints_api_and_baseline_latency(
     env: dict[str, str], database_url: str
 ) -> None:
     before = bench_schemas(database_url)
-    out = bench("query", "--rate", "100", "--seconds", "2", "--subjects", "60", env=env)
+    out = bench(
+        "query", "--rate", "100", "--seconds", "2", "--subjects", "60", "--batch-size", "25",
+        env=env,
+    )  # fmt: skip
     assert re.search(r"purpose check, 200 requests at 100/s", out), out
     assert re.search(r"API  POST /v1/purpose-check +" + FIGURE, out, re.M), out
-    assert re.search(r"baseline: same SQL straight +" + FIGURE, out, re.M), out
+    assert len(re.findall(r"baseline: same SQL straight +" + FIGURE, out, re.M)) == 2, out
     assert "target p99 <= 10 ms at 200/s:" in out
+    # Then the batch route: pages of 25 pairs (60 subjects, so pages wrap around), each checked.
+    assert re.search(r"batch purpose checks, 100 pages of 25 pairs at 50/s", out), out
+    assert re.search(r"API  POST /v1/purpose-checks +" + FIGURE, out, re.M), out
+    assert "target p99 <= 10 ms for 100 pairs at 50/s:" in out
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
 
 
