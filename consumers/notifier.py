@@ -201,7 +201,7 @@ def open_notifier(settings: Settings, ledger: Ledger, **consumer_overrides: Any)
             settings.require_kafka(),
             group=settings.notifier_group,
             allow_auto_create_topics=False,  # the relay creates the ledger topic and fills it
-            **consumer_overrides,
+            **{"fetch_max_wait_ms": settings.kafka_fetch_wait_ms, **consumer_overrides},
         )
     except BaseException:
         pool.close()

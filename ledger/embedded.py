@@ -192,7 +192,14 @@ class EmbeddedBroker:
       :class:`EmbeddedServerError` with the tail of its log;
     - ``stop()`` is idempotent and also runs at interpreter exit if the caller forgets;
     - its data lives in memory only: a restart starts with no topics.
+
+    It answers a fetch that waits for data only when the wait times out, not when the data
+    arrives (Apache Kafka answers at once): with the consumers' default 100 ms wait, a message
+    reached a polling consumer about 20 ms after the broker acknowledged it, with 10 ms about
+    1.5 ms. Processes on this broker wait :attr:`FETCH_WAIT_MS` (``LEDGER_KAFKA_FETCH_WAIT_MS``).
     """
+
+    FETCH_WAIT_MS = 10
 
     def __init__(
         self, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None

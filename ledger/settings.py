@@ -83,6 +83,9 @@ class Settings:
     ingest_group: str
     ingest_batch_size: int
     relay_batch_size: int
+    # How long a consumer's fetch may wait at the broker for data: Apache Kafka answers a
+    # waiting fetch as soon as data arrives, the development broker only when it times out.
+    kafka_fetch_wait_ms: int = 100
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     retention_disclosures: timedelta = timedelta(days=365)
@@ -314,6 +317,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         relay_batch_size=_positive_int(
             "LEDGER_RELAY_BATCH_SIZE", env.get("LEDGER_RELAY_BATCH_SIZE"), 500
+        ),
+        kafka_fetch_wait_ms=_positive_int(
+            "LEDGER_KAFKA_FETCH_WAIT_MS", env.get("LEDGER_KAFKA_FETCH_WAIT_MS"), 100
         ),
         api_host=env.get("LEDGER_API_HOST") or "127.0.0.1",
         api_port=_port("LEDGER_API_PORT", env.get("LEDGER_API_PORT"), 8600),

@@ -13,6 +13,15 @@ Rules every view keeps:
   ``LEDGER_WRITE_TIMEOUT``, its session is terminated and the batch is applied again.
 - **No plaintext personal data.** Personal columns hold the event's sealed value
   (:meth:`Sealed.to_bytes`); they open only with the subject's key, which the view never has.
+- **Commits do not wait for the disk.** A batch's transaction runs with
+  ``synchronous_commit = off``: the view is derived from the ledger, whose own commits do
+  wait, and its rows move with its tracking position in one transaction, so a crash that loses
+  the last few view commits only sets the view back to an earlier position, from which it
+  applies the same events again. Waiting for the flush was most of a small batch's time.
+- **Commits are announced.** A batch's transaction ends with ``NOTIFY`` on the channel
+  :func:`commit_channel` names, the new position as payload: PostgreSQL delivers it when, and
+  only if, the batch commits. Whoever must know when the view moved listens there instead of
+  polling.
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ Handler = Callable[[Cursor[DictRow], Any], None]
 
 def view_schema(base_schema: str, view_name: str) -> str:
     return f"{base_schema}_{view_name}"
+
+
+def commit_channel(schema: str) -> str:
+    """The channel a view in ``schema`` notifies when a batch commits (payload: the view's
+    new position)."""
+    return f"{schema}_committed"
 
 
 def sealed_bytes(value: Sealed | None) -> bytes | None:
@@ -70,6 +85,8 @@ class View(PostgresTrackingRecorder):
             "SELECT notification_id FROM {schema}.tracking WHERE application_name = %s FOR UPDATE"
         )
         self.handlers: dict[type, Handler] = self.event_handlers()
+        self._channel = commit_channel(datastore.schema)
+        self._notify = b"SELECT pg_notify(%s, %s)"
 
     def create_table(self) -> None:
         """The library's ``create_table``, which first reads the tracking table to see whether
@@ -114,6 +131,7 @@ class View(PostgresTrackingRecorder):
             conn.transaction(),
             conn.cursor() as curs,
         ):
+            curs.execute(b"SET LOCAL synchronous_commit TO off")
             curs.execute(self._position_for_update, [APPLICATION_NAME])
             row = curs.fetchone()
             position = int(row["notification_id"]) if row else 0
@@ -125,7 +143,9 @@ class View(PostgresTrackingRecorder):
             # a cursor with results still pending in the pipeline can read the wrong one
             # ("the last operation didn't produce records"), now and then, under load.
             self._insert_tracking(curs, todo[-1][1])
-            return todo[-1][1].notification_id
+            position = todo[-1][1].notification_id
+            curs.execute(self._notify, [self._channel, str(position)])
+            return position
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
         """Applies events (new to the view, in ledger order) inside the batch's transaction:

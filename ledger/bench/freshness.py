@@ -10,14 +10,28 @@ request that sees it.
 
 The baseline is the Kafka hop alone in the same run: a message produced to a scratch topic
 until a consumer with the ingest consumer's settings has it — the part no ledger code runs in.
+
+**Hop by hop.** Two listeners time each withdrawal on its way, without polling: the ledger's
+own NOTIFY (sent by every insert, delivered at its commit) and the consent view's (sent by
+every batch it commits, ``projections.view.commit_channel``). Each sample is cut in four:
+the producer until the broker acknowledged it; from there until the ledger committed it (the
+ingest consumer's fetch, decoding, opening and the ledger transaction); until the consent view
+committed it (the projection's wake-up, read and transaction); until the API answered no (the
+checker asks every ``POLL_S``, so up to that much of this hop is the checker's).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.sql import SQL, Identifier
 
 from ledger.bench.load import Summary
 from ledger.bench.query import api_key
@@ -26,12 +40,15 @@ from ledger.client import LedgerClient
 from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
+from ledger.runtime import open_reader
 from ledger.settings import Settings, Topics
 from projections.api.app import prepare
+from projections.catalog import live_schema
+from projections.view import commit_channel
 
 POLL_S = 0.002
 SAMPLE_TIMEOUT_S = 10.0
-TARGET_P99_S = 1.0
+TARGET_P99_S = 0.025  # about twice the bare Kafka hop (issue 13)
 
 
 class Checker:
@@ -58,6 +75,49 @@ class Checker:
                 return time.perf_counter()
             time.sleep(POLL_S)
         return None
+
+
+class Listener:
+    """Notes the ``perf_counter`` time of every notification on a channel, on a thread."""
+
+    def __init__(self, database_url: str, channel: str) -> None:
+        self.times: list[float] = []
+        self._conn = psycopg.connect(database_url, autocommit=True)
+        self._conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for _ in self._conn.notifies(timeout=0.2):
+                self.times.append(time.perf_counter())
+
+    def first_after(self, instant: float) -> float | None:
+        return next((t for t in list(self.times) if t > instant), None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._conn.close()
+
+
+@dataclass
+class Hops:
+    """Each sample's time in each hop, in seconds."""
+
+    produce: list[float]
+    ingest: list[float]
+    project: list[float]
+    answer: list[float]
+
+    def add(
+        self, started: float, acked: float, ledger: float, view: float, answered: float
+    ) -> None:
+        self.produce.append(acked - started)
+        self.ingest.append(ledger - acked)
+        self.project.append(view - ledger)
+        self.answer.append(answered - view)
 
 
 def with_topics(s: Settings) -> Settings:
@@ -96,16 +156,32 @@ def run(s: Settings, *, samples: int) -> None:
     prepare(s)
     token = api_key(s)
     refs = [f"fresh-{uuid.uuid4().hex[:8]}-{i}@example.com" for i in range(samples)]
-    with processes(s, ["ingest", "project", "serve"]) as live:
+    hops = Hops([], [], [], [])
+    with processes(s, ["ingest", "project", "serve"]) as live, ExitStack() as stack:
         wait_for_api(live)
         checker = Checker(live, token)
-        with LedgerClient(
-            s.require_kafka(), producer="bench", topic=s.topics.ingest, ingest_key=ingest_key(s)
-        ) as client:
-            grant_all(client, checker, refs)
-            latencies, misses = withdraw_each(client, checker, refs)
+        client = stack.enter_context(
+            LedgerClient(
+                s.require_kafka(), producer="bench", topic=s.topics.ingest, ingest_key=ingest_key(s)
+            )
+        )
+        grant_all(client, checker, refs)
+        ledger = Listener(s.require_database(), _ledger_channel(s))
+        stack.callback(ledger.close)
+        view = Listener(s.require_database(), commit_channel(live_schema(s, "consent")))
+        stack.callback(view.close)
+        latencies, misses = withdraw_each(client, checker, refs, (ledger, view, hops))
     hop = kafka_hop(s, samples)
     report(Summary.of(latencies, misses, "no answer within 10 s") if latencies else None, hop)
+    report_hops(hops)
+
+
+def _ledger_channel(s: Settings) -> str:
+    reader = open_reader(s)
+    try:
+        return str(reader.recorder.channel_name)  # type: ignore[attr-defined]
+    finally:
+        reader.close()
 
 
 def grant_all(client: LedgerClient, checker: Checker, refs: list[str]) -> None:
@@ -124,19 +200,29 @@ def grant_all(client: LedgerClient, checker: Checker, refs: list[str]) -> None:
 
 
 def withdraw_each(
-    client: LedgerClient, checker: Checker, refs: list[str]
+    client: LedgerClient,
+    checker: Checker,
+    refs: list[str],
+    watch: tuple[Listener, Listener, Hops],
 ) -> tuple[list[float], int]:
+    ledger, view, hops = watch
     latencies: list[float] = []
     misses = 0
     for ref in refs:
         started = time.perf_counter()
         client.withdraw_consent(tenant=TENANT, subject_ref=ref, purpose=PURPOSE, source="bench")
         client.flush()
+        acked = time.perf_counter()
         answered = checker.wait(ref, False, SAMPLE_TIMEOUT_S)
         if answered is None:
             misses += 1
         else:
             latencies.append(answered - started)
+            time.sleep(0.01)  # the listeners' threads note what arrived before the answer
+            committed = ledger.first_after(started)
+            projected = view.first_after(committed) if committed is not None else None
+            if committed is not None and projected is not None:
+                hops.add(started, acked, committed, projected, answered)
         time.sleep(0.05)  # samples apart, so each one sees an idle pipeline
     return latencies, misses
 
@@ -149,4 +235,17 @@ def report(fresh: Summary | None, hop: Summary) -> None:
     print(f"  Kafka -> ingest -> ledger -> view -> API   {fresh.line()}")
     print(f"  baseline: Kafka hop alone                  {hop.line()}")
     verdict = "met" if fresh.p99_s <= TARGET_P99_S and not fresh.errors else "NOT met"
-    print(f"  target p99 <= {TARGET_P99_S:.0f} s: {verdict}")
+    print(f"  target p99 <= {TARGET_P99_S * 1000:.0f} ms: {verdict}")
+
+
+def report_hops(hops: Hops) -> None:
+    if not hops.produce:
+        return
+    print(f"  hop by hop ({len(hops.produce)} samples timed at both commits):")
+    for label, values in (
+        ("producer -> broker acknowledged", hops.produce),
+        ("-> ledger committed (ingest)", hops.ingest),
+        ("-> consent view committed", hops.project),
+        (f"-> API answers no (asked every {POLL_S * 1000:.0f} ms)", hops.answer),
+    ):
+        print(f"    {label:<40} {Summary.of(values).line()}")

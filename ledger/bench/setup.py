@@ -65,6 +65,7 @@ def services(base: Settings, *, broker: bool = True, kafka: str = "tansu") -> It
                 bootstrap = stack.enter_context(ApacheKafka(1, data_dir=tmp / "kafka")).bootstrap
             else:
                 bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
+                base = base.with_overrides(kafka_fetch_wait_ms=EmbeddedBroker.FETCH_WAIT_MS)
             base = base.with_overrides(kafka_bootstrap=bootstrap)
         if base.kek is None or base.lookup_key is None:
             base = base.with_overrides(kek=new_secret(), lookup_key=new_secret())
@@ -123,6 +124,7 @@ def child_env(s: Settings, **extra: str) -> dict[str, str]:
         "LEDGER_TOPIC_REJECTED": s.topics.rejected,
         "LEDGER_TOPIC_LEDGER": s.topics.ledger,
         "LEDGER_INGEST_GROUP": s.ingest_group,
+        "LEDGER_KAFKA_FETCH_WAIT_MS": str(s.kafka_fetch_wait_ms),
         "LEDGER_API_HOST": s.api_host,
         "LEDGER_API_PORT": str(s.api_port),
         "LEDGER_LOG_FORMAT": "json",

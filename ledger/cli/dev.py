@@ -167,7 +167,13 @@ def dev(
         }
         # A checkpoint a minute while anything new was published (production: 10 minutes),
         # so a developer sees signed checkpoints without waiting; the environment may override.
-        env = {"LEDGER_CHECKPOINT_INTERVAL": "1m", **os.environ, **state, "LEDGER_LOG_FORMAT": fmt}
+        env = {
+            "LEDGER_CHECKPOINT_INTERVAL": "1m",
+            **_broker_defaults(kafka),
+            **os.environ,
+            **state,
+            "LEDGER_LOG_FORMAT": fmt,
+        }
         open_ledger(load(env)).close()  # create schema and tables once, before the children
         prepare(load(env))
         before_serving(load(env))  # erasures the database lacks, before the children start
@@ -190,6 +196,14 @@ def dev(
         broker.stop()
         postgres.stop()
     log.info("dev_stopped")
+
+
+def _broker_defaults(engine: KafkaEngine) -> dict[str, str]:
+    """Settings the development broker needs (the environment may override them): see
+    :class:`EmbeddedBroker` on its fetch wait."""
+    if engine is not KafkaEngine.tansu:
+        return {}
+    return {"LEDGER_KAFKA_FETCH_WAIT_MS": str(EmbeddedBroker.FETCH_WAIT_MS)}
 
 
 def _banner(data_dir: Path, bootstrap: str, api_port: int) -> None:

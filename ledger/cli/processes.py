@@ -44,7 +44,9 @@ def ingest() -> None:
         fail(kafka_refused(bootstrap, exc))
     before_serving(s)  # a restored database learns its missing erasures before recording
     ledger = common.ledger(s)
-    consumer = make_consumer(bootstrap, group=s.ingest_group)
+    consumer = make_consumer(
+        bootstrap, group=s.ingest_group, fetch_max_wait_ms=s.kafka_fetch_wait_ms
+    )
     producer = make_producer(bootstrap)
     try:
         IngestConsumer(

@@ -85,7 +85,15 @@ def test_bench_freshness_prints_end_to_end_and_kafka_hop(
     out = bench("freshness", "--samples", "5", env=env)
     assert re.search(r"Kafka -> ingest -> ledger -> view -> API +" + FIGURE, out, re.M), out
     assert re.search(r"baseline: Kafka hop alone +" + FIGURE, out, re.M), out
-    assert "target p99 <= 1 s:" in out
+    assert "target p99 <= 25 ms:" in out
+    assert re.search(r"hop by hop \(5 samples timed at both commits\)", out), out
+    for hop in (
+        r"producer -> broker acknowledged",
+        r"-> ledger committed \(ingest\)",
+        r"-> consent view committed",
+        r"-> API answers no \(asked every 2 ms\)",
+    ):
+        assert re.search(r"^    " + hop + " +" + FIGURE, out, re.M), (hop, out)
     assert bench_schemas(database_url) - before == set()  # its own schemas are gone
 
 

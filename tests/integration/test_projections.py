@@ -7,7 +7,9 @@ import types
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import Tracking
+from psycopg import sql
 
 from ledger.application import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
@@ -15,7 +17,7 @@ from ledger.settings import Settings
 from projections.catalog import VIEWS, open_view
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
-from projections.view import View
+from projections.view import View, commit_channel
 from tests import builders as b
 from tests.history import (
     ALICE,
@@ -155,6 +157,26 @@ def test_a_batch_applied_twice_changes_nothing(
     assert first == again == notifications[-1].id
     assert rows(settings_db_only, "records.disclosures", "event_id") == before
     assert len(before) == 4
+
+
+def test_a_view_announces_each_commit_with_its_position(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    scripted_history(ledger)
+    view = open_view(settings_db_only, "consent")
+    notifications = reader.recorder.select_notifications(1, 1000)
+    batch = [(reader.mapper.to_domain_event(n), Tracking("Ledger", n.id)) for n in notifications]
+    channel = commit_channel(view.datastore.schema)
+    try:
+        with psycopg.connect(settings_db_only.require_database(), autocommit=True) as listener:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            view.process_batch(batch[:3])
+            view.process_batch(batch[:3])  # nothing new: no commit to announce
+            view.process_batch(batch)
+            heard = [n.payload for n in listener.notifies(timeout=1.0)]
+    finally:
+        view.datastore.close()
+    assert heard == [str(notifications[2].id), str(notifications[-1].id)]
 
 
 def test_rebuild_gives_the_live_views(

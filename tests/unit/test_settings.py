@@ -101,6 +101,13 @@ def test_batch_sizes_are_read(env: dict[str, str]) -> None:
     assert (settings.ingest_batch_size, settings.relay_batch_size) == (50, 7)
 
 
+def test_the_fetch_wait_defaults_to_100_ms_and_is_read(env: dict[str, str]) -> None:
+    assert load(env).kafka_fetch_wait_ms == 100
+    assert load({**env, "LEDGER_KAFKA_FETCH_WAIT_MS": "10"}).kafka_fetch_wait_ms == 10
+    with pytest.raises(ConfigError, match="LEDGER_KAFKA_FETCH_WAIT_MS must be"):
+        load({**env, "LEDGER_KAFKA_FETCH_WAIT_MS": "0"})
+
+
 @pytest.mark.parametrize(
     "schema", ["Ledger", "1ledger", "ledger-prod", "ledger;drop", "a" * 64, "lédger"]
 )
