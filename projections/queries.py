@@ -20,7 +20,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 from ledger.settings import Settings
 from projections.catalog import VIEWS, live_schema
@@ -54,6 +54,7 @@ class Queries:
             **{name: Identifier(views[name]) for name in VIEWS},
             "now": SQL("now()") if as_of is None else sql.Literal(as_of),
         }
+        self._rendered: dict[str, bytes] = {}
 
     def over(self, schemas: Mapping[str, str], as_of: datetime) -> Queries:
         """The same queries over other view schemas (a replay), with ``as_of`` as now."""
@@ -63,8 +64,14 @@ class Queries:
         """The instant the answers are as of: now, or a replay's ``as_of``."""
         return self.as_of or datetime.now(UTC)
 
-    def sql(self, text: str) -> Composed:
-        return SQL(text).format(**self.names)
+    def sql(self, text: str) -> bytes:
+        """The statement with the view schemas filled in, rendered once per text: composing
+        and rendering it on every request was a tenth of the purpose check's time in the
+        API process (profiled at 1,000 requests/s)."""
+        found = self._rendered.get(text)
+        if found is None:
+            found = self._rendered[text] = SQL(text).format(**self.names).as_bytes(None)
+        return found
 
     @property
     def horizons(self) -> dict[str, timedelta]:
@@ -123,7 +130,7 @@ class Queries:
         )
         return await cur.fetchall()
 
-    def purpose_check_sql(self) -> Composed:
+    def purpose_check_sql(self) -> bytes:
         """One indexed lookup: the purpose, whether the reference belonged to an erased
         subject, the subject (if known) and its consent row.
         Parameters: the reference digest twice, the tenant, the purpose."""
@@ -141,7 +148,7 @@ class Queries:
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 
-    def purpose_checks_sql(self) -> Composed:
+    def purpose_checks_sql(self) -> bytes:
         """:meth:`purpose_check_sql` for many pairs in one statement: a row per pair, in the
         order given, ``known`` false where the tenant has no such purpose.
         Parameters: :meth:`purpose_checks_params`."""
@@ -179,7 +186,7 @@ class Queries:
         )
         return [row if row["known"] else None for row in await cur.fetchall()]
 
-    def purpose_check_by_id_sql(self) -> Composed:
+    def purpose_check_by_id_sql(self) -> bytes:
         """The same answer for a subject named by id (replays ask this way: a later erasure
         took the reference lookup away). Parameters: the subject id, the tenant, the purpose."""
         return self.sql(
@@ -224,7 +231,7 @@ class Queries:
 
     def disclosures_sql(
         self, tenant: str, f: DisclosureFilter, after: tuple[datetime, str] | None, limit: int
-    ) -> tuple[Composed, list[Any]]:
+    ) -> tuple[bytes, list[Any]]:
         """Disclosures in [since, until), oldest first, keyset-paginated after a cursor."""
         where = [
             "d.tenant = %s",
