@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -35,13 +35,20 @@ def die_with_parent() -> None:
 
 
 def spawn(
-    command: str, env: Mapping[str, str], *, output: IO[bytes] | int | None = None
+    command: str,
+    env: Mapping[str, str],
+    *,
+    output: IO[bytes] | int | None = None,
+    args: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
-    """Starts ``ledger COMMAND`` with this interpreter, in its own session (so a Ctrl-C in the
-    terminal reaches only the parent, which stops its children in order)."""
+    """Starts ``ledger COMMAND [ARGS]`` with this interpreter, in its own session (so a Ctrl-C
+    in the terminal reaches only the parent, which stops its children in order); ``pass_fds``
+    stay open in the child."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli.main", command],
+        [sys.executable, "-m", "ledger.cli.main", command, *args],
         env=dict(env),
+        pass_fds=tuple(pass_fds),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,

@@ -86,6 +86,7 @@ class Settings:
     # How long a consumer's fetch may wait at the broker for data: Apache Kafka answers a
     # waiting fetch as soon as data arrives, the development broker only when it times out.
     kafka_fetch_wait_ms: int = 100
+    api_workers: int = 1
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     retention_disclosures: timedelta = timedelta(days=365)
@@ -202,6 +203,16 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {value}")
     return value
+
+
+MAX_API_WORKERS = 64
+
+
+def _api_workers(raw: str | None) -> int:
+    workers = _positive_int("LEDGER_API_WORKERS", raw, 1)
+    if workers > MAX_API_WORKERS:
+        raise ConfigError(f"LEDGER_API_WORKERS must be at most {MAX_API_WORKERS}, got {workers}")
+    return workers
 
 
 def _optional_positive_int(name: str, raw: str | None) -> int | None:
@@ -321,6 +332,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_fetch_wait_ms=_positive_int(
             "LEDGER_KAFKA_FETCH_WAIT_MS", env.get("LEDGER_KAFKA_FETCH_WAIT_MS"), 100
         ),
+        api_workers=_api_workers(env.get("LEDGER_API_WORKERS")),
         api_host=env.get("LEDGER_API_HOST") or "127.0.0.1",
         api_port=_port("LEDGER_API_PORT", env.get("LEDGER_API_PORT"), 8600),
         retention_disclosures=_duration(

@@ -40,7 +40,9 @@ from projections.queries import Queries
 from projections.service import catch_up
 
 BATCH = 500
-TARGET_P99_S = 0.010
+# p99 targets by rate (requests/s): the issue that set each; a run is held to the one for the
+# highest rate it reaches.
+TARGETS_P99_S = {200.0: 0.010, 500.0: 0.002, 2000.0: 0.005}
 BATCH_TARGET_P99_S = 0.010  # 100 pairs at 50 pages a second (issue 13)
 WARMUP_S = 3.0
 
@@ -232,7 +234,7 @@ def run(
     base = sql_worker(s, refs, allowed)
     open_loop(base, rate=rate, count=warmup, workers=workers)
     straight = open_loop(base, rate=rate, count=count, workers=workers)
-    report(through_api, straight, rate=rate, workers=workers)
+    report(through_api, straight, rate=rate, workers=workers, servers=s.api_workers)
     if batches is not None and batch_api is not None:
         sql_pages = batch_sql_worker(s, refs, allowed, batches.size)
         report_batches(batch_api, _measure(sql_pages, batches, workers), batches, workers)
@@ -255,12 +257,15 @@ def report_batches(api: Summary, sql: Summary, batches: Batches, workers: int) -
     print(f"  target p99 <= {BATCH_TARGET_P99_S * 1000:.0f} ms for 100 pairs at 50/s: {verdict}")
 
 
-def report(api: Summary, sql: Summary, *, rate: float, workers: int) -> None:
+def report(api: Summary, sql: Summary, *, rate: float, workers: int, servers: int = 1) -> None:
     print(
         f"purpose check, {api.count + api.errors:,} requests at {rate:,.0f}/s "
         f"over {workers} keep-alive connections (latency from each request's scheduled start)"
+        + (f"; ledger serve --workers {servers}" if servers > 1 else "")
     )
     print(f"  API  POST /v1/purpose-check   {api.line()}")
     print(f"  baseline: same SQL straight   {sql.line()}")
-    verdict = "met" if api.p99_s <= TARGET_P99_S and not api.errors else "NOT met"
-    print(f"  target p99 <= {TARGET_P99_S * 1000:.0f} ms at 200/s: {verdict}")
+    at = max([r for r in TARGETS_P99_S if r <= rate], default=min(TARGETS_P99_S))
+    target = TARGETS_P99_S[at]
+    verdict = "met" if api.p99_s <= target and not api.errors else "NOT met"
+    print(f"  target p99 <= {target * 1000:.0f} ms at {at:,.0f}/s: {verdict}")

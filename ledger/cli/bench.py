@@ -16,7 +16,7 @@ from ledger import logs
 from ledger.bench import freshness, ingest, query, replay, soak
 from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
 from ledger.cli.common import settings as load_settings
-from ledger.settings import Settings
+from ledger.settings import MAX_API_WORKERS, Settings
 from projections.api.models import MAX_PURPOSE_CHECKS
 
 bench = typer.Typer(help="Benchmarks that print their figures and baselines.", no_args_is_help=True)
@@ -93,12 +93,16 @@ def query_command(
         ),
     ] = 100,
     batch_rate: Annotated[float, typer.Option(help="Pages a second for the batch run.")] = 50.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=MAX_API_WORKERS, help="`ledger serve --workers`.")
+    ] = 1,
 ) -> None:
     """Purpose-check latency p50/p99 through `ledger serve`, and the same SQL straight; then
     the batch route's, likewise."""
     # A broker too: `ledger serve` reconciles erasures from the ledger topic before serving.
     with _services(_settings()) as base, fresh_schema(base) as s:
         _where(s)
+        s = s.with_overrides(api_workers=workers)
         count = max(1, int(rate * seconds))
         batches = None
         if batch_size > 0:

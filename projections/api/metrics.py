@@ -11,15 +11,26 @@ Rules this module keeps:
   stream per request) and measures until the response has been sent.
 * ``/metrics`` is unauthenticated and holds no personal data; expose it only where the
   scraper runs. It renders in a worker thread, so collectors may do blocking I/O.
+* Under ``ledger serve --workers N`` each worker's ``/metrics`` shows the requests of all of
+  them: the parent sets ``PROMETHEUS_MULTIPROC_DIR`` (``prometheus_client``'s multiprocess
+  mode), request timings go to files there, and the page sums them. A scrape may reach any
+  worker and sees the same totals.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -27,7 +38,10 @@ UNMATCHED = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def request_duration(registry: CollectorRegistry) -> Histogram:
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def request_duration(registry: CollectorRegistry | None) -> Histogram:
     return Histogram(
         "ledger_http_request_duration_seconds",
         "Time to answer an HTTP request to the query API, by route template and status.",
@@ -78,7 +92,11 @@ def install(app: FastAPI, registry: CollectorRegistry) -> Histogram:
     Other collectors registered on ``registry`` (now or later) appear on the same page.
     Call before the app starts; the registry is also kept as ``app.state.metrics_registry``.
     """
-    histogram = request_duration(registry)
+    if os.environ.get(MULTIPROC_ENV):  # several workers: every worker shows their sum
+        histogram = request_duration(None)  # its values go to the directory's files
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        histogram = request_duration(registry)
     app.add_middleware(_Timing, histogram=histogram)
     app.state.metrics_registry = registry
 
