@@ -19,6 +19,7 @@ from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
 from ledger.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
+from projections.rebuild import rebuild
 from tests import builders as b
 from tests.history import (
     ALICE,
@@ -345,3 +346,34 @@ def test_metrics_show_relay_lag_and_what_no_checkpoint_covers(
     signed_at = re.search(r"^ledger_checkpoint_last_timestamp_seconds (\S+)$", scraped, re.M)
     assert signed_at is not None and float(signed_at[1]) == made.time_us / 1e6
     assert "ledger_webhook_deliveries" not in scraped  # no notifier has run: no figure
+
+
+def test_an_answer_is_as_new_as_the_view_whatever_happened_since(
+    ledger: Ledger, reader: LedgerReader, settings_db_only: Settings, tokens: dict[str, str]
+) -> None:
+    """Nothing stands between a check and the view: the check made right after the view
+    commits a change answers from it, through a rebuild, a restart and an erasure."""
+    ref = "fresh-answers@example.com"
+    producer = tokens["producer"]
+
+    def answer(client: TestClient) -> tuple[bool, str]:
+        found = check(client, producer, ref, "newsletter")
+        return found["allowed"], found["reason"]
+
+    with TestClient(create_app(settings_db_only)) as client:
+        assert answer(client) == (False, "no_consent")
+        ledger.record([b.grant(ref, "newsletter", "2")])
+        catch_up(settings_db_only, reader)
+        assert answer(client) == (True, "consent_granted")
+        ledger.record([b.withdraw(ref, "newsletter")])
+        catch_up(settings_db_only, reader)  # the view commits; the next check sees it
+        assert answer(client) == (False, "consent_withdrawn")
+        rebuild(settings_db_only, "consent", reader)
+        assert answer(client) == (False, "consent_withdrawn")
+        ledger.record([b.grant(ref, "newsletter", "2")])
+        catch_up(settings_db_only, reader)
+        assert answer(client) == (True, "consent_granted")
+    with TestClient(create_app(settings_db_only)) as restarted:
+        assert answer(restarted) == (True, "consent_granted")
+        ledger.record([b.erase(ref)])
+        assert answer(restarted) == (False, "subject_erased")  # the ledger's own transaction
