@@ -31,12 +31,12 @@ the ledger records it once. Sends are asynchronous; :meth:`flush` (or leaving th
 block) waits until the broker has acknowledged them all and raises if any failed.
 
 **Kafka security.** The producer uses the ``LEDGER_KAFKA_*`` TLS and SASL variables of the
-process environment (see the README), or ``security=KafkaSecurity(...)`` from
+process environment (``docs/operations.md``), or ``security=KafkaSecurity(...)`` from
 :mod:`ledger.kafka_security`; kafka-python options passed as keyword arguments override both.
 
 **Which Kafka client.** kafka-python by default. ``kafka_client="librdkafka"`` sends through
 librdkafka (``pip install 'compliance-ledger[librdkafka]'``), which does the per-record work
-in C: use it above about 10,000 events/s from one process (README, Measured). Same
+in C: use it above about 10,000 events/s from one process (``docs/measured.md``). Same
 guarantees, same security settings; its own settings go in ``librdkafka_config``.
 
 Rules the ledger applies after sending (unknown tenant or purpose, consent to a purpose not

@@ -1,6 +1,6 @@
 """How the ledger's Kafka clients authenticate and encrypt: TLS and SASL settings.
 
-Read from ``LEDGER_KAFKA_*`` variables (table in the README and ``docs/deploy.md``) and
+Read from ``LEDGER_KAFKA_*`` variables (tables in ``docs/operations.md`` and ``docs/deploy.md``) and
 turned into kafka-python keyword arguments by :meth:`KafkaSecurity.client_config`, which
 ``ledger.kafka.connection`` gives to every producer, consumer and admin client. Rules:
 

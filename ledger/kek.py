@@ -13,7 +13,7 @@ Rules this module keeps:
   position and, once it is known to be a well-formed id, the KEK id — never a key, nor text
   that might be one.
 
-Configuration (see the README): ``LEDGER_KEK`` + ``LEDGER_KEK_ID`` (the current KEK) and
+Configuration (``docs/operations.md``): ``LEDGER_KEK`` + ``LEDGER_KEK_ID`` (the current KEK) and
 ``LEDGER_KEK_PREVIOUS`` (``id:base64`` entries separated by commas or white space), or
 ``LEDGER_KEK_FILE``: a file of ``id:base64`` lines, the first one current (``#`` comments
 allowed), for secret stores that mount files. The two ways exclude each other.

@@ -3,7 +3,7 @@
 kafka-python, which every ledger process uses, encodes records and completes their futures in
 Python, on a second thread that competes with the caller for the GIL: a producer that seals
 and sends more than about 15,000 events/s from one process spends most of its time there
-(README, Measured). librdkafka does that work in C, on its own threads.
+(``docs/measured.md``). librdkafka does that work in C, on its own threads.
 ``LedgerClient(..., kafka_client="librdkafka")`` uses this class instead; install it with
 ``pip install 'compliance-ledger[librdkafka]'``.
 
