@@ -33,7 +33,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
-from ledger.integrity.chain import Link, Row, Stored, stored
+from ledger.integrity.chain import Link, Row
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,11 @@ class LedgerStore(ApplicationRecorder):
         """Events of these aggregates, ordered by aggregate then version: all of them, or
         for an id in ``after`` only those with a greater version (to catch up a cache)."""
 
-    def select_stored(self, start: int, limit: int, stop: int | None = None) -> list[Stored]:
-        """Stored events from notification id ``start`` to ``stop`` (inclusive), at most
-        ``limit``, in id order: the columns the chain covers, for verifying and replaying."""
-        page = self.select_notifications(start, limit=limit, stop=stop)
-        return [stored(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page]
-
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[Row]:
-        """The same events as :meth:`select_stored` as bare tuples, the originator id in its
-        canonical text form: what verification reads, without an object per event."""
+        """Stored events from notification id ``start`` to ``stop`` (inclusive), at most
+        ``limit``, in id order: the columns the chain covers, as bare tuples with the
+        originator id in its canonical text form — what verification and replays read,
+        without an object per event."""
         page = self.select_notifications(start, limit=limit, stop=stop)
         return [
             (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))

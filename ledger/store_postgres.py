@@ -24,7 +24,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.integrity import chain_postgres
-from ledger.integrity.chain import Link, Row, Stored
+from ledger.integrity.chain import Link, Row
 from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 from ledger.write_watch import WriteWatch
 
@@ -379,24 +379,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             for row in rows
         ]
 
-    def select_stored(self, start: int, limit: int, stop: int | None = None) -> list[Stored]:
-        """Rows as tuples in PostgreSQL's binary format: building a dict and a notification
-        per row, then parsing hex, took longer than the hashing that verification does."""
-        query = (
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {schema}.{events} WHERE notification_id >= %s AND notification_id <= %s "
-            "ORDER BY notification_id LIMIT %s"
-        )
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
-        ):
-            curs.execute(self._sql(query), [start, _MAX_ID if stop is None else stop, limit])
-            return [Stored(*row) for row in curs.fetchall()]
-
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[Row]:
-        """As :meth:`select_stored`, with the id read as text: building a UUID per row and
-        then its text for the hash cost more than hashing the row."""
+        """Rows as tuples in PostgreSQL's binary format, the id read as text: building a dict
+        and a notification per row, then parsing hex, took longer than the hashing that
+        verification does, and building a UUID per row and then its text for the hash
+        longer still."""
         query = (
             "SELECT notification_id, originator_id::text, originator_version, topic, state "
             "FROM {schema}.{events} WHERE notification_id >= %s AND notification_id <= %s "

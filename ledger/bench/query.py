@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from ledger.bench.load import Call, Summary, Worker, open_loop
 from ledger.bench.setup import PURPOSE, TENANT, processes, wait_for_api
@@ -152,46 +152,52 @@ def batch_api_worker(
 
 
 def batch_sql_worker(s: Settings, refs: list[str], allowed: list[bool], size: int) -> Worker:
-    _, lookup_key = s.require_keys()
-    digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
-    queries = Queries(s)
+    digests, queries = _digests(s, refs), Queries(s)
     query = queries.purpose_checks_sql()
 
-    @contextlib.contextmanager
-    def worker() -> Iterator[Call]:
-        with psycopg.connect(s.require_database(), autocommit=True, row_factory=dict_row) as conn:
+    def call_on(conn: psycopg.Connection[DictRow]) -> Call:
+        def call(i: int) -> None:
+            page = _page(i, size, len(refs))
+            pairs = [(digests[n], PURPOSE) for n in page]
+            rows = conn.execute(query, queries.purpose_checks_params(TENANT, pairs)).fetchall()
+            got = [decide(PURPOSE, r if r["known"] else None).allowed for r in rows]
+            if got != [allowed[n] for n in page]:
+                raise WrongAnswer("the view disagrees with the seeded history")
 
-            def call(i: int) -> None:
-                page = _page(i, size, len(refs))
-                pairs = [(digests[n], PURPOSE) for n in page]
-                rows = conn.execute(query, queries.purpose_checks_params(TENANT, pairs)).fetchall()
-                got = [decide(PURPOSE, r if r["known"] else None).allowed for r in rows]
-                if got != [allowed[n] for n in page]:
-                    raise WrongAnswer("the view disagrees with the seeded history")
+        return call
 
-            yield call
-
-    return worker
+    return _straight(s, call_on)
 
 
 def sql_worker(s: Settings, refs: list[str], allowed: list[bool]) -> Worker:
-    _, lookup_key = s.require_keys()
-    digests = [reference_digest(lookup_key, TENANT, ref) for ref in refs]
-    queries = Queries(s)
+    digests, queries = _digests(s, refs), Queries(s)
     query = queries.purpose_check_sql()
+
+    def call_on(conn: psycopg.Connection[DictRow]) -> Call:
+        def call(i: int) -> None:
+            n = i % len(refs)
+            params = queries.purpose_check_params(TENANT, digests[n], PURPOSE)
+            row = conn.execute(query, params).fetchone()
+            if decide(PURPOSE, row).allowed is not allowed[n]:
+                raise WrongAnswer("the view disagrees with the seeded history")
+
+        return call
+
+    return _straight(s, call_on)
+
+
+def _digests(s: Settings, refs: list[str]) -> list[bytes]:
+    _, lookup_key = s.require_keys()
+    return [reference_digest(lookup_key, TENANT, ref) for ref in refs]
+
+
+def _straight(s: Settings, call_on: Callable[[psycopg.Connection[DictRow]], Call]) -> Worker:
+    """A worker that sends its SQL straight to PostgreSQL, a connection each."""
 
     @contextlib.contextmanager
     def worker() -> Iterator[Call]:
         with psycopg.connect(s.require_database(), autocommit=True, row_factory=dict_row) as conn:
-
-            def call(i: int) -> None:
-                n = i % len(refs)
-                params = queries.purpose_check_params(TENANT, digests[n], PURPOSE)
-                row = conn.execute(query, params).fetchone()
-                if decide(PURPOSE, row).allowed is not allowed[n]:
-                    raise WrongAnswer("the view disagrees with the seeded history")
-
-            yield call
+            yield call_on(conn)
 
     return worker
 
