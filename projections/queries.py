@@ -28,6 +28,18 @@ from projections.catalog import VIEWS, live_schema
 Conn = AsyncConnection[DictRow]
 
 
+# What the purpose check decides from (``projections.api.decisions``): the purpose, the
+# subject, its consent row. The batch and by-id checks select the same.
+_DECISION = (
+    "p.required, p.legal_basis, p.event_id AS purpose_event_id, s.subject_id, "
+    "s.erasure_requested_at, s.erasure_event_id, c.state, c.consent_text_version, c.event_id, "
+    "c.changed_at"
+)
+_CONSENT_ROW = (
+    "LEFT JOIN {consent}.consents c ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+)
+
+
 @dataclass(frozen=True)
 class DisclosureFilter:
     since: datetime
@@ -135,16 +147,13 @@ class Queries:
         subject, the subject (if known) and its consent row.
         Parameters: the reference digest twice, the tenant, the purpose."""
         return self.sql(
-            "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
-            "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
-            "c.consent_text_version, c.event_id, c.changed_at, "
+            f"SELECT {_DECISION}, "
             "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
             "WHERE e.tenant = p.tenant AND e.digest = %s) AS erased "
             "FROM {consent}.purposes p "
             "LEFT JOIN {ledger}.subject_refs r ON r.tenant = p.tenant AND r.digest = %s "
             "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
-            "LEFT JOIN {consent}.consents c "
-            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            f"{_CONSENT_ROW}"
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 
@@ -153,9 +162,7 @@ class Queries:
         order given, ``known`` false where the tenant has no such purpose.
         Parameters: :meth:`purpose_checks_params`."""
         return self.sql(
-            "SELECT p.purpose IS NOT NULL AS known, p.required, p.legal_basis, "
-            "p.event_id AS purpose_event_id, s.subject_id, s.erasure_requested_at, "
-            "s.erasure_event_id, c.state, c.consent_text_version, c.event_id, c.changed_at, "
+            f"SELECT p.purpose IS NOT NULL AS known, {_DECISION}, "
             "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
             "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased "
             "FROM unnest(%(digests)s::bytea[], %(purposes)s::text[]) WITH ORDINALITY "
@@ -163,8 +170,7 @@ class Queries:
             "LEFT JOIN {consent}.purposes p ON p.tenant = %(tenant)s AND p.purpose = q.purpose "
             "LEFT JOIN {ledger}.subject_refs r ON r.tenant = %(tenant)s AND r.digest = q.digest "
             "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
-            "LEFT JOIN {consent}.consents c "
-            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            f"{_CONSENT_ROW}"
             "ORDER BY q.n"
         )
 
@@ -184,19 +190,21 @@ class Queries:
         cur = await conn.execute(
             self.purpose_checks_sql(), self.purpose_checks_params(tenant, pairs)
         )
-        return [row if row["known"] else None for row in await cur.fetchall()]
+        return self.known(await cur.fetchall())
+
+    @staticmethod
+    def known(rows: Sequence[DictRow]) -> list[DictRow | None]:
+        """The batch's rows as :meth:`purpose_check` gives each: None for an unknown purpose."""
+        return [row if row["known"] else None for row in rows]
 
     def purpose_check_by_id_sql(self) -> bytes:
         """The same answer for a subject named by id (replays ask this way: a later erasure
         took the reference lookup away). Parameters: the subject id, the tenant, the purpose."""
         return self.sql(
-            "SELECT p.required, p.legal_basis, p.event_id AS purpose_event_id, "
-            "s.subject_id, s.erasure_requested_at, s.erasure_event_id, c.state, "
-            "c.consent_text_version, c.event_id, c.changed_at, false AS erased "
+            f"SELECT {_DECISION}, false AS erased "
             "FROM {consent}.purposes p "
             "LEFT JOIN {consent}.subjects s ON s.subject_id = %s AND s.tenant = p.tenant "
-            "LEFT JOIN {consent}.consents c "
-            "ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+            f"{_CONSENT_ROW}"
             "WHERE p.tenant = %s AND p.purpose = %s"
         )
 

@@ -86,7 +86,9 @@ class View(PostgresTrackingRecorder):
         )
         self.handlers: dict[type, Handler] = self.event_handlers()
         self._channel = commit_channel(datastore.schema)
-        self._notify = b"SELECT pg_notify(%s, %s)"
+        self._before_commit = (
+            b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
+        )
 
     def create_table(self) -> None:
         """The library's ``create_table``, which first reads the tracking table to see whether
@@ -131,7 +133,6 @@ class View(PostgresTrackingRecorder):
             conn.transaction(),
             conn.cursor() as curs,
         ):
-            curs.execute(b"SET LOCAL synchronous_commit TO off")
             curs.execute(self._position_for_update, [APPLICATION_NAME])
             row = curs.fetchone()
             position = int(row["notification_id"]) if row else 0
@@ -144,7 +145,8 @@ class View(PostgresTrackingRecorder):
             # ("the last operation didn't produce records"), now and then, under load.
             self._insert_tracking(curs, todo[-1][1])
             position = todo[-1][1].notification_id
-            curs.execute(self._notify, [self._channel, str(position)])
+            # Read at commit, so set last, with the announcement in the same round trip.
+            curs.execute(self._before_commit, [self._channel, str(position)])
             return position
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:

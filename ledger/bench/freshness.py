@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.sql import SQL, Identifier
@@ -106,10 +106,10 @@ class Listener:
 class Hops:
     """Each sample's time in each hop, in seconds."""
 
-    produce: list[float]
-    ingest: list[float]
-    project: list[float]
-    answer: list[float]
+    produce: list[float] = field(default_factory=list)
+    ingest: list[float] = field(default_factory=list)
+    project: list[float] = field(default_factory=list)
+    answer: list[float] = field(default_factory=list)
 
     def add(
         self, started: float, acked: float, ledger: float, view: float, answered: float
@@ -156,7 +156,7 @@ def run(s: Settings, *, samples: int) -> None:
     prepare(s)
     token = api_key(s)
     refs = [f"fresh-{uuid.uuid4().hex[:8]}-{i}@example.com" for i in range(samples)]
-    hops = Hops([], [], [], [])
+    hops = Hops()
     with processes(s, ["ingest", "project", "serve"]) as live, ExitStack() as stack:
         wait_for_api(live)
         checker = Checker(live, token)

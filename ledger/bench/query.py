@@ -160,7 +160,7 @@ def batch_sql_worker(s: Settings, refs: list[str], allowed: list[bool], size: in
             page = _page(i, size, len(refs))
             pairs = [(digests[n], PURPOSE) for n in page]
             rows = conn.execute(query, queries.purpose_checks_params(TENANT, pairs)).fetchall()
-            got = [decide(PURPOSE, r if r["known"] else None).allowed for r in rows]
+            got = [decide(PURPOSE, row).allowed for row in Queries.known(rows)]
             if got != [allowed[n] for n in page]:
                 raise WrongAnswer("the view disagrees with the seeded history")
 

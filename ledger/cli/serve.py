@@ -23,9 +23,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
@@ -47,6 +47,7 @@ from ledger.settings import ConfigError, Settings
 from projections.api.metrics import MULTIPROC_ENV
 
 log = get_logger("serve")
+T = TypeVar("T")
 RESTART_DELAY_S = 1.0
 
 
@@ -106,11 +107,11 @@ def serve(
         _supervise(s, stop, host or s.api_host, port or s.api_port, workers)
 
 
-@contextlib.contextmanager
-def _refusals() -> Iterator[None]:
-    """A configuration or database problem at start: a message, not a traceback."""
+def _or_fail(step: Callable[[], T]) -> T:
+    """``step()``; a configuration or database problem at start is a message, not a
+    traceback."""
     try:
-        yield
+        return step()
     except ConfigError as exc:
         fail(str(exc))
     except DATABASE_DOWN as exc:
@@ -120,16 +121,13 @@ def _refusals() -> Iterator[None]:
 def _prepare(s: Settings) -> None:
     from projections.api.app import prepare
 
-    with _refusals():
-        prepare(s)
+    _or_fail(lambda: prepare(s))
 
 
 def _app(s: Settings) -> FastAPI:
     from projections.api.app import create_app
 
-    with _refusals():
-        return create_app(s)
-    raise AssertionError("unreachable: _refusals exits")
+    return _or_fail(lambda: create_app(s))
 
 
 def _run(
