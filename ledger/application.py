@@ -64,6 +64,7 @@ from ledger.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
 SHREDDED_TOPIC = get_topic(Subject.KeysShredded)
+EVENTS_TABLE = "ledger_events"  # in the ledger's schema
 SHRED_PAGE = 1_000
 
 
@@ -83,7 +84,7 @@ class LedgerReader(Application[UUID]):
             return InMemoryLedgerRecorder()
         write_ms = int(self.env.get(pg_session.WRITE_TIMEOUT_MS) or 60_000)
         recorder = PostgresLedgerRecorder(
-            factory.datastore, events_table_name="ledger_events", write_timeout_s=write_ms / 1000
+            factory.datastore, events_table_name=EVENTS_TABLE, write_timeout_s=write_ms / 1000
         )
         with _schema_lock(factory.datastore) as conn:
             pg_session.configure(factory.datastore.pool.kwargs, self.env, conn.info.server_version)

@@ -87,6 +87,8 @@ class Settings:
     # waiting fetch as soon as data arrives, the development broker only when it times out.
     kafka_fetch_wait_ms: int = 100
     api_workers: int = 1
+    # References whose purpose-check answers each API process keeps in memory (0: none).
+    purpose_cache_subjects: int = 100_000
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     retention_disclosures: timedelta = timedelta(days=365)
@@ -194,14 +196,18 @@ def _b64_key(name: str, raw: str | None) -> bytes | None:
 
 
 def _positive_int(name: str, raw: str | None, default: int) -> int:
+    return _whole(name, raw, default, minimum=1)
+
+
+def _whole(name: str, raw: str | None, default: int, *, minimum: int) -> int:
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -333,6 +339,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_KAFKA_FETCH_WAIT_MS", env.get("LEDGER_KAFKA_FETCH_WAIT_MS"), 100
         ),
         api_workers=_api_workers(env.get("LEDGER_API_WORKERS")),
+        purpose_cache_subjects=_whole(
+            "LEDGER_PURPOSE_CACHE_SUBJECTS",
+            env.get("LEDGER_PURPOSE_CACHE_SUBJECTS"),
+            100_000,
+            minimum=0,
+        ),
         api_host=env.get("LEDGER_API_HOST") or "127.0.0.1",
         api_port=_port("LEDGER_API_PORT", env.get("LEDGER_API_PORT"), 8600),
         retention_disclosures=_duration(

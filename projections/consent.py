@@ -10,6 +10,11 @@ Tables (schema ``<ledger>_consent``):
   source, and the id of the event that proves the current state. A purpose with no row was
   never granted. Evidence, IP address and user agent of that event stay sealed.
 
+Every row carries ``position``: the view position of the batch that last changed it (indexed),
+so a reader holding answers as of one position can ask which subjects, and which tenants'
+catalogues, changed after it (``projections.api.purpose_cache``). A subject's shredding moves its
+row's position too, though nothing else in this view changes then.
+
 A withdrawal is visible as soon as its batch commits; the ledger already refused withdrawals
 of required consents, so this view never sees one.
 """
@@ -42,6 +47,7 @@ _CONSENT_COLUMNS = {
     "evidence": "bytea",
     "ip_address": "bytea",
     "user_agent": "bytea",
+    "position": "bigint",
 }
 
 
@@ -58,6 +64,7 @@ CREATE TABLE IF NOT EXISTS {schema}.purposes (
     texts jsonb NOT NULL,
     defined_at timestamptz NOT NULL,
     event_id text NOT NULL,
+    position bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, purpose)
 );
 CREATE TABLE IF NOT EXISTS {schema}.subjects (
@@ -66,7 +73,8 @@ CREATE TABLE IF NOT EXISTS {schema}.subjects (
     subject_ref bytea NOT NULL,
     registered_at timestamptz NOT NULL,
     erasure_requested_at timestamptz,
-    erasure_event_id text
+    erasure_event_id text,
+    position bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS {schema}.consents (
     subject_id uuid NOT NULL,
@@ -82,8 +90,15 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
     evidence bytea,
     ip_address bytea,
     user_agent bytea,
+    position bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (subject_id, purpose)
-)
+);
+ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.subjects ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS purposes_by_position ON {schema}.purposes (position);
+CREATE INDEX IF NOT EXISTS subjects_by_position ON {schema}.subjects (position);
+CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
 """
 
     def event_handlers(self) -> dict[type, Handler]:
@@ -94,6 +109,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             Subject.ConsentWithdrawn: self.consent_withdrawn,
             Subject.ErasureRequested: self.erasure_requested,
             Subject.ErasureRefused: self.erasure_refused,
+            Subject.KeysShredded: self.keys_shredded,
         }
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
@@ -110,10 +126,11 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             curs.execute(
                 self.sql(
                     "INSERT INTO {schema}.subjects (subject_id, tenant, subject_ref, "
-                    "registered_at) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bytea[], "
-                    "%b::timestamptz[]) ON CONFLICT (subject_id) DO NOTHING"
+                    "registered_at, position) SELECT *, %b FROM unnest(%b::uuid[], %b::text[], "
+                    "%b::bytea[], %b::timestamptz[]) ON CONFLICT (subject_id) DO NOTHING"
                 ),
                 [
+                    self.batch_position,
                     [e.originator_id for e in registered],
                     [e.tenant for e in registered],
                     [sealed_bytes(e.subject_ref) for e in registered],
@@ -159,6 +176,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                     "evidence": sealed_bytes(e.evidence),
                     "ip_address": sealed_bytes(e.ip_address),
                     "user_agent": sealed_bytes(e.user_agent),
+                    "position": self.batch_position,
                 }
             elif row is not None:  # a withdrawal of a consent never granted changes nothing
                 row.update(
@@ -170,6 +188,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                     evidence=sealed_bytes(e.evidence),
                     ip_address=None,
                     user_agent=None,
+                    position=self.batch_position,
                 )
             else:
                 continue
@@ -192,14 +211,15 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
         curs.execute(
             self.sql(
                 "INSERT INTO {schema}.purposes (tenant, purpose, required, legal_basis, "
-                "description, current_version, texts, defined_at, event_id) "
+                "description, current_version, texts, defined_at, event_id, position) "
                 "VALUES (%(tenant)s, %(purpose)s, %(required)s, %(basis)s, %(description)s, "
-                "%(version)s, %(texts)s, %(at)s, %(event_id)s) "
+                "%(version)s, %(texts)s, %(at)s, %(event_id)s, %(position)s) "
                 "ON CONFLICT (tenant, purpose) DO UPDATE SET required = EXCLUDED.required, "
                 "legal_basis = EXCLUDED.legal_basis, description = EXCLUDED.description, "
                 "current_version = EXCLUDED.current_version, "
                 "texts = {schema}.purposes.texts || EXCLUDED.texts, "
-                "defined_at = EXCLUDED.defined_at, event_id = EXCLUDED.event_id"
+                "defined_at = EXCLUDED.defined_at, event_id = EXCLUDED.event_id, "
+                "position = EXCLUDED.position"
             ),
             {
                 "tenant": e.tenant,
@@ -213,16 +233,23 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 ),
                 "at": e.occurred_at,
                 "event_id": e.event_id,
+                "position": self.batch_position,
             },
         )
 
     def subject_registered(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(
             self.sql(
-                "INSERT INTO {schema}.subjects (subject_id, tenant, subject_ref, registered_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (subject_id) DO NOTHING"
+                "INSERT INTO {schema}.subjects (subject_id, tenant, subject_ref, registered_at, "
+                "position) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (subject_id) DO NOTHING"
             ),
-            [e.originator_id, e.tenant, sealed_bytes(e.subject_ref), e.timestamp],
+            [
+                e.originator_id,
+                e.tenant,
+                sealed_bytes(e.subject_ref),
+                e.timestamp,
+                self.batch_position,
+            ],
         )
 
     def consent_granted(self, curs: Cursor[DictRow], e: Any) -> None:
@@ -230,9 +257,10 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             self.sql(
                 "INSERT INTO {schema}.consents (subject_id, purpose, tenant, state, "
                 "consent_text_version, changed_at, recorded_at, source, event_id, "
-                "first_granted_at, evidence, ip_address, user_agent) "
+                "first_granted_at, evidence, ip_address, user_agent, position) "
                 "VALUES (%(subject)s, %(purpose)s, %(tenant)s, 'granted', %(version)s, %(at)s, "
-                "%(recorded)s, %(source)s, %(event_id)s, %(at)s, %(evidence)s, %(ip)s, %(ua)s) "
+                "%(recorded)s, %(source)s, %(event_id)s, %(at)s, %(evidence)s, %(ip)s, %(ua)s, "
+                "%(position)s) "
                 "ON CONFLICT (subject_id, purpose) DO UPDATE SET state = 'granted', "
                 "consent_text_version = EXCLUDED.consent_text_version, "
                 "changed_at = EXCLUDED.changed_at, recorded_at = EXCLUDED.recorded_at, "
@@ -240,7 +268,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 "first_granted_at = CASE WHEN {schema}.consents.state = 'granted' "
                 "THEN {schema}.consents.first_granted_at ELSE EXCLUDED.first_granted_at END, "
                 "evidence = EXCLUDED.evidence, ip_address = EXCLUDED.ip_address, "
-                "user_agent = EXCLUDED.user_agent"
+                "user_agent = EXCLUDED.user_agent, position = EXCLUDED.position"
             ),
             {
                 "subject": e.originator_id,
@@ -254,6 +282,7 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 "evidence": sealed_bytes(e.evidence),
                 "ip": sealed_bytes(e.ip_address),
                 "ua": sealed_bytes(e.user_agent),
+                "position": self.batch_position,
             },
         )
 
@@ -262,8 +291,8 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
             self.sql(
                 "UPDATE {schema}.consents SET state = 'withdrawn', changed_at = %(at)s, "
                 "recorded_at = %(recorded)s, source = %(source)s, event_id = %(event_id)s, "
-                "evidence = %(evidence)s, ip_address = NULL, user_agent = NULL "
-                "WHERE subject_id = %(subject)s AND purpose = %(purpose)s"
+                "evidence = %(evidence)s, ip_address = NULL, user_agent = NULL, "
+                "position = %(position)s WHERE subject_id = %(subject)s AND purpose = %(purpose)s"
             ),
             {
                 "subject": e.originator_id,
@@ -273,28 +302,44 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
                 "source": e.source,
                 "event_id": e.event_id,
                 "evidence": sealed_bytes(e.evidence),
+                "position": self.batch_position,
             },
         )
 
     def erasure_requested(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(
             self.sql(
-                "UPDATE {schema}.subjects SET erasure_requested_at = %s, erasure_event_id = %s "
-                "WHERE subject_id = %s"
+                "UPDATE {schema}.subjects SET erasure_requested_at = %s, erasure_event_id = %s, "
+                "position = %s WHERE subject_id = %s"
             ),
-            [e.occurred_at, e.event_id, e.originator_id],
+            [e.occurred_at, e.event_id, self.batch_position, e.originator_id],
         )
 
     def erasure_refused(self, curs: Cursor[DictRow], e: Any) -> None:
         """A refused request (legal hold) leaves the subject as it was before it."""
         curs.execute(
             self.sql(
-                "UPDATE {schema}.subjects SET erasure_requested_at = NULL, erasure_event_id = NULL "
+                "UPDATE {schema}.subjects SET erasure_requested_at = NULL, "
+                "erasure_event_id = NULL, position = %s "
                 "WHERE subject_id = %s AND erasure_event_id = %s"
             ),
-            [e.originator_id, e.request_event_id],
+            [self.batch_position, e.originator_id, e.request_event_id],
+        )
+
+    def keys_shredded(self, curs: Cursor[DictRow], e: Any) -> None:
+        """The subject's reference lookup went with its keys (in the ledger's own tables):
+        nothing here changes but the row's position, so a reader that asks what changed (the
+        purpose-check cache) drops what it knew of the subject."""
+        curs.execute(
+            self.sql("UPDATE {schema}.subjects SET position = %s WHERE subject_id = %s"),
+            [self.batch_position, e.originator_id],
         )
 
 
 _CONSENT_EVENTS = (Subject.ConsentGranted, Subject.ConsentWithdrawn)
-_ONE_BY_ONE = (Tenant.PurposeDefined, Subject.ErasureRequested, Subject.ErasureRefused)
+_ONE_BY_ONE = (
+    Tenant.PurposeDefined,
+    Subject.ErasureRequested,
+    Subject.ErasureRefused,
+    Subject.KeysShredded,
+)

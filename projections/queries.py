@@ -67,6 +67,12 @@ class Queries:
             "now": SQL("now()") if as_of is None else sql.Literal(as_of),
         }
         self._rendered: dict[str, bytes] = {}
+        self._views = dict(views)
+
+    def tracking_table(self, view: str) -> str:
+        """The qualified name of a view's tracking table, as ``to_regclass`` reads it."""
+        schema = self._views[view].replace('"', '""')
+        return f'"{schema}".tracking'
 
     def over(self, schemas: Mapping[str, str], as_of: datetime) -> Queries:
         """The same queries over other view schemas (a replay), with ``as_of`` as now."""

@@ -89,6 +89,9 @@ class View(PostgresTrackingRecorder):
         self._before_commit = (
             b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
         )
+        # The position the batch in hand commits at: views that stamp the rows a batch
+        # changes (so a reader can ask what changed after a position) read it here.
+        self.batch_position = 0
 
     def create_table(self) -> None:
         """The library's ``create_table``, which first reads the tracking table to see whether
@@ -139,6 +142,7 @@ class View(PostgresTrackingRecorder):
             todo = [(e, t) for e, t in batch if t.notification_id > position]
             if not todo:
                 return position
+            self.batch_position = todo[-1][1].notification_id
             self.apply(curs, [event for event, _ in todo])
             # Outside any pipeline: recording the position fetches its result, and a fetch on
             # a cursor with results still pending in the pipeline can read the wrong one

@@ -56,11 +56,14 @@ def catch_up(settings: Settings, reader: LedgerReader, *, sweep: bool = False) -
 
 
 def rows(settings: Settings, table: str, order: str = "1") -> list[dict[str, Any]]:
+    """A view table's rows, without the position each was last changed at: which batch
+    applied an event depends on how events were batched, not on what they say."""
     view, name = table.split(".")
     with psycopg.connect(settings.require_database(), row_factory=dict_row) as conn:
-        return conn.execute(
+        found = conn.execute(
             f"SELECT * FROM {live_schema(settings, view)}.{name} ORDER BY {order}"
         ).fetchall()
+    return [{k: v for k, v in row.items() if k != "position"} for row in found]
 
 
 def snapshot(settings: Settings, only: str = "") -> dict[str, list[dict[str, Any]]]:

@@ -240,7 +240,14 @@ def run(
     base = sql_worker(s, refs, allowed)
     open_loop(base, rate=rate, count=warmup, workers=workers)
     straight = open_loop(base, rate=rate, count=count, workers=workers)
-    report(through_api, straight, rate=rate, workers=workers, servers=s.api_workers)
+    report(
+        through_api,
+        straight,
+        rate=rate,
+        workers=workers,
+        servers=s.api_workers,
+        memory=s.purpose_cache_subjects,
+    )
     if batches is not None and batch_api is not None:
         sql_pages = batch_sql_worker(s, refs, allowed, batches.size)
         report_batches(batch_api, _measure(sql_pages, batches, workers), batches, workers)
@@ -263,11 +270,18 @@ def report_batches(api: Summary, sql: Summary, batches: Batches, workers: int) -
     print(f"  target p99 <= {BATCH_TARGET_P99_S * 1000:.0f} ms for 100 pairs at 50/s: {verdict}")
 
 
-def report(api: Summary, sql: Summary, *, rate: float, workers: int, servers: int = 1) -> None:
+def report(
+    api: Summary, sql: Summary, *, rate: float, workers: int, servers: int = 1, memory: int = 0
+) -> None:
     print(
         f"purpose check, {api.count + api.errors:,} requests at {rate:,.0f}/s "
         f"over {workers} keep-alive connections (latency from each request's scheduled start)"
         + (f"; ledger serve --workers {servers}" if servers > 1 else "")
+        + (
+            f"; answers from memory (LEDGER_PURPOSE_CACHE_SUBJECTS={memory:,})"
+            if memory
+            else "; one query per check (LEDGER_PURPOSE_CACHE_SUBJECTS=0)"
+        )
     )
     print(f"  API  POST /v1/purpose-check   {api.line()}")
     print(f"  baseline: same SQL straight   {sql.line()}")

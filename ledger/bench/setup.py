@@ -126,6 +126,7 @@ def child_env(s: Settings, **extra: str) -> dict[str, str]:
         "LEDGER_INGEST_GROUP": s.ingest_group,
         "LEDGER_KAFKA_FETCH_WAIT_MS": str(s.kafka_fetch_wait_ms),
         "LEDGER_API_WORKERS": str(s.api_workers),
+        "LEDGER_PURPOSE_CACHE_SUBJECTS": str(s.purpose_cache_subjects),
         "LEDGER_API_HOST": s.api_host,
         "LEDGER_API_PORT": str(s.api_port),
         "LEDGER_LOG_FORMAT": "json",

@@ -37,7 +37,7 @@ from projections.api import (
 )
 from projections.api import checkpoints as checkpoint_routes
 from projections.api.collector import LedgerCollector
-from projections.api.context import ApiContext
+from projections.api.context import ApiContext, PurposeChecks
 from projections.api.models import Readiness, ViewState
 from projections.api.personal import SubjectKeys
 from projections.api.writer import LedgerWriter
@@ -87,12 +87,14 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
         lifespan=lifespan,
     )
     writer = LedgerWriter(settings)
+    queries = Queries(settings)
     app.state.ctx = ApiContext(
         settings=settings,
-        queries=Queries(settings),
+        queries=queries,
         keys=SubjectKeys(kek_ring(settings), lookup_key),
         pool=pool,
         writer=writer,
+        checks=PurposeChecks(settings, queries, pool),
     )
     app.state.api_keys = access.ApiKeys(pool, settings.database_schema)
     builder = replays.Builder(settings)

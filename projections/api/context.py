@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from fastapi import Request
@@ -13,8 +14,11 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ledger.settings import Settings
+from projections.api.decisions import decide
+from projections.api.models import PurposeDecision
 from projections.api.personal import SubjectKeys
 from projections.api.problems import Unavailable
+from projections.api.purpose_cache import Connect, PurposeCache
 from projections.api.writer import LedgerWriter
 from projections.queries import Queries
 
@@ -33,6 +37,7 @@ class Reading:
 class ApiContext(Reading):
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     writer: LedgerWriter
+    checks: PurposeChecks
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
@@ -42,6 +47,39 @@ class ApiContext(Reading):
                 yield conn
         except (PoolTimeout, psycopg.OperationalError):
             raise Unavailable("the database is not reachable; try again shortly") from None
+
+
+class PurposeChecks:
+    """Answers purpose checks: from memory kept no older than the consent view
+    (:class:`PurposeCache`), or, with ``LEDGER_PURPOSE_CACHE_SUBJECTS=0``, one query each."""
+
+    def __init__(
+        self, settings: Settings, queries: Queries, pool: AsyncConnectionPool[Any]
+    ) -> None:
+        self.queries = queries
+        self.connect: Connect = lambda: pool.connection(timeout=5.0)
+        capacity = settings.purpose_cache_subjects
+        self.cache = (
+            PurposeCache(queries, self.connect, capacity=capacity, recover=pool.check)
+            if capacity
+            else None
+        )
+
+    async def decide(
+        self, tenant: str, pairs: Sequence[tuple[bytes, str]]
+    ) -> list[PurposeDecision]:
+        """The decisions for (reference digest, purpose) pairs, in the order given."""
+        try:
+            if self.cache is not None:
+                return await self.cache.check(tenant, pairs)
+            async with self.connect() as conn:
+                if len(pairs) == 1:  # the one-pair statement plans better than the batch's
+                    rows = [await self.queries.purpose_check(conn, tenant, *pairs[0])]
+                else:
+                    rows = await self.queries.purpose_checks(conn, tenant, pairs)
+        except psycopg.OperationalError:
+            raise Unavailable("the database is not reachable; try again shortly") from None
+        return [decide(purpose, row) for (_, purpose), row in zip(pairs, rows, strict=True)]
 
 
 async def context(request: Request) -> ApiContext:

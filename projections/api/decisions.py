@@ -17,12 +17,13 @@ In order:
 
 from __future__ import annotations
 
-from psycopg.rows import DictRow
+from collections.abc import Mapping
+from typing import Any
 
 from projections.api.models import PurposeDecision
 
 
-def decide(purpose: str, row: DictRow | None) -> PurposeDecision:
+def decide(purpose: str, row: Mapping[str, Any] | None) -> PurposeDecision:
     if row is None:
         return PurposeDecision(allowed=False, reason="unknown_purpose", purpose=purpose)
     base = {

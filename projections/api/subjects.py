@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Query
 from projections.api import answers
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
-from projections.api.decisions import decide
 from projections.api.models import (
     PurposeCheckRequest,
     PurposeChecksRequest,
@@ -48,23 +47,19 @@ class DisclosureQuery(SubjectQuery):
 
 @router.post("/purpose-check", tags=["subjects"])
 async def purpose_check(body: PurposeCheckRequest, ctx: Ctx, who: AnyScope) -> PurposeDecision:
-    """May this tenant process this subject's data for this purpose now? One indexed query."""
+    """May this tenant process this subject's data for this purpose now? Answered from memory
+    no older than the consent view was when the request arrived."""
     digest = ctx.keys.digest(who.tenant, body.subject_ref)
-    async with ctx.connection() as conn:
-        row = await ctx.queries.purpose_check(conn, who.tenant, digest, body.purpose)
-    return decide(body.purpose, row)
+    [decision] = await ctx.checks.decide(who.tenant, [(digest, body.purpose)])
+    return decision
 
 
 @router.post("/purpose-checks", tags=["subjects"])
 async def purpose_checks(body: PurposeChecksRequest, ctx: Ctx, who: AnyScope) -> PurposeDecisions:
-    """The purpose check for a page of (subject, purpose) pairs at once (up to 500), in one
-    query: each decision is the one ``POST /v1/purpose-check`` gives for its pair."""
+    """The purpose check for a page of (subject, purpose) pairs at once (up to 500): each
+    decision is the one ``POST /v1/purpose-check`` gives for its pair."""
     pairs = [(ctx.keys.digest(who.tenant, c.subject_ref), c.purpose) for c in body.checks]
-    async with ctx.connection() as conn:
-        rows = await ctx.queries.purpose_checks(conn, who.tenant, pairs)
-    return PurposeDecisions(
-        decisions=[decide(c.purpose, row) for c, row in zip(body.checks, rows, strict=True)]
-    )
+    return PurposeDecisions(decisions=await ctx.checks.decide(who.tenant, pairs))
 
 
 @router.post("/subject/consents", tags=["subjects"])
