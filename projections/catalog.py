@@ -39,7 +39,9 @@ def open_view(
     settings: Settings, name: str, *, rebuild: bool = False, schema: str | None = None
 ) -> View:
     """The view's recorder on its own small connection pool; tables are created if missing.
-    In the live schema, its rebuild schema, or ``schema`` (a replay's)."""
+    In the live schema, its rebuild schema, or ``schema`` (a replay's, which is not live:
+    it skips the view's ``live_ddl``)."""
+    live = schema is None  # or its rebuild, which takes its place
     if schema is None:
         schema = live_schema(settings, name) + (REBUILD_SUFFIX if rebuild else "")
     env = settings.eventsourcing_env()
@@ -58,7 +60,7 @@ def open_view(
         ),
         schema=schema,
     )
-    view = view_class(name)(datastore, settings)
+    view = view_class(name)(datastore, settings, live=live)
     with connect_direct(datastore) as conn:  # processes starting together race on DDL
         pg_session.configure(datastore.pool.kwargs, env, conn.info.server_version)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"ledger:{schema}"])

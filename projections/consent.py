@@ -95,7 +95,9 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
 );
 ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
 ALTER TABLE {schema}.subjects ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
-ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0
+"""
+    live_ddl = """
 CREATE INDEX IF NOT EXISTS purposes_by_position ON {schema}.purposes (position);
 CREATE INDEX IF NOT EXISTS subjects_by_position ON {schema}.subjects (position);
 CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)

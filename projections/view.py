@@ -66,8 +66,13 @@ class View(PostgresTrackingRecorder):
 
     name: ClassVar[str]
     ddl: ClassVar[str]  # statements separated by ";\n", with {schema} placeholders
+    # Statements only a live view needs, for the API that reads it (a replay's view, read
+    # a few times by one auditor, is spared their cost on every batch).
+    live_ddl: ClassVar[str] = ""
 
-    def __init__(self, datastore: PostgresDatastore, settings: Settings) -> None:
+    def __init__(
+        self, datastore: PostgresDatastore, settings: Settings, *, live: bool = True
+    ) -> None:
         super().__init__(datastore, tracking_table_name="tracking")
         self.settings = settings
         self.write_watch = WriteWatch(
@@ -78,7 +83,7 @@ class View(PostgresTrackingRecorder):
             0, SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema)
         )
         self._statements: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
-        for statement in self.ddl.strip().split(";\n"):
+        for statement in (self.ddl + ";\n" + (self.live_ddl if live else "")).split(";\n"):
             if statement.strip():
                 self.sql_create_statements.append(self._compose(statement))
         self._position_for_update = self.sql(

@@ -104,6 +104,10 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(LedgerCollector(settings))
     metrics.install(app, registry)
+    if app.state.ctx.checks.cache is not None:
+        app.state.ctx.checks.cache.on_count = metrics.purpose_memory(
+            metrics.shared_registry(registry)
+        )
     app.include_router(subjects.router)
     app.include_router(commands.router)
     app.include_router(records.router)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Histogram,
     generate_latest,
     multiprocess,
@@ -49,6 +51,39 @@ def request_duration(registry: CollectorRegistry | None) -> Histogram:
         buckets=BUCKETS,
         registry=registry,
     )
+
+
+def purpose_memory(registry: CollectorRegistry | None) -> Callable[[str, int], None]:
+    """Counts the purpose-check memory's work (``projections.api.purpose_cache``): references
+    found in memory or read from the database, probes run, and times memory was emptied."""
+    lookups = Counter(
+        "ledger_purpose_check_memory_lookups",
+        "References the purpose check found in memory (hit) or read from the database (miss).",
+        labelnames=("outcome",),
+        registry=registry,
+    )
+    probes = Counter(
+        "ledger_purpose_check_probes",
+        "Probes that brought purpose-check memory up to the consent view before answering.",
+        registry=registry,
+    )
+    emptied = Counter(
+        "ledger_purpose_check_memory_emptied",
+        "Times purpose-check memory was emptied (a rebuild, a view that went back, too much "
+        "changed at once).",
+        registry=registry,
+    )
+    counters = {
+        "hits": lookups.labels("hit"),
+        "misses": lookups.labels("miss"),
+        "probes": probes,
+        "emptied": emptied,
+    }
+
+    def count(what: str, n: int) -> None:
+        counters[what].inc(n)
+
+    return count
 
 
 def route_template(scope: Scope) -> str:
@@ -86,17 +121,21 @@ class _Timing:
             )
 
 
+def shared_registry(registry: CollectorRegistry) -> CollectorRegistry | None:
+    """Where a metric goes: ``registry``, or (several workers) the multiprocess files every
+    worker's page sums."""
+    return None if os.environ.get(MULTIPROC_ENV) else registry
+
+
 def install(app: FastAPI, registry: CollectorRegistry) -> Histogram:
     """Times ``app``'s requests into ``registry`` and serves it at ``GET /metrics``.
 
     Other collectors registered on ``registry`` (now or later) appear on the same page.
     Call before the app starts; the registry is also kept as ``app.state.metrics_registry``.
     """
+    histogram = request_duration(shared_registry(registry))
     if os.environ.get(MULTIPROC_ENV):  # several workers: every worker shows their sum
-        histogram = request_duration(None)  # its values go to the directory's files
         multiprocess.MultiProcessCollector(registry)
-    else:
-        histogram = request_duration(registry)
     app.add_middleware(_Timing, histogram=histogram)
     app.state.metrics_registry = registry
 

@@ -159,6 +159,7 @@ class PurposeCache:
         self.by_subject: dict[UUID, tuple[str, bytes]] = {}
         self.catalogues: dict[str, Catalogue] = {}
         self.stats = {"hits": 0, "misses": 0, "probes": 0, "emptied": 0}
+        self.on_count: Callable[[str, int], None] | None = None  # metrics (``/metrics``)
         self.tracking = queries.tracking_table("consent")
         self._started = 0  # probes started (each one's ticket is its number)
         self._applied = 0  # the latest ticket applied
@@ -185,13 +186,18 @@ class PurposeCache:
             else:
                 self.entries.move_to_end(key)
                 entries[digest] = found
-        self.stats["hits"] += len(entries) - len(missing)
-        self.stats["misses"] += len(missing)
+        self._count("hits", len(entries) - len(missing))
+        self._count("misses", len(missing))
         if missing or catalogue is None:
             loaded, catalogue = await self._load(tenant, missing, catalogue is None)
             entries.update(loaded)
         assert catalogue is not None
         return [decision(purpose, catalogue, entries[digest]) for digest, purpose in pairs]
+
+    def _count(self, what: str, n: int) -> None:
+        self.stats[what] += n
+        if self.on_count is not None and n:
+            self.on_count(what, n)
 
     # -- freshness ----------------------------------------------------------------------
 
@@ -249,7 +255,7 @@ class PurposeCache:
         )
         row = await cur.fetchone()
         assert row is not None
-        self.stats["probes"] += 1
+        self._count("probes", 1)
         return Probe(
             row["generation"],
             row["position"],
@@ -288,7 +294,7 @@ class PurposeCache:
 
     def empty(self) -> None:
         if self.entries or self.catalogues:
-            self.stats["emptied"] += 1
+            self._count("emptied", 1)
         self.entries.clear()
         self.by_subject.clear()
         self.catalogues.clear()

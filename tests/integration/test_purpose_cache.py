@@ -5,6 +5,7 @@ corrects the view, a restart, and an erasure the view has not heard of yet."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,12 @@ def test_memory_gives_the_answers_the_database_gives(
         assert batch.status_code == 200 and batch.json()["decisions"] == expected
     cache = cache_of(api)
     assert cache.stats["hits"] > len(pairs)
+    scraped = api.get("/metrics").text
+    hits = re.search(
+        r'^ledger_purpose_check_memory_lookups_total\{outcome="hit"\} (\S+)$', scraped, re.M
+    )
+    assert hits is not None and float(hits[1]) == cache.stats["hits"]
+    assert f"ledger_purpose_check_probes_total {float(cache.stats['probes'])}" in scraped
     assert (b.TENANT, api.app.state.ctx.keys.digest(b.TENANT, DAVE)) in cache.entries  # type: ignore[attr-defined]
     kept = {key[1]: entry for key, entry in cache.entries.items()}
     assert list(kept.values()).count(ERASED) == 1  # Dave; nobody@ is not kept

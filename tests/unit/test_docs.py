@@ -143,13 +143,13 @@ def _metrics_in_the_code() -> dict[str, set[str]]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
             kind = node.func.id
-            if kind not in ("GaugeMetricFamily", "CounterMetricFamily", "Histogram"):
+            if kind not in ("GaugeMetricFamily", "CounterMetricFamily", "Counter", "Histogram"):
                 continue
             name = ast.literal_eval(node.args[0])
             labels = next(
                 (ast.literal_eval(k.value) for k in node.keywords if k.arg in LABEL_ARGS), ()
             )
-            suffix = "_total" if kind == "CounterMetricFamily" else ""
+            suffix = "_total" if kind in ("CounterMetricFamily", "Counter") else ""
             found[name + suffix] = set(labels)
     return found
 
