@@ -88,7 +88,7 @@ class Settings:
     kafka_fetch_wait_ms: int = 100
     api_workers: int = 1
     # References whose purpose-check answers each API process keeps in memory (0: none).
-    purpose_cache_subjects: int = 100_000
+    purpose_cache_subjects: int = 50_000
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     retention_disclosures: timedelta = timedelta(days=365)
@@ -342,7 +342,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         purpose_cache_subjects=_whole(
             "LEDGER_PURPOSE_CACHE_SUBJECTS",
             env.get("LEDGER_PURPOSE_CACHE_SUBJECTS"),
-            100_000,
+            50_000,
             minimum=0,
         ),
         api_host=env.get("LEDGER_API_HOST") or "127.0.0.1",

@@ -11,11 +11,12 @@ view (recorded but not applied) are behind.
 At the end the producer stops and the run waits (bounded) for everything to drain. The
 verdicts: **memory flat** — in the second half of the run no process grew by more than 5 %
 (and 5 MB): a process may fill its bounded caches early on (the ingest consumer keeps up to
-``LEDGER_SUBJECT_CACHE_SIZE`` subjects loaded, 50,000 by default), but must then stop
-growing; **lag bounded** — every lag drained and the largest
-lag in the second half is no larger than twice the first half's (a pipeline that falls
-steadily behind fails this); **no errors** — no query or process failed and nothing valid
-was rejected.
+``LEDGER_SUBJECT_CACHE_SIZE`` subjects loaded, 50,000 by default; the API up to
+``LEDGER_PURPOSE_CACHE_SUBJECTS`` references' purpose-check answers, 50,000 by default), but
+must then stop growing (``subject_cache`` sets both, so they fill early); **lag bounded** —
+every lag drained and the largest lag in the second half is no larger than twice the first
+half's (a pipeline that falls steadily behind fails this); **no errors** — no query or
+process failed and nothing valid was rejected.
 """
 
 from __future__ import annotations
@@ -213,7 +214,14 @@ def run(
     prepare(s)
     token = api_key(s)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    extra = {"LEDGER_SUBJECT_CACHE_SIZE": str(subject_cache)} if subject_cache else {}
+    extra = (
+        {
+            "LEDGER_SUBJECT_CACHE_SIZE": str(subject_cache),
+            "LEDGER_PURPOSE_CACHE_SUBJECTS": str(subject_cache),
+        }
+        if subject_cache
+        else {}
+    )
     log = Path(tempfile.gettempdir()) / f"ledger-soak-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as output:
         try:

@@ -140,7 +140,10 @@ def soak_command(
     sample_seconds: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
     subject_cache: Annotated[
         int | None,
-        typer.Option(help="LEDGER_SUBJECT_CACHE_SIZE for the processes (default: theirs)."),
+        typer.Option(
+            help="LEDGER_SUBJECT_CACHE_SIZE and LEDGER_PURPOSE_CACHE_SUBJECTS for the processes "
+            "(default: theirs)."
+        ),
     ] = None,
 ) -> None:
     """A steady load with queries for minutes: memory, lag and errors, sampled."""

@@ -44,6 +44,7 @@ view position nor its ledger position is behind memory's. (More than
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -340,10 +341,10 @@ class PurposeCache:
                     entry = entries[digest] = Known(
                         r["subject_id"], r["erasure_requested_at"], r["erasure_event_id"], {}
                     )
-                if r["purpose"] is not None:
-                    entry.consents[r["purpose"]] = (
-                        r["state"],
-                        r["consent_text_version"],
+                if r["purpose"] is not None:  # the repeated words once in memory, not per row
+                    entry.consents[sys.intern(r["purpose"])] = (
+                        sys.intern(r["state"]),
+                        sys.intern(r["consent_text_version"]),
                         r["event_id"],
                         r["changed_at"],
                     )

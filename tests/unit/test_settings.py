@@ -101,10 +101,10 @@ def test_batch_sizes_are_read(env: dict[str, str]) -> None:
     assert (settings.ingest_batch_size, settings.relay_batch_size) == (50, 7)
 
 
-def test_the_purpose_check_memory_defaults_to_100000_references_and_may_be_off(
+def test_the_purpose_check_memory_defaults_to_50000_references_and_may_be_off(
     env: dict[str, str],
 ) -> None:
-    assert load(env).purpose_cache_subjects == 100_000
+    assert load(env).purpose_cache_subjects == 50_000
     assert load({**env, "LEDGER_PURPOSE_CACHE_SUBJECTS": "0"}).purpose_cache_subjects == 0
     assert load({**env, "LEDGER_PURPOSE_CACHE_SUBJECTS": "250"}).purpose_cache_subjects == 250
     for raw, why in (("-1", "at least 0"), ("lots", "whole number")):
