@@ -19,7 +19,9 @@ index lookups when nothing changed.
 
 What memory does not hold (never asked, dropped, evicted) is read from the database together
 with the view position it was read at, and kept only if that position is not behind the one
-memory holds: a read that raced a probe answers its own check but is not kept.
+memory holds: a read that raced a probe answers its own check but is not kept. A check none
+of whose references memory holds needs no probe: one read (the tenant's catalogue with it)
+answers it, and that read started after the check arrived.
 
 So nothing depends on ``NOTIFY``: a notification lost while a connection was down cannot
 leave memory stale, because the probe reads the view's own tracking row. A rebuild swaps in
@@ -136,6 +138,8 @@ class Probe:
     head: int  # the ledger's
     subjects: list[UUID]  # changed in the view, or shredded in the ledger
     tenants: list[str]
+    since: int = 0  # the view position it read changes after
+    head_since: int = 0  # the ledger position it read shreddings after
 
 
 class PurposeCache:
@@ -172,8 +176,12 @@ class PurposeCache:
 
     async def check(self, tenant: str, pairs: Sequence[tuple[bytes, str]]) -> list[PurposeDecision]:
         """The decisions for (reference digest, purpose) pairs, in the order given."""
-        await self.fresh()
-        catalogue = self.catalogues.get(tenant)
+        catalogue: Catalogue | None = None
+        if any((tenant, digest) in self.entries for digest, _ in pairs):
+            await self.fresh()  # memory may answer: bring it up to the view first
+            catalogue = self.catalogues.get(tenant)
+        # else nothing is in memory to answer from: one read, the catalogue with it, answers
+        # all of them, and needs no probe (it starts after the check arrived, too).
         entries: dict[bytes, Entry] = {}
         missing: list[bytes] = []
         for digest, _ in pairs:
@@ -242,14 +250,16 @@ class PurposeCache:
 
     async def _probe(self, conn: Conn) -> Probe:
         holding = bool(self.entries or self.catalogues)
+        since = self.position if holding else _NOTHING_HELD
+        head_since = self.head if holding else _NOTHING_HELD
         cur = await conn.execute(
             self.queries.sql(_PROBE),
             {
                 "tracking": self.tracking,
-                "since": self.position if holding else _NOTHING_HELD,
+                "since": since,
                 "until": _NOTHING_HELD + 1,
                 "limit": MAX_CHANGES + 1,
-                "head": self.head if holding else _NOTHING_HELD,
+                "head": head_since,
                 "scan": MAX_LEDGER_SCAN,
                 "shredded": SHREDDED_TOPIC,
             },
@@ -263,20 +273,26 @@ class PurposeCache:
             row["head"],
             row["subjects"] + row["shredded"],
             row["tenants"],
+            since,
+            head_since,
         )
 
     def apply(self, probe: Probe, *, overtaken: bool = False) -> None:
-        """Drops what changed after the positions memory holds; empties memory when the
-        view's tables were swapped (a rebuild), it went back, or too much changed to pick
-        over. An ``overtaken`` probe (a later one was applied first) only drops."""
+        """Drops what changed after the positions memory holds. Empties memory instead when
+        the view's tables were swapped (a rebuild), the view went back, too much changed to
+        pick over, or the probe's ranges do not reach back to memory's positions (it began
+        while memory held nothing, and a read has filled it since). An ``overtaken`` probe (a
+        later one was applied first) only drops."""
         if overtaken:
             self._drop(probe)
             return
         if (
             probe.generation != self.generation
             or probe.position < self.position
+            or probe.since > self.position
+            or probe.head_since > self.head
             or len(probe.subjects) > MAX_CHANGES
-            or probe.head - self.head > MAX_LEDGER_SCAN
+            or probe.head - probe.head_since > MAX_LEDGER_SCAN
         ):
             self.empty()
             self.generation = probe.generation
@@ -323,6 +339,12 @@ class PurposeCache:
             return found, await subjects.fetchall(), await purposes.fetchall()
 
         head, subject_rows, purpose_rows = await self._retrying(read)
+        if not self.entries and not self.catalogues:
+            # Nothing held can be stale: memory starts from this read (at its positions, if
+            # they are ahead; a probe that began before will then not vouch for it).
+            self.generation = head["generation"]
+            self.position = max(self.position, head["position"])
+            self.head = max(self.head, head["head"])
         keep = (
             head["generation"] == self.generation
             and head["position"] >= self.position

@@ -196,3 +196,23 @@ def test_a_read_behind_memory_answers_but_is_not_kept(
     cache.head += 1_000_000  # as if a probe had seen more of the ledger than the next read
     assert answer(api, producer, ALICE) == (True, "consent_granted")
     assert not cache.entries
+
+
+def test_a_check_of_nothing_memory_holds_is_one_read_without_a_probe(
+    api: TestClient,
+    ledger: Ledger,
+    reader: LedgerReader,
+    settings_db_only: Settings,
+    tokens: dict[str, str],
+) -> None:
+    producer = tokens["producer"]
+    cache = cache_of(api)
+    assert answer(api, producer, "nobody@example.com", "billing") == (True, "legal_basis")
+    assert answer(api, producer, BOB) == (False, "consent_withdrawn")  # now held
+    assert cache.stats["probes"] == 0
+    ledger.record([b.define_purpose("billing", basis=LegalBasis.CONSENT, version="2")])
+    catch_up(settings_db_only, reader)  # the catalogue changed: the read brings it along
+    assert answer(api, producer, "nobody@example.com", "billing") == (False, "no_consent")
+    assert cache.stats["probes"] == 0
+    assert answer(api, producer, BOB, "billing") == (False, "no_consent")  # held: probed
+    assert cache.stats["probes"] == 1

@@ -51,8 +51,10 @@ def probe(
     tenants: tuple[str, ...] = (),
     generation: int = 1,
     head: int = 0,
+    since: int = 0,
+    head_since: int = 0,
 ) -> Probe:
-    return Probe(generation, position, head, list(subjects), list(tenants))
+    return Probe(generation, position, head, list(subjects), list(tenants), since, head_since)
 
 
 async def settle() -> None:
@@ -171,8 +173,10 @@ def test_a_probe_drops_the_subjects_and_catalogues_that_changed() -> None:
         probe(9),  # the view went back
         probe(12, subjects=tuple(uuid4() for _ in range(MAX_CHANGES + 1))),
         probe(12, head=100 + MAX_LEDGER_SCAN + 1),  # too far behind to scan the ledger
+        probe(12, since=2**62, head_since=2**62),  # began while memory held nothing
+        probe(12, since=11),  # read changes after a later position than memory's
     ],
-    ids=["rebuilt", "went-back", "too-many-changes", "ledger-too-far"],
+    ids=["rebuilt", "went-back", "too-many-changes", "ledger-too-far", "began-empty", "gap"],
 )
 def test_memory_is_emptied_when_it_cannot_be_picked_over(why: Probe) -> None:
     cache, _, _ = filled()
