@@ -321,24 +321,24 @@ class PurposeCache:
     async def _load(
         self, tenant: str, digests: Sequence[bytes], with_catalogue: bool
     ) -> tuple[dict[bytes, Entry], Catalogue | None]:
-        """Reads subjects (and the catalogue) memory lacks, in one round trip: first the
-        view's position, then the rows, so the rows are at least as new as the position they
-        are kept under."""
+        """Reads subjects (and the catalogue) memory lacks in one statement, so the rows are
+        exactly as new as the view position they are kept under."""
 
-        async def read(conn: Conn) -> tuple[DictRow, list[DictRow], list[DictRow]]:
-            async with conn.pipeline():
-                head = await conn.execute(self.queries.sql(_HEAD), {"tracking": self.tracking})
-                subjects = await conn.execute(
-                    self.queries.sql(_SUBJECTS), {"tenant": tenant, "digests": list(digests)}
-                )
-                purposes = await conn.execute(
-                    self.queries.sql(_CATALOGUE), [tenant, with_catalogue]
-                )
-            found = await head.fetchone()
-            assert found is not None
-            return found, await subjects.fetchall(), await purposes.fetchall()
+        async def read(conn: Conn) -> list[DictRow]:
+            cur = await conn.execute(
+                self.queries.sql(_LOAD),
+                {
+                    "tracking": self.tracking,
+                    "tenant": tenant,
+                    "catalogue": with_catalogue,
+                    # At least one: the head and the catalogue come on every row.
+                    "digests": list(digests) or [_NO_DIGEST],
+                },
+            )
+            return await cur.fetchall()
 
-        head, subject_rows, purpose_rows = await self._retrying(read)
+        subject_rows = await self._retrying(read)
+        head = subject_rows[0]
         if not self.entries and not self.catalogues:
             # Nothing held can be stale: memory starts from this read (at its positions, if
             # they are ahead; a probe that began before will then not vouch for it).
@@ -353,6 +353,8 @@ class PurposeCache:
         entries: dict[bytes, Entry] = {}
         for r in subject_rows:
             digest = bytes(r["digest"])
+            if digest == _NO_DIGEST:
+                continue
             entry = entries.get(digest)
             if r["erased"]:
                 entries[digest] = ERASED
@@ -373,7 +375,8 @@ class PurposeCache:
         catalogue = self.catalogues.get(tenant)
         if with_catalogue:
             catalogue = {
-                r["purpose"]: (r["required"], r["legal_basis"], r["event_id"]) for r in purpose_rows
+                purpose: (required, basis, event_id)
+                for purpose, required, basis, event_id in head["catalogue"]
             }
         if keep:
             if catalogue is not None:
@@ -437,18 +440,19 @@ _PROBE = (
     "ARRAY(SELECT originator_id FROM {ledger}.ledger_events WHERE notification_id > %(head)s "
     "AND notification_id <= %(head)s + %(scan)s AND topic = %(shredded)s) AS shredded"
 )
-# Per reference: erased, or the subject the view knows with a row per consent it holds.
-_SUBJECTS = (
-    "SELECT q.digest, EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
+_NO_DIGEST: Final = b""  # no reference's: digests are 32 bytes
+# Per reference: erased, or the subject the view knows with a row per consent it holds; on
+# every row the head and, if asked for, the tenant's catalogue. One snapshot.
+_LOAD = (
+    "SELECT h.generation, h.position, h.head, CASE WHEN %(catalogue)s THEN (SELECT "
+    "coalesce(json_agg(json_build_array(p.purpose, p.required, p.legal_basis, p.event_id)), "
+    "'[]') FROM {consent}.purposes p WHERE p.tenant = %(tenant)s) END AS catalogue, "
+    "q.digest, EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
     "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased, "
     "s.subject_id, s.erasure_requested_at, s.erasure_event_id, "
     "c.purpose, c.state, c.consent_text_version, c.event_id, c.changed_at "
-    "FROM unnest(%(digests)s::bytea[]) AS q(digest) "
+    "FROM (" + _HEAD + ") h CROSS JOIN unnest(%(digests)s::bytea[]) AS q(digest) "
     "LEFT JOIN {ledger}.subject_refs r ON r.tenant = %(tenant)s AND r.digest = q.digest "
     "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
     "LEFT JOIN {consent}.consents c ON c.subject_id = s.subject_id"
-)
-_CATALOGUE = (
-    "SELECT purpose, required, legal_basis, event_id FROM {consent}.purposes "
-    "WHERE tenant = %s AND %s"
 )
