@@ -169,12 +169,16 @@ class Queries:
         Parameters: :meth:`purpose_checks_params`."""
         return self.sql(
             f"SELECT p.purpose IS NOT NULL AS known, {_DECISION}, "
-            "EXISTS (SELECT 1 FROM {ledger}.erased_refs e "
-            "WHERE e.tenant = %(tenant)s AND e.digest = q.digest) AS erased "
+            "e.digest IS NOT NULL AS erased "
             "FROM unnest(%(digests)s::bytea[], %(purposes)s::text[]) WITH ORDINALITY "
             "AS q(digest, purpose, n) "
             "LEFT JOIN {consent}.purposes p ON p.tenant = %(tenant)s AND p.purpose = q.purpose "
-            "LEFT JOIN {ledger}.subject_refs r ON r.tenant = %(tenant)s AND r.digest = q.digest "
+            # LATERAL with LIMIT 1: looked up by primary key in every plan (joined plainly, a
+            # generic plan hashed the tenant's whole reference table).
+            "LEFT JOIN LATERAL (SELECT e.digest FROM {ledger}.erased_refs e "
+            "WHERE e.tenant = %(tenant)s AND e.digest = q.digest LIMIT 1) e ON true "
+            "LEFT JOIN LATERAL (SELECT r.subject_id FROM {ledger}.subject_refs r "
+            "WHERE r.tenant = %(tenant)s AND r.digest = q.digest LIMIT 1) r ON true "
             "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
             f"{_CONSENT_ROW}"
             "ORDER BY q.n"
