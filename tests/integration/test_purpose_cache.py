@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -18,7 +18,7 @@ from ledger.application import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
 from projections.api.app import create_app
-from projections.api.purpose_cache import ERASED, PurposeCache
+from projections.api.purpose_cache import ERASED, Known, PurposeCache
 from projections.catalog import live_schema
 from projections.rebuild import rebuild
 from tests import builders as b
@@ -46,6 +46,27 @@ def answer(client: TestClient, token: str, ref: str, purpose: str = "newsletter"
 def api(settings_db_only: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
     with TestClient(create_app(settings_db_only)) as client:
         yield client
+
+
+class World(NamedTuple):
+    """What a test that changes the ledger under a running API needs."""
+
+    api: TestClient
+    ledger: Ledger
+    reader: LedgerReader
+    settings: Settings
+    producer: str  # a producer's API key
+
+
+@pytest.fixture
+def world(
+    api: TestClient,
+    ledger: Ledger,
+    reader: LedgerReader,
+    settings_db_only: Settings,
+    tokens: dict[str, str],
+) -> World:
+    return World(api, ledger, reader, settings_db_only, tokens["producer"])
 
 
 def test_memory_gives_the_answers_the_database_gives(
@@ -84,14 +105,8 @@ def test_memory_gives_the_answers_the_database_gives(
     assert len(kept) == 3 + 1  # Alice, Bob, Carol (who has no consents), Dave
 
 
-def test_a_check_after_a_view_commit_sees_it(
-    api: TestClient,
-    ledger: Ledger,
-    reader: LedgerReader,
-    settings_db_only: Settings,
-    tokens: dict[str, str],
-) -> None:
-    producer = tokens["producer"]
+def test_a_check_after_a_view_commit_sees_it(world: World) -> None:
+    api, ledger, reader, settings_db_only, producer = world
     assert answer(api, producer, ALICE) == (True, "consent_granted")
     assert answer(api, producer, ALICE) == (True, "consent_granted")  # from memory
     for _ in range(3):
@@ -149,14 +164,8 @@ def test_a_rebuild_that_corrects_the_view_empties_memory(
     assert cache_of(api).stats["emptied"] == emptied + 1
 
 
-def test_an_erasure_refuses_at_once_and_for_good(
-    api: TestClient,
-    ledger: Ledger,
-    reader: LedgerReader,
-    settings_db_only: Settings,
-    tokens: dict[str, str],
-) -> None:
-    producer = tokens["producer"]
+def test_an_erasure_refuses_at_once_and_for_good(world: World) -> None:
+    api, ledger, reader, settings_db_only, producer = world
     assert answer(api, producer, ALICE, "billing") == (True, "legal_basis")
     assert answer(api, producer, ALICE) == (True, "consent_granted")
     ledger.record([b.erase(ALICE)])  # the ledger's transaction; the view has not applied it
@@ -182,7 +191,7 @@ def test_memory_holds_at_most_its_capacity(
         assert len(cache.by_subject) <= 2
         kept = list(cache.entries.values())
         assert kept[-1] is ERASED  # Dave, the last asked; Alice, asked before him, is the other
-        assert not isinstance(kept[0], type(ERASED)) and kept[0].subject_id in cache.by_subject
+        assert isinstance(kept[0], Known) and kept[0].subject_id in cache.by_subject
         assert answer(client, producer, BOB) == (False, "consent_withdrawn")  # read again
 
 
@@ -198,14 +207,8 @@ def test_a_read_behind_memory_answers_but_is_not_kept(
     assert not cache.entries
 
 
-def test_a_check_of_nothing_memory_holds_is_one_read_without_a_probe(
-    api: TestClient,
-    ledger: Ledger,
-    reader: LedgerReader,
-    settings_db_only: Settings,
-    tokens: dict[str, str],
-) -> None:
-    producer = tokens["producer"]
+def test_a_check_of_nothing_memory_holds_is_one_read_without_a_probe(world: World) -> None:
+    api, ledger, reader, settings_db_only, producer = world
     cache = cache_of(api)
     assert answer(api, producer, "nobody@example.com", "billing") == (True, "legal_basis")
     assert answer(api, producer, BOB) == (False, "consent_withdrawn")  # now held
