@@ -59,7 +59,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import PoolTimeout
 
-from ledger.application import SHREDDED_TOPIC
+from ledger.application import EVENTS_TABLE, SHREDDED_TOPIC
 from projections.api.decisions import decide
 from projections.api.models import PurposeDecision
 from projections.queries import Conn, Queries
@@ -425,7 +425,7 @@ def _unavailable(exc: BaseException) -> Exception:
 _HEAD = (
     "SELECT to_regclass(%(tracking)s)::oid AS generation, coalesce((SELECT notification_id "
     "FROM {consent}.tracking WHERE application_name = 'Ledger'), 0) AS position, "
-    "coalesce((SELECT max(notification_id) FROM {ledger}.ledger_events), 0) AS head"
+    "coalesce((SELECT max(notification_id) FROM {ledger}." + EVENTS_TABLE + "), 0) AS head"
 )
 # The head, which subjects and catalogues changed in the view after its position, and which
 # subjects the ledger shredded after its: one snapshot. Every range is bounded on both sides:
@@ -438,8 +438,9 @@ _PROBE = (
     "WHERE position > %(since)s AND position <= %(until)s LIMIT %(limit)s) AS subjects, "
     "ARRAY(SELECT DISTINCT tenant FROM {consent}.purposes "
     "WHERE position > %(since)s AND position <= %(until)s) AS tenants, "
-    "ARRAY(SELECT originator_id FROM {ledger}.ledger_events WHERE notification_id > %(head)s "
-    "AND notification_id <= %(head)s + %(scan)s AND topic = %(shredded)s) AS shredded"
+    "ARRAY(SELECT originator_id FROM {ledger}." + EVENTS_TABLE + " "
+    "WHERE notification_id > %(head)s AND notification_id <= %(head)s + %(scan)s "
+    "AND topic = %(shredded)s) AS shredded"
 )
 _NO_DIGEST: Final = b""  # no reference's: digests are 32 bytes
 # Per reference: erased, or the subject the view knows with a row per consent it holds; on

@@ -57,6 +57,16 @@ def probe(
     return Probe(generation, position, head, list(subjects), list(tenants), since, head_since)
 
 
+async def early_and_late(cache: PurposeCache) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """A check, then another once the first one's probe runs (it may predate the second's
+    commit, so the second starts a probe of its own)."""
+    early = asyncio.create_task(cache.fresh())
+    await settle()
+    late = asyncio.create_task(cache.fresh())
+    await settle()
+    return early, late
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -88,10 +98,7 @@ def test_checks_beyond_the_probes_in_flight_share_the_next_one() -> None:
 def test_a_check_that_arrives_during_a_probe_is_not_answered_by_it() -> None:
     async def scenario() -> None:
         cache = ScriptedCache()
-        early = asyncio.create_task(cache.fresh())
-        await settle()
-        late = asyncio.create_task(cache.fresh())  # the first probe may predate its commit
-        await settle()
+        early, late = await early_and_late(cache)
         assert len(cache.gates) == 2
         cache.gates[0].set_result(probe(5))
         await settle()
@@ -106,10 +113,7 @@ def test_a_check_that_arrives_during_a_probe_is_not_answered_by_it() -> None:
 def test_a_probe_overtaken_by_a_later_one_only_drops() -> None:
     async def scenario() -> None:
         cache, a, b = filled()
-        early = asyncio.create_task(cache.fresh())
-        await settle()
-        late = asyncio.create_task(cache.fresh())
-        await settle()
+        early, late = await early_and_late(cache)
         cache.gates[1].set_result(probe(12, subjects=(b,)))  # the later one finishes first
         await late
         cache.gates[0].set_result(probe(11, subjects=(a,)))
