@@ -45,7 +45,6 @@ from kafka.errors import KafkaError
 
 from ledger import avro, contract
 from ledger.application import Ledger, Outcome
-from ledger.backoff import Backoff
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.consumer import (
     KafkaConsumer,
@@ -55,8 +54,9 @@ from ledger.kafka.consumer import (
     rewind,
 )
 from ledger.kafka.producer import KafkaProducer
-from ledger.logs import get as get_logger
-from ledger.settings import Topics
+from ledger.kafka.topics import Topics
+from ledger.plumbing.backoff import Backoff
+from ledger.plumbing.logs import get as get_logger
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     persistence.OperationalError,

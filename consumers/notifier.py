@@ -31,7 +31,6 @@ from psycopg_pool import ConnectionPool
 from consumers.ingest import RETRYABLE
 from ledger import avro, pg_session
 from ledger.application import Ledger
-from ledger.backoff import Backoff
 from ledger.crypto import KeyEncryptionKey
 from ledger.kafka.consumer import (
     KafkaConsumer,
@@ -41,7 +40,8 @@ from ledger.kafka.consumer import (
     make_consumer,
     rewind,
 )
-from ledger.logs import get as get_logger
+from ledger.plumbing.backoff import Backoff
+from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import kek_ring
 from ledger.settings import ConfigError, Settings
 from ledger.webhooks.dispatch import Dispatcher

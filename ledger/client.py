@@ -59,7 +59,7 @@ from ledger.domain.rules import InvalidEvent
 from ledger.domain.values import LegalBasis
 from ledger.kafka.librdkafka import LibrdkafkaProducer
 from ledger.kafka.producer import make_producer
-from ledger.settings import Topics
+from ledger.kafka.topics import Topics
 
 __all__ = ["IngestPublicKey", "InvalidEvent", "LedgerClient", "LegalBasis", "fetch_ingest_key"]
 

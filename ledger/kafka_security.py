@@ -10,7 +10,7 @@ turned into kafka-python keyword arguments by :meth:`KafkaSecurity.client_config
 - **Files are checked when the settings are read**, so a missing CA or key file stops the
   process at start with the variable's name, not at the first connection.
 - **Secrets never appear in errors or ``repr``.** Passwords come from the variable or from
-  its ``_FILE`` (:mod:`ledger.secret_files`); messages name variables and paths only.
+  its ``_FILE`` (:mod:`ledger.plumbing.secret_files`); messages name variables and paths only.
 - **Server certificates are verified**, host name included (``LEDGER_KAFKA_SSL_CHECK_HOSTNAME``
   turns only the name check off); without ``LEDGER_KAFKA_SSL_CAFILE`` the system's CAs are used.
 """
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.secret_files import SettingError, readable_file, secret
+from ledger.plumbing.secret_files import SettingError, readable_file, secret
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

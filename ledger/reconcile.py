@@ -37,7 +37,7 @@ from psycopg.sql import SQL, Identifier
 from ledger.application import Ledger, LedgerReader
 from ledger.domain.subject import Subject
 from ledger.erasure_journal import ErasureJournal
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import open_reader
 from ledger.settings import Settings
 from ledger.store import LedgerStore, Shredded

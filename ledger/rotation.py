@@ -31,7 +31,6 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger import crypto
 from ledger.ingest_keys import _context as ingest_key_context
 from ledger.kek import KeyRing
-from ledger.webhooks.endpoints import secret_context
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ WRAPPED_SECRET_TABLES = (
         "webhook_endpoints",
         "webhook signing secrets",
         ("tenant", "name"),
-        secret_context,
+        crypto.webhook_secret_context,
         "wrapped_secret",
     ),
 )

@@ -26,47 +26,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger import kafka_security, pg_session
 from ledger import kek as kek_config
+from ledger.kafka.topics import TopicReplication, Topics
 from ledger.kafka_security import KafkaSecurity
-from ledger.secret_files import SettingError, secret
+from ledger.plumbing.errors import ConfigError
+from ledger.plumbing.secret_files import SettingError, secret
 
 _MS = timedelta(milliseconds=1)
 DEFAULT_DATA_DIR = ".ledger"
 DEV_STATE_FILE = "dev.json"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or wrong; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Topics:
-    ingest: str = "compliance.ingest"
-    rejected: str = "compliance.ingest.rejected"
-    ledger: str = "compliance.ledger"
-    checkpoints: str = "compliance.checkpoints"
-
-
-@dataclass(frozen=True)
-class TopicReplication:
-    """How the topics the ledger creates are replicated (``LEDGER_KAFKA_REPLICATION_FACTOR``,
-    ``LEDGER_KAFKA_MIN_INSYNC_REPLICAS``); None means derived from the cluster's size."""
-
-    factor: int | None = None
-    min_insync: int | None = None
-
-    def resolve(self, brokers: int) -> tuple[int, int]:
-        """(replication factor, min.insync.replicas) on a cluster of ``brokers`` brokers:
-        by default ``min(3, brokers)`` replicas, of which 2 must acknowledge a write where
-        there are 3 or more, else 1."""
-        factor = self.factor or min(3, max(1, brokers))
-        min_insync = self.min_insync or (2 if factor >= 3 else 1)
-        if min_insync > factor:
-            raise ConfigError(
-                f"LEDGER_KAFKA_MIN_INSYNC_REPLICAS={min_insync} exceeds the replication factor "
-                f"{factor}: no write could ever be acknowledged"
-            )
-        return factor, min_insync
 
 
 @dataclass(frozen=True)
@@ -114,7 +82,7 @@ class Settings:
     checkpoint_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
-    kafka_replication: TopicReplication = TopicReplication()
+    kafka_replication: TopicReplication = field(default_factory=TopicReplication)
     # TLS and SASL of every Kafka client (``ledger.kafka_security``).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Auditor replays (``projections.replay``): how long a finished one is kept.

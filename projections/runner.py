@@ -28,8 +28,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import ApplicationSubscription
 
 from ledger.application import LedgerReader
-from ledger.backoff import Backoff
-from ledger.logs import get as get_logger
+from ledger.plumbing.backoff import Backoff
+from ledger.plumbing.logs import get as get_logger
 from projections.view import View
 
 LOG_EVERY_S = 30.0

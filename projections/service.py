@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from ledger.application import LedgerReader
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from ledger.settings import Settings
 from projections.catalog import VIEWS, live_schema, open_view
 from projections.runner import ProjectionRunner, hold_lock

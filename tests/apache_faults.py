@@ -13,7 +13,7 @@ from kafka.errors import KafkaError
 
 from ledger.kafka.admin import BrokerUnavailable, admin_client, default_partitions, ensure_topics
 from ledger.kafka.apache import ApacheKafka
-from ledger.settings import Topics
+from ledger.kafka.topics import Topics
 from tests.faults import Ledger, Supervisor, wait_for
 
 MIN_INSYNC = "2"  # with three replicas and acks=all: one broker may be lost, not two

@@ -29,7 +29,8 @@ from psycopg import sql
 from ledger.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.kafka.admin import broker_reachable, default_partitions, ensure_topics
 from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
-from ledger.settings import Settings, Topics, load
+from ledger.kafka.topics import Topics
+from ledger.settings import Settings, load
 
 TESTS_DIR = Path(__file__).resolve().parent
 _TIER_MARKERS = {"integration": "integration", "e2e": "e2e"}

@@ -1,6 +1,6 @@
 """Which ``LEDGER_*`` variables a module reads, found in its source (for the doc and compose
 tests): every string constant that is a whole ``LEDGER_*`` name, and ``NAME_FILE`` for each
-secret read through :func:`ledger.secret_files.secret`."""
+secret read through :func:`ledger.plumbing.secret_files.secret`."""
 
 from __future__ import annotations
 

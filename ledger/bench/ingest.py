@@ -37,8 +37,9 @@ from ledger.domain.values import LegalBasis
 from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
+from ledger.kafka.topics import Topics
 from ledger.runtime import open_ledger
-from ledger.settings import Settings, Topics
+from ledger.settings import Settings
 
 
 def workload(subjects: int, run: str) -> list[Command]:

@@ -20,13 +20,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ledger import children
 from ledger.contract import Command, Envelope, new_event_id
 from ledger.crypto import new_secret
 from ledger.crypto_ingest import IngestPublicKey
 from ledger.domain.values import LegalBasis
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from ledger.kafka.apache import ApacheKafka
+from ledger.plumbing import children
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from ledger import logs
 from ledger.bench import freshness, ingest, query, replay, soak
 from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
 from ledger.cli.common import settings as load_settings
+from ledger.plumbing import logs
 from ledger.settings import MAX_API_WORKERS, Settings
 from projections.api.models import MAX_PURPOSE_CHECKS
 

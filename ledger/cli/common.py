@@ -20,12 +20,12 @@ from eventsourcing import persistence
 from kafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ledger import logs
 from ledger.application import Ledger
-from ledger.backoff import Backoff
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.admin import BrokerUnavailable, admin_client
 from ledger.kafka.diagnosis import explain
+from ledger.plumbing import logs
+from ledger.plumbing.backoff import Backoff
 from ledger.runtime import open_ledger
 from ledger.settings import ConfigError, Settings, load
 

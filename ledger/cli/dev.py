@@ -9,7 +9,7 @@ the broker, then PostgreSQL. If ``ledger dev`` itself is killed, its children an
 stop too (PostgreSQL is started detached by its own tooling and is not covered by this).
 
 Each child's log lines go to this command's stderr and to ``<data-dir>/logs/<process>.log``
-(rotated, bounded: :class:`ledger.children.ChildLogs`); the broker's to
+(rotated, bounded: :class:`ledger.plumbing.children.ChildLogs`); the broker's to
 ``<data-dir>/broker.log``, PostgreSQL's to ``<data-dir>/postgres/log``.
 
 While it runs, ``<data-dir>/dev.json`` tells other ``ledger`` commands started in the same
@@ -36,15 +36,15 @@ from typing import Annotated
 
 import typer
 
-from ledger import logs
-from ledger.children import ChildLogs
-from ledger.children import stop as stop_children
 from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.cli.keys import before_serving
 from ledger.crypto import new_secret
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.integrity.checkpoints import new_private_key
 from ledger.kafka.apache import ApacheKafka
+from ledger.plumbing import logs
+from ledger.plumbing.children import ChildLogs
+from ledger.plumbing.children import stop as stop_children
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare

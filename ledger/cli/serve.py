@@ -32,7 +32,6 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import multiprocess
 
-from ledger import children
 from ledger.cli.common import (
     DATABASE_DOWN,
     fail,
@@ -41,7 +40,8 @@ from ledger.cli.common import (
     wait_until_kafka_admits,
 )
 from ledger.cli.keys import before_serving
-from ledger.logs import get as get_logger
+from ledger.plumbing import children
+from ledger.plumbing.logs import get as get_logger
 from ledger.settings import MAX_API_WORKERS as MAX_WORKERS
 from ledger.settings import ConfigError, Settings
 from projections.api.metrics import MULTIPROC_ENV

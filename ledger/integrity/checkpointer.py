@@ -27,7 +27,7 @@ import psycopg
 from ledger import avro
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from ledger.store import LedgerStore
 
 Publish = Callable[[bytes], None]

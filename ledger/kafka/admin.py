@@ -16,7 +16,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient
 
 from ledger.kafka.connection import KafkaSecurity, connection_config
-from ledger.settings import TopicReplication, Topics
+from ledger.kafka.topics import TopicReplication, Topics
 
 DEFAULT_PORT = 9092
 _CONFIG_REFUSED = (kafka_errors.InvalidConfigurationError, kafka_errors.PolicyViolationError)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ledger.children import die_with_parent
 from ledger.kafka.admin import replication_factor
+from ledger.plumbing.children import die_with_parent
 
 HOST = "127.0.0.1"
 # C1 only and the serial collector: measured here, a node serves about a second sooner

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from ledger.application import Ledger
-from ledger.backoff import Backoff
 from ledger.crypto import CannotOpen, KeyEncryptionKey
 from ledger.domain.rules import RuleViolation
-from ledger.logs import get as get_logger
+from ledger.plumbing.backoff import Backoff
+from ledger.plumbing.logs import get as get_logger
 from ledger.webhooks.endpoints import open_secret
 from ledger.webhooks.outbox import Claim, Outbox, ReadyRequest, Result
 from ledger.webhooks.sender import Sender

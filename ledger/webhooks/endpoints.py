@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from ledger.crypto import KeyEncryptionKey
+from ledger.crypto import webhook_secret_context as secret_context
 from ledger.domain.values import TENANT_CODE
 from ledger.webhooks import signing
 from ledger.webhooks.notice import KINDS
@@ -90,10 +91,6 @@ def check_tenant(tenant: str) -> str:
             "the tenant must be a tenant code (lower-case letters, digits, '-' and '_')"
         )
     return tenant
-
-
-def secret_context(tenant: str, name: str) -> bytes:
-    return b"webhook:" + tenant.encode() + b"\x00" + name.encode()
 
 
 def add(

@@ -44,7 +44,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.domain.values import TENANT_CODE
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from projections.api.problems import Forbidden, Unauthorized, Unavailable
 
 DEFAULT_CACHE_TTL = 5.0

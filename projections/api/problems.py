@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://compliance-ledger.dev/problems/"

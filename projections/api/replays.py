@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import open_reader
 from ledger.settings import Settings
 from projections.api import answers

@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime
 
 from ledger.application import LedgerReader
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from ledger.settings import Settings
 from projections.queries import Queries
 from projections.replay.build import Built, Progress, build

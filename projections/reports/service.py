@@ -24,7 +24,7 @@ from uuid import UUID
 
 from ledger.application import Ledger
 from ledger.contract import new_event_id
-from ledger.logs import get as get_logger
+from ledger.plumbing.logs import get as get_logger
 from projections.api.personal import SubjectKeys
 from projections.queries import Conn, Queries
 from projections.reports import pdf

@@ -25,8 +25,9 @@ from ledger.client import LedgerClient
 from ledger.embedded import free_port
 from ledger.kafka.admin import admin_client, default_partitions, ensure_topics
 from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
+from ledger.kafka.topics import Topics
 from ledger.kafka_security import KafkaSecurity
-from ledger.settings import Topics, load
+from ledger.settings import load
 from tests import builders as b
 from tests.apache_faults import exactly_once
 from tests.conftest import require_service

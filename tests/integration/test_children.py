@@ -11,11 +11,11 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from ledger import children
+from ledger.plumbing import children
 
 PARENT = """
 import sys, time
-from ledger import children
+from ledger.plumbing import children
 child = children.spawn("project", dict(__import__("os").environ))
 print(child.pid, flush=True)
 time.sleep(120)

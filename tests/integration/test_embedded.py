@@ -26,7 +26,8 @@ from ledger.kafka.admin import (
     ensure_topics,
     topic_exists,
 )
-from ledger.settings import Settings, Topics
+from ledger.kafka.topics import Topics
+from ledger.settings import Settings
 from tests.conftest import require_service
 
 

@@ -18,7 +18,7 @@ from ledger.application import Ledger
 from ledger.contract import Command
 from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import TopicPartition
-from ledger.settings import Topics
+from ledger.kafka.topics import Topics
 from tests.builders import (
     IP,
     REF,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.settings import ConfigError, Settings, Topics, load
+from ledger.kafka.topics import Topics
+from ledger.settings import ConfigError, Settings, load
 
 
 def b64(raw: bytes) -> str:

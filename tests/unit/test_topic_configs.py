@@ -13,7 +13,8 @@ import kafka.errors as kafka_errors
 import pytest
 
 from ledger.kafka import admin
-from ledger.settings import ConfigError, TopicReplication, Topics, load
+from ledger.kafka.topics import TopicReplication, Topics
+from ledger.settings import ConfigError, load
 
 
 class FakeAdmin:
