@@ -29,7 +29,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from consumers.ingest import RETRYABLE
-from ledger import avro, pg_session
+from ledger import avro
 from ledger.application import Ledger
 from ledger.crypto import KeyEncryptionKey
 from ledger.kafka.consumer import (
@@ -44,6 +44,7 @@ from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import kek_ring
 from ledger.settings import ConfigError, Settings
+from ledger.storage import pg_session
 from ledger.webhooks.dispatch import Dispatcher
 from ledger.webhooks.notice import Erasure
 from ledger.webhooks.outbox import Outbox

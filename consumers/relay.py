@@ -34,12 +34,12 @@ from eventsourcing.persistence import Notification
 
 from ledger import avro, contract
 from ledger.application import Ledger
-from ledger.integrity.chain import Link
 from ledger.integrity.checkpointer import Checkpointer
 from ledger.integrity.topic import chain_link
 from ledger.kafka.producer import KafkaProducer
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
+from ledger.storage.chain import Link
 
 
 def event_type(topic: str) -> str:

@@ -34,7 +34,6 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
-from ledger import pg_session
 from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
 from ledger.contract import Command
 from ledger.crypto import KeyEncryptionKey
@@ -57,10 +56,11 @@ from ledger.ingest_keys import (
 )
 from ledger.ingest_keys_postgres import PostgresIngestKeyTable
 from ledger.keystore import KeyStore
-from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef
-from ledger.store_memory import InMemoryLedgerRecorder
-from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
-from ledger.transcodings import LegalBasisAsName, SealedAsDict
+from ledger.storage import pg_session
+from ledger.storage.memory import InMemoryLedgerRecorder
+from ledger.storage.postgres import PostgresLedgerRecorder, connect_direct
+from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef
+from ledger.storage.transcodings import LegalBasisAsName, SealedAsDict
 
 SUBJECT_CACHE_SIZE = 50_000
 SHREDDED_TOPIC = get_topic(Subject.KeysShredded)

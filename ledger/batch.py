@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ledger.store import Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.storage.store import Receipt, Shredded, SubjectRef, WrappedKey
 
 SUBJECT_COMMANDS = {
     "ConsentGranted": "grant_consent",

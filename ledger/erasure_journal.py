@@ -35,7 +35,7 @@ from typing import Any
 from ledger import avro
 from ledger.kafka.admin import topic_exists
 from ledger.kafka.consumer import KafkaConsumer, TopicPartition, make_consumer
-from ledger.store import LedgerStore
+from ledger.storage.store import LedgerStore
 from ledger.webhooks.notice import Erasure
 
 ERASURE = "KeysShredded"

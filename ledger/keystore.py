@@ -13,7 +13,7 @@ from uuid import UUID
 
 from ledger import crypto
 from ledger.domain.values import Sealed
-from ledger.store import LedgerStore, WrappedKey
+from ledger.storage.store import LedgerStore, WrappedKey
 
 
 class KeyStore:

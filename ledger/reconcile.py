@@ -40,8 +40,8 @@ from ledger.erasure_journal import ErasureJournal
 from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import open_reader
 from ledger.settings import Settings
-from ledger.store import LedgerStore, Shredded
-from ledger.store_postgres import PostgresLedgerRecorder, connect_direct
+from ledger.storage.postgres import PostgresLedgerRecorder, connect_direct
+from ledger.storage.store import LedgerStore, Shredded
 from ledger.webhooks.notice import Erasure
 
 ATTEMPTS = 3

@@ -24,12 +24,13 @@ from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger import kafka_security, pg_session
+from ledger import kafka_security
 from ledger import kek as kek_config
 from ledger.kafka.topics import TopicReplication, Topics
 from ledger.kafka_security import KafkaSecurity
 from ledger.plumbing.errors import ConfigError
 from ledger.plumbing.secret_files import SettingError, secret
+from ledger.storage import pg_session
 
 _MS = timedelta(milliseconds=1)
 DEFAULT_DATA_DIR = ".ledger"
@@ -92,8 +93,9 @@ class Settings:
     # keeps serving with /readyz at 503 before it stops accepting connections.
     shutdown_grace: timedelta = timedelta(seconds=20)
     shutdown_drain: timedelta = timedelta(0)
-    # Bounds of the ledger's PostgreSQL sessions (``ledger.pg_session``, ``ledger.write_watch``):
-    # a write transaction open longer than ``write_timeout`` is ended and its batch run again.
+    # Bounds of the ledger's PostgreSQL sessions (``ledger.storage.pg_session``,
+    # ``ledger.storage.write_watch``): a write transaction open longer than ``write_timeout``
+    # is ended and its batch run again.
     write_timeout: timedelta = timedelta(seconds=60)
     statement_timeout: timedelta = timedelta(seconds=30)
     lock_timeout: timedelta = timedelta(seconds=10)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from eventsourcing.postgres import PostgresDatastore
 
-from ledger import pg_session
 from ledger.settings import Settings
-from ledger.store_postgres import connect_direct
+from ledger.storage import pg_session
+from ledger.storage.postgres import connect_direct
 from projections.consent import ConsentView
 from projections.erasure import ErasureView
 from projections.records import RecordsView

@@ -59,7 +59,7 @@ def parse_status(row: dict[str, Any]) -> list[ViewStatus]:
 def oldest_write_query(settings: Settings) -> Composed:
     """Seconds the oldest open write transaction on the ledger's event table has been open
     (0 if none), as ``age``: every process's writers, whether they hold the table's lock or
-    wait for it (``ledger.write_watch`` ends a writer past ``LEDGER_WRITE_TIMEOUT``). The
+    wait for it (``ledger.storage.write_watch`` ends a writer past ``LEDGER_WRITE_TIMEOUT``). The
     role must see the writers' sessions in ``pg_stat_activity`` (its own do; others' need
     ``pg_read_all_stats``)."""
     table = f'"{settings.database_schema}".ledger_events'

@@ -9,7 +9,7 @@ Rules every view keeps:
 - **A schema per view.** A view's tables live in ``<ledger schema>_<view name>``. A rebuild
   fills ``..._rebuild`` from the first event and swaps the two schemas in one transaction,
   so readers see the old view or the new one, never a half-built one.
-- **Bounded.** The batch's transaction is watched (``ledger.write_watch``): open past
+- **Bounded.** The batch's transaction is watched (``ledger.storage.write_watch``): open past
   ``LEDGER_WRITE_TIMEOUT``, its session is terminated and the batch is applied again.
 - **No plaintext personal data.** Personal columns hold the event's sealed value
   (:meth:`Sealed.to_bytes`); they open only with the subject's key, which the view never has.
@@ -38,8 +38,8 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.domain.values import Sealed
 from ledger.settings import Settings
-from ledger.store_postgres import backend_terminator
-from ledger.write_watch import WriteWatch
+from ledger.storage.postgres import backend_terminator
+from ledger.storage.write_watch import WriteWatch
 
 APPLICATION_NAME = "Ledger"  # the tracked application: LedgerReader.name
 REBUILD_SUFFIX = "_rebuild"

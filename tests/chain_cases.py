@@ -9,9 +9,9 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from ledger.application import Ledger
-from ledger.integrity.chain import GENESIS, extend, stored
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import verify
+from ledger.storage.chain import GENESIS, extend, stored
 from tests.builders import REF, collect, disclose, erase, grant, withdraw
 from tests.ledger_cases import BOB, OpenLedger, ready, statuses
 

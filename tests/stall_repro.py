@@ -32,8 +32,8 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.embedded import EmbeddedPostgres
-from ledger.store import Receipt, SubjectRef, WrappedKey
-from ledger.store_postgres import PostgresLedgerRecorder
+from ledger.storage.postgres import PostgresLedgerRecorder
+from ledger.storage.store import Receipt, SubjectRef, WrappedKey
 
 EVENTS = 942  # the burst of the report
 STATE_BYTES = 1_500  # about what a sealed ConsentGranted weighs

@@ -37,7 +37,7 @@ from ledger.kafka.admin import (
 )
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.settings import ConfigError, Settings
-from ledger.store import LedgerStore
+from ledger.storage.store import LedgerStore
 
 ALICE, BOB = "alice@example.com", "bob@example.org"
 TERMS, NEWS, SIGN = "terms.service", "marketing.newsletter", "signing.audit-trail"

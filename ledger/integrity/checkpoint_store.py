@@ -21,7 +21,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import Problem, verify
-from ledger.store import LedgerStore
+from ledger.storage.store import LedgerStore
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS {schema}.checkpoints ("

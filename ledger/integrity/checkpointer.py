@@ -28,7 +28,7 @@ from ledger import avro
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
 from ledger.plumbing.logs import get as get_logger
-from ledger.store import LedgerStore
+from ledger.storage.store import LedgerStore
 
 Publish = Callable[[bytes], None]
 OpenTable = Callable[[], AbstractContextManager[CheckpointTable]]

@@ -17,9 +17,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ledger.integrity.chain import Link, stored
 from ledger.integrity.verify import Item, Page
-from ledger.store import LedgerStore
+from ledger.storage.chain import Link, stored
+from ledger.storage.store import LedgerStore
 
 BATCH = 5_000
 

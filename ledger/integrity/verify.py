@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ledger.integrity.chain import GENESIS, Link, Row, Stored, link_hash, row_hash, stored
+from ledger.storage.chain import GENESIS, Link, Row, Stored, link_hash, row_hash, stored
 
 MAX_PROBLEMS = 20
 

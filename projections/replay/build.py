@@ -34,12 +34,12 @@ from eventsourcing.persistence import StoredEvent, Tracking
 
 from ledger.application import LedgerReader
 from ledger.integrity.audit import Audit, check_checkpoint
-from ledger.integrity.chain import Row
 from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import ChainVerifier
 from ledger.settings import Settings
+from ledger.storage.chain import Row
 from projections.catalog import open_view
 from projections.replay.registry import view_schemas
 from projections.view import APPLICATION_NAME, View

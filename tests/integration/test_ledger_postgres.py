@@ -13,7 +13,7 @@ from psycopg import sql
 from ledger.application import Ledger
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
-from ledger.store_postgres import PostgresLedgerRecorder
+from ledger.storage.postgres import PostgresLedgerRecorder
 from tests.builders import REF, TENANT, collect, grant
 from tests.chain_cases import ChainCases
 from tests.erasure_cases import ErasureCases

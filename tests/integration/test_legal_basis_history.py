@@ -19,7 +19,7 @@ from ledger.contract import subject_command
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
-from ledger.store import Receipt
+from ledger.storage.store import Receipt
 from projections.api.problems import Conflict
 from projections.api.writer import LedgerWriter
 from projections.rebuild import rebuild

@@ -19,7 +19,7 @@ from psycopg import sql
 from ledger.application import Ledger
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
-from ledger.store_postgres import PostgresLedgerRecorder
+from ledger.storage.postgres import PostgresLedgerRecorder
 from projections.api.app import create_app, prepare
 from tests import stall_repro
 

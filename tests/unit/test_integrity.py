@@ -12,7 +12,6 @@ from types import ModuleType
 
 from ledger.application import Ledger
 from ledger.crypto import LocalKek, new_secret
-from ledger.integrity.chain import GENESIS, Link, Row, Stored, extend, link_hash, stored
 from ledger.integrity.checkpoints import (
     Checkpoint,
     CheckpointSigner,
@@ -21,6 +20,7 @@ from ledger.integrity.checkpoints import (
 )
 from ledger.integrity.sources import export_line, item_from_line, store_items
 from ledger.integrity.verify import Item, Page, verify
+from ledger.storage.chain import GENESIS, Link, Row, Stored, extend, link_hash, stored
 from tests.builders import REF, collect, erase, grant
 from tests.ledger_cases import BOB, ready
 

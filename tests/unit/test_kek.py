@@ -13,7 +13,7 @@ from ledger.crypto import KekNotConfigured, LocalKek, new_secret
 from ledger.kek import KeyRing
 from ledger.keystore import KeyStore
 from ledger.settings import ConfigError, load
-from ledger.store_memory import InMemoryLedgerRecorder
+from ledger.storage.memory import InMemoryLedgerRecorder
 
 OLD, NEW = new_secret(), new_secret()
 CONTEXT = crypto.subject_context(uuid.uuid4())

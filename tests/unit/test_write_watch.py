@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from ledger import pg_session
 from ledger.settings import ConfigError
 from ledger.settings import load as load_settings
-from ledger.write_watch import WriteWatch
+from ledger.storage import pg_session
+from ledger.storage.write_watch import WriteWatch
 
 
 class Clock:

@@ -10,7 +10,7 @@ Rules this module keeps:
   at twice ``LEDGER_WRITE_TIMEOUT``, after the watchdog): set as connection options, so they
   hold from the first statement of every pooled and direct connection, and even while the
   ledger's process is frozen. A server before 17 lacks ``transaction_timeout``; the
-  in-process watchdog (``ledger.write_watch``) bounds write transactions there.
+  in-process watchdog (``ledger.storage.write_watch``) bounds write transactions there.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def connection_kwargs(env: Mapping[str, Any], server_version: int = 0) -> dict[s
 
 def configure(pool_kwargs: object, env: Mapping[str, Any], server_version: int) -> None:
     """Names and bounds every later connection made with ``pool_kwargs`` (the pool's and
-    ``ledger.store_postgres.connect_direct``'s)."""
+    ``ledger.storage.postgres.connect_direct``'s)."""
     if not isinstance(pool_kwargs, dict):
         raise TypeError(f"connection parameters are a {type(pool_kwargs).__name__}, not a dict")
     pool_kwargs.update(connection_kwargs(env, server_version))

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import structlog
 
-log = structlog.get_logger("ledger.write_watch")
+log = structlog.get_logger("ledger.storage.write_watch")
 
 Terminate = Callable[[int], bool]
 

@@ -22,7 +22,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.integrity.chain import Link, Stored, extend, stored
+from ledger.storage.chain import Link, Stored, extend, stored
 
 CREATE = (
     "CREATE TABLE IF NOT EXISTS {schema}.chain ("

@@ -33,7 +33,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
-from ledger.integrity.chain import Link, Row
+from ledger.storage.chain import Link, Row
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""In-memory :class:`ledger.store.LedgerStore` for unit tests: same rules, no I/O."""
+"""In-memory :class:`ledger.storage.store.LedgerStore` for unit tests: same rules, no I/O."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from ledger.integrity.chain import Link, extend, stored
-from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.storage.chain import Link, extend, stored
+from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
 
 class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):

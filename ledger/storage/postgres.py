@@ -1,5 +1,6 @@
 """The ledger's PostgreSQL recorder: `eventsourcing`'s application recorder plus the key,
-reference and receipt tables, written in the events' own transaction (see ``ledger.store``)."""
+reference and receipt tables, written in the events' own transaction (see
+``ledger.storage.store``)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.integrity import chain_postgres
-from ledger.integrity.chain import Link, Row
-from ledger.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
-from ledger.write_watch import WriteWatch
+from ledger.storage import chain_postgres
+from ledger.storage.chain import Link, Row
+from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.storage.write_watch import WriteWatch
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
@@ -82,7 +83,8 @@ END $ledger$"""
 
 DDL_ATTEMPTS = 5
 _MAX_ID = 2**63 - 1  # bigint's largest: no upper bound
-# The server ended the session for a timeout (``ledger.pg_session``): retried like a lost one.
+# The server ended the session for a timeout (``ledger.storage.pg_session``): retried like a
+# lost one.
 _SESSION_ENDED = (
     psycopg.errors.TransactionTimeout,
     psycopg.errors.IdleInTransactionSessionTimeout,
@@ -103,7 +105,8 @@ def connect_direct(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
 
 
 def backend_terminator(datastore: PostgresDatastore) -> Callable[[int], bool]:
-    """Ends a stalled writer's session from a connection of its own (``ledger.write_watch``)."""
+    """Ends a stalled writer's session from a connection of its own
+    (``ledger.storage.write_watch``)."""
 
     def terminate(pid: int) -> bool:
         with connect_direct(datastore) as conn:
@@ -178,14 +181,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         transaction that commits only if every statement succeeded. (The inherited method
         defers a Python exception until after its transaction has committed; here any
         exception rolls back.) The links are computed under the event table lock that
-        ``_insert_stored_events`` takes (see ``ledger.integrity.chain_postgres``).
+        ``_insert_stored_events`` takes (see ``ledger.storage.chain_postgres``).
 
         **No pipeline mode.** Every statement is sent whole before its result is awaited, and
         each table gets one statement however large the batch (``unnest`` of arrays). In
         pipeline mode psycopg (3.3) may stop sending with part of a large batch still in
         libpq's buffer, then wait for results the server never flushes: the backend sat
         "active / ClientRead" holding the event table's lock until killed (issue 19,
-        ``tests/stall_repro.py``). The transaction is watched (``ledger.write_watch``); a
+        ``tests/stall_repro.py``). The transaction is watched (``ledger.storage.write_watch``); a
         session the server ended for a timeout is an ``OperationalError``, so the batch is
         retried like one whose session the watchdog terminated."""
         try:
@@ -411,7 +414,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
 
     @contextmanager
     def _watched(self) -> Iterator[Cursor[DictRow]]:
-        """A write transaction the watchdog bounds (``ledger.write_watch``)."""
+        """A write transaction the watchdog bounds (``ledger.storage.write_watch``)."""
         with (
             self.datastore.transaction(commit=True) as curs,
             self.write_watch.writing(curs.connection.info.backend_pid),
