@@ -31,7 +31,6 @@ from psycopg_pool import ConnectionPool
 from consumers.ingest import RETRYABLE
 from ledger import avro
 from ledger.application import Ledger
-from ledger.crypto import KeyEncryptionKey
 from ledger.kafka.consumer import (
     KafkaConsumer,
     Polled,
@@ -40,6 +39,7 @@ from ledger.kafka.consumer import (
     make_consumer,
     rewind,
 )
+from ledger.keys.crypto import KeyEncryptionKey
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
 from ledger.runtime import kek_ring

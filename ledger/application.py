@@ -36,7 +36,6 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
 from ledger.contract import Command
-from ledger.crypto import KeyEncryptionKey
 from ledger.domain.rules import (
     RuleViolation,
     SubjectErased,
@@ -46,7 +45,8 @@ from ledger.domain.rules import (
 )
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
-from ledger.ingest_keys import (
+from ledger.keys.crypto import KeyEncryptionKey
+from ledger.keys.ingest_keys import (
     DEFAULT_RETENTION,
     DEFAULT_SESSION_MAX_AGE,
     DEFAULT_SESSION_MAX_MESSAGES,
@@ -54,8 +54,8 @@ from ledger.ingest_keys import (
     IngestKeyTable,
     MemoryIngestKeyTable,
 )
-from ledger.ingest_keys_postgres import PostgresIngestKeyTable
-from ledger.keystore import KeyStore
+from ledger.keys.ingest_keys_postgres import PostgresIngestKeyTable
+from ledger.keys.keystore import KeyStore
 from ledger.storage import pg_session
 from ledger.storage.memory import InMemoryLedgerRecorder
 from ledger.storage.postgres import PostgresLedgerRecorder, connect_direct

@@ -53,13 +53,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from ledger import avro, contract, crypto_ingest
-from ledger.crypto_ingest import IngestPublicKey
+from ledger import avro, contract
 from ledger.domain.rules import InvalidEvent
 from ledger.domain.values import LegalBasis
 from ledger.kafka.librdkafka import LibrdkafkaProducer
 from ledger.kafka.producer import make_producer
 from ledger.kafka.topics import Topics
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto_ingest import IngestPublicKey
 
 __all__ = ["IngestPublicKey", "InvalidEvent", "LedgerClient", "LegalBasis", "fetch_ingest_key"]
 
@@ -69,7 +70,7 @@ def message_key(tenant: str, subject_ref: str | None, routing_key: bytes | None 
     in order in one partition. Catalogue events are keyed by the tenant alone.
 
     The bucket is a 16-bit keyed hash of the reference under the tenant's routing key (see
-    :func:`ledger.crypto_ingest.routing_bucket` for what that hides and what not).
+    :func:`ledger.keys.crypto_ingest.routing_bucket` for what that hides and what not).
     """
     if subject_ref is None:
         return tenant.encode()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ledger.application import Ledger, LedgerReader
-from ledger.crypto import LocalKek
-from ledger.kek import KeyRing
+from ledger.keys.crypto import LocalKek
+from ledger.keys.kek import KeyRing
 from ledger.settings import Settings
 
 

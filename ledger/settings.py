@@ -25,9 +25,9 @@ from urllib.parse import quote
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger import kafka_security
-from ledger import kek as kek_config
 from ledger.kafka.topics import TopicReplication, Topics
 from ledger.kafka_security import KafkaSecurity
+from ledger.keys import kek as kek_config
 from ledger.plumbing.errors import ConfigError
 from ledger.plumbing.secret_files import SettingError, secret
 from ledger.storage import pg_session
@@ -66,12 +66,12 @@ class Settings:
     projection_batch_size: int = 500
     subject_cache_size: int = 50_000  # subjects a recording process keeps loaded (LRU)
     ingest_retention: timedelta = timedelta(days=7)
-    # Bounds of a sealed-ingest v2 session (``ledger.ingest_keys``).
+    # Bounds of a sealed-ingest v2 session (``ledger.keys.ingest_keys``).
     ingest_session_max_messages: int = 100_000
     ingest_session_max_age: timedelta = timedelta(hours=1)
     # Larger ingest messages are rejected undecoded (``consumers.ingest``).
     ingest_max_message_bytes: int = 256 * 1024
-    # Previous KEK versions, (id, key), that still unwrap (``ledger.kek``).
+    # Previous KEK versions, (id, key), that still unwrap (``ledger.keys.kek``).
     kek_previous: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
     # Erasure webhooks (``ledger notify``).
     notifier_group: str = "ledger-notifier"

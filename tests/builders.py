@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from ledger.application import Ledger
 from ledger.contract import Command, Envelope
-from ledger.crypto import LocalKek, new_secret
 from ledger.domain.values import LegalBasis
+from ledger.keys.crypto import LocalKek, new_secret
 
 TENANT = "acme"
 OCCURRED_AT = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ledger import avro, contract, crypto_ingest
+from ledger import avro, contract
 from ledger.contract import Command
-from ledger.crypto_ingest import IngestPublicKey
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto_ingest import IngestPublicKey
 
 
 def received_in_clear(cmd: Command) -> Command:

@@ -32,12 +32,12 @@ from consumers.ingest import BatchReport, IngestConsumer
 from ledger.bench.setup import TENANT, fresh_schema, ingest_key
 from ledger.client import LedgerClient
 from ledger.contract import Command, Envelope, new_event_id
-from ledger.crypto_ingest import SESSION_X25519, IngestPublicKey
 from ledger.domain.values import LegalBasis
 from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.kafka.topics import Topics
+from ledger.keys.crypto_ingest import SESSION_X25519, IngestPublicKey
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 

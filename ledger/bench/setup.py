@@ -21,11 +21,11 @@ import psycopg
 from psycopg import sql
 
 from ledger.contract import Command, Envelope, new_event_id
-from ledger.crypto import new_secret
-from ledger.crypto_ingest import IngestPublicKey
 from ledger.domain.values import LegalBasis
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from ledger.kafka.apache import ApacheKafka
+from ledger.keys.crypto import new_secret
+from ledger.keys.crypto_ingest import IngestPublicKey
 from ledger.plumbing import children
 from ledger.runtime import open_ledger
 from ledger.settings import Settings

@@ -11,10 +11,10 @@ from eventsourcing.utils import get_topic
 
 from ledger.cli import common
 from ledger.cli.common import fail
-from ledger.crypto import new_secret
 from ledger.domain.rules import RuleViolation
 from ledger.domain.tenant import Tenant
 from ledger.integrity.checkpoints import new_private_key
+from ledger.keys.crypto import new_secret
 
 tenants = typer.Typer(help="Register and list tenants (data controllers).", no_args_is_help=True)
 keys = typer.Typer(help="Key material for configuration.", no_args_is_help=True)

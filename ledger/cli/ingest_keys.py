@@ -17,7 +17,7 @@ from ledger.application import Ledger
 from ledger.cli import common
 from ledger.cli.common import DATABASE_DOWN, fail
 from ledger.domain.values import TENANT_CODE
-from ledger.ingest_keys import IngestKeyRow
+from ledger.keys.ingest_keys import IngestKeyRow
 
 ingest_keys = typer.Typer(
     help="Ingest key pairs: producers seal personal fields to the current public key.",

@@ -19,15 +19,15 @@ from ledger.cli.common import DATABASE_DOWN, fail, settings
 from ledger.erasure_journal import JournalUnreadable
 from ledger.kafka.admin import BrokerUnavailable
 from ledger.kafka.diagnosis import explain
-from ledger.kek import KeyRing
-from ledger.reconcile import ReconcileReport, reconcile_configured
-from ledger.rotation import (
+from ledger.keys.kek import KeyRing
+from ledger.keys.rotation import (
     Rotation,
     RotationBlocked,
     RotationResult,
     WrappedSecretTable,
     kek_usage,
 )
+from ledger.reconcile import ReconcileReport, reconcile_configured
 from ledger.runtime import kek_ring, open_reader
 from ledger.settings import ConfigError, Settings
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from ledger.application import Ledger
-from ledger.crypto import CannotOpen, KeyEncryptionKey
 from ledger.domain.rules import RuleViolation
+from ledger.keys.crypto import CannotOpen, KeyEncryptionKey
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
 from ledger.webhooks.endpoints import open_secret

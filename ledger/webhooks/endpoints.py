@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from ledger.crypto import KeyEncryptionKey
-from ledger.crypto import webhook_secret_context as secret_context
 from ledger.domain.values import TENANT_CODE
+from ledger.keys.crypto import KeyEncryptionKey
+from ledger.keys.crypto import webhook_secret_context as secret_context
 from ledger.webhooks import signing
 from ledger.webhooks.notice import KINDS
 from ledger.webhooks.tables import q

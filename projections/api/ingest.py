@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
-from ledger.crypto_ingest import IngestPublicKey, routing_key, split_public_key_column
-from ledger.ingest_keys import key_document
-from ledger.ingest_keys_postgres import CURRENT_KEY
+from ledger.keys.crypto_ingest import IngestPublicKey, routing_key, split_public_key_column
+from ledger.keys.ingest_keys import key_document
+from ledger.keys.ingest_keys_postgres import CURRENT_KEY
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
 from projections.api.problems import PROBLEM_RESPONSES, Unavailable

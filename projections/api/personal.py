@@ -18,8 +18,8 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from ledger import crypto
 from ledger.domain.values import Sealed
+from ledger.keys import crypto
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from ledger.application import Ledger
 from ledger.cli import ingest_keys
 from ledger.client import fetch_ingest_key
-from ledger.crypto_ingest import INGEST_SCHEME, IngestPublicKey
+from ledger.keys.crypto_ingest import INGEST_SCHEME, IngestPublicKey
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from projections.api import access

@@ -14,10 +14,10 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner, Result
 
-from ledger import crypto_ingest
 from ledger.cli.main import app
-from ledger.crypto import new_secret
-from ledger.rotation import Rotation, RotationBlocked, WrappedSecretTable, kek_usage
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto import new_secret
+from ledger.keys.rotation import Rotation, RotationBlocked, WrappedSecretTable, kek_usage
 from ledger.runtime import kek_ring, open_ledger
 from ledger.settings import Settings, load
 from ledger.webhooks import endpoints

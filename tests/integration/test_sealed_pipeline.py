@@ -19,9 +19,9 @@ from ledger import avro
 from ledger.application import Ledger
 from ledger.cli import admin, ingest_keys
 from ledger.client import LedgerClient, message_key
-from ledger.crypto_ingest import IngestPublicKey
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
+from ledger.keys.crypto_ingest import IngestPublicKey
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from tests import builders as b

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from ledger.crypto import LocalKek, new_secret
+from ledger.keys.crypto import LocalKek, new_secret
 from ledger.settings import Settings
 from ledger.webhooks import endpoints, listing, notice
 from ledger.webhooks.outbox import Outbox, ReadyRequest, Result

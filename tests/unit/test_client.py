@@ -10,10 +10,16 @@ from typing import Any
 import pytest
 
 import ledger.client
-from ledger import avro, contract, crypto_ingest
+from ledger import avro, contract
 from ledger.client import InvalidEvent, LedgerClient, message_key
-from ledger.crypto_ingest import FIELD_SCHEME, SESSION_HYBRID, IngestPrivateKey, IngestPublicKey
 from ledger.domain.values import LegalBasis, Sealed
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto_ingest import (
+    FIELD_SCHEME,
+    SESSION_HYBRID,
+    IngestPrivateKey,
+    IngestPublicKey,
+)
 from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
 from tests.fakes import FakeFuture
 from tests.sealing import received_in_clear

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from ledger import crypto
 from ledger.domain.values import Sealed
+from ledger.keys import crypto
 from tests.builders import IP, REF
 
 SUBJECT = uuid.uuid4()

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from ledger import crypto, crypto_ingest
-from ledger.crypto_ingest import INGEST_SCHEME, IngestPrivateKey, IngestPublicKey
 from ledger.domain.values import Sealed
+from ledger.keys import crypto, crypto_ingest
+from ledger.keys.crypto_ingest import INGEST_SCHEME, IngestPrivateKey, IngestPublicKey
 from tests.builders import IP, REF
 
 EVENT = "3f1c2a4e-0b7d-4e57-9a55-8f3c1d2e4b6a"

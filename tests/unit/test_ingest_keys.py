@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger import crypto_ingest
-from ledger.crypto import LocalKek, new_secret
 from ledger.domain.rules import IngestKeyDestroyed, IngestKeyUnknown, IngestSealInvalid
 from ledger.domain.values import Sealed
-from ledger.ingest_keys import IngestKeyring, MemoryIngestKeyTable
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto import LocalKek, new_secret
+from ledger.keys.ingest_keys import IngestKeyring, MemoryIngestKeyTable
 from tests.builders import IP, REF
 
 EVENT = "crm-4711"

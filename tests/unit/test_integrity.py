@@ -11,7 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 from ledger.application import Ledger
-from ledger.crypto import LocalKek, new_secret
 from ledger.integrity.checkpoints import (
     Checkpoint,
     CheckpointSigner,
@@ -20,6 +19,7 @@ from ledger.integrity.checkpoints import (
 )
 from ledger.integrity.sources import export_line, item_from_line, store_items
 from ledger.integrity.verify import Item, Page, verify
+from ledger.keys.crypto import LocalKek, new_secret
 from ledger.storage.chain import GENESIS, Link, Row, Stored, extend, link_hash, stored
 from tests.builders import REF, collect, erase, grant
 from tests.ledger_cases import BOB, ready

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger import crypto
-from ledger.crypto import KekNotConfigured, LocalKek, new_secret
-from ledger.kek import KeyRing
-from ledger.keystore import KeyStore
+from ledger.keys import crypto
+from ledger.keys.crypto import KekNotConfigured, LocalKek, new_secret
+from ledger.keys.kek import KeyRing
+from ledger.keys.keystore import KeyStore
 from ledger.settings import ConfigError, load
 from ledger.storage.memory import InMemoryLedgerRecorder
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ledger.application import Ledger
-from ledger.crypto import LocalKek, new_secret
+from ledger.keys.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.chain_cases import ChainCases
 from tests.erasure_cases import ErasureCases

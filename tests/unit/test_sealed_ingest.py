@@ -14,14 +14,14 @@ from consumers import ingest
 from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.contract import Command
-from ledger.crypto_ingest import (
+from ledger.domain.values import Sealed
+from ledger.keys.crypto_ingest import (
     SESSION_HYBRID,
     SESSION_X25519,
     IngestPrivateKey,
     SealSession,
     SessionSealer,
 )
-from ledger.domain.values import Sealed
 from tests.builders import (
     IP,
     REF,
@@ -361,7 +361,7 @@ def test_destroying_an_ingest_key_forgets_its_opened_sessions(ledger: Ledger) ->
 
 
 def test_the_session_cache_is_bounded(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ledger.ingest_keys.SESSION_CACHE_SIZE", 2)
+    monkeypatch.setattr("ledger.keys.ingest_keys.SESSION_CACHE_SIZE", 2)
     key = ledger.ingest_keys.public_key_for("acme")
     messages = [sealed_message(grant(f"s{i}@example.com"), key) for i in range(4)]  # 4 sessions
     assert process(ledger, *messages)[0].recorded == 4

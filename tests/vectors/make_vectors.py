@@ -17,15 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger import avro, contract, crypto_ingest
+from ledger import avro, contract
 from ledger.client import message_key
-from ledger.crypto_ingest import (
+from ledger.domain.values import LegalBasis
+from ledger.keys import crypto_ingest
+from ledger.keys.crypto_ingest import (
     SESSION_HYBRID,
     SESSION_X25519,
     IngestPrivateKey,
     IngestPublicKey,
 )
-from ledger.domain.values import LegalBasis
 from schemas import SCHEMA_DIR
 
 HERE = Path(__file__).resolve().parent

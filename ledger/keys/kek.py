@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.crypto import CannotOpen, KekNotConfigured, KeyEncryptionKey
+from ledger.keys.crypto import CannotOpen, KekNotConfigured, KeyEncryptionKey
 
 DEFAULT_KEK_ID = "kek-1"
 KEK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -129,7 +129,7 @@ def read_file(path: Path) -> KekConfig:
 
 
 class KeyRing:
-    """A :class:`~ledger.crypto.KeyEncryptionKey` made of the current KEK and previous ones:
+    """A :class:`~ledger.keys.crypto.KeyEncryptionKey` made of the current KEK and previous ones:
     it wraps with the current one and unwraps with the one named by ``kek_id``."""
 
     def __init__(self, current: KeyEncryptionKey, previous: Sequence[KeyEncryptionKey] = ()):

@@ -41,8 +41,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ledger.crypto import CannotOpen, KeyEncryptionKey
-from ledger.crypto_ingest import (
+from ledger.domain.rules import (
+    IngestKeyDestroyed,
+    IngestKeyUnknown,
+    IngestSealInvalid,
+    IngestSessionExceeded,
+)
+from ledger.domain.values import Sealed
+from ledger.keys.crypto import CannotOpen, KeyEncryptionKey
+from ledger.keys.crypto_ingest import (
     FIELD_SCHEME,
     INGEST_SCHEME,
     SESSION_HYBRID,
@@ -57,13 +64,6 @@ from ledger.crypto_ingest import (
     routing_key,
     split_public_key_column,
 )
-from ledger.domain.rules import (
-    IngestKeyDestroyed,
-    IngestKeyUnknown,
-    IngestSealInvalid,
-    IngestSessionExceeded,
-)
-from ledger.domain.values import Sealed
 
 DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_SESSION_MAX_MESSAGES = 100_000
@@ -107,7 +107,7 @@ class IngestKeyRow:
 
 
 class IngestKeyTable(Protocol):
-    """Where key pairs are kept: PostgreSQL (``ledger.ingest_keys_postgres``) or memory."""
+    """Where key pairs are kept: PostgreSQL (``ledger.keys.ingest_keys_postgres``) or memory."""
 
     def rows(self) -> list[IngestKeyRow]:
         """Every key pair, oldest first."""

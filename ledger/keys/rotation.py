@@ -28,9 +28,9 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger import crypto
-from ledger.ingest_keys import _context as ingest_key_context
-from ledger.kek import KeyRing
+from ledger.keys import crypto
+from ledger.keys.ingest_keys import _context as ingest_key_context
+from ledger.keys.kek import KeyRing
 
 
 @dataclass(frozen=True)

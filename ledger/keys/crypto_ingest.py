@@ -1,6 +1,6 @@
 """Sealed ingest: producers encrypt personal fields to the ledger's public key.
 
-The sibling of :mod:`ledger.crypto` (subject data keys); the two are the only modules that do
+The sibling of :mod:`ledger.keys.crypto` (subject data keys); the two are the only modules that do
 cryptography. Producers hold no secret that opens anything already sent by someone else.
 
 **v2, sessions** (``docs/contract.md`` "Sealed ingest" is the normative text):
@@ -63,8 +63,8 @@ from cryptography.hazmat.primitives.hpke import (
     Suite,
 )
 
-from ledger.crypto import CannotOpen
 from ledger.domain.values import Sealed
+from ledger.keys.crypto import CannotOpen
 
 INGEST_SCHEME = "HPKE-X25519-ingest-v1"
 ENC_BYTES = 32  # X25519 encapsulated key

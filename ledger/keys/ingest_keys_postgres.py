@@ -1,4 +1,5 @@
-"""The ingest key table in PostgreSQL, beside the ledger's event store (see ``ledger.ingest_keys``).
+"""The ingest key table in PostgreSQL, beside the ledger's event store (see
+``ledger.keys.ingest_keys``).
 
 - A partial unique index allows at most one current key (``retired_at IS NULL``).
 - Adding the first key and rotating take a transaction-scoped advisory lock, so two processes
@@ -17,7 +18,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.ingest_keys import IngestKeyRow
+from ledger.keys.ingest_keys import IngestKeyRow
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS {schema}.ingest_keys (

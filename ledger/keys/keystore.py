@@ -11,8 +11,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from ledger import crypto
 from ledger.domain.values import Sealed
+from ledger.keys import crypto
 from ledger.storage.store import LedgerStore, WrappedKey
 
 

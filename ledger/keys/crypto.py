@@ -1,4 +1,4 @@
-"""Envelope encryption for crypto-shredding. With its sibling :mod:`ledger.crypto_ingest`
+"""Envelope encryption for crypto-shredding. With its sibling :mod:`ledger.keys.crypto_ingest`
 (producers sealing to the ledger's public key), the only modules that do cryptography.
 
 - Each subject has its own 256-bit **data key**. Personal fields are sealed with it using
