@@ -43,7 +43,6 @@ import psycopg_pool
 from eventsourcing import persistence
 from kafka.errors import KafkaError
 
-from ledger import avro, contract
 from ledger.application import Ledger, Outcome
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.consumer import (
@@ -57,6 +56,7 @@ from ledger.kafka.producer import KafkaProducer
 from ledger.kafka.topics import Topics
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
+from ledger.wire import avro, contract
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     persistence.OperationalError,

@@ -29,7 +29,6 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from consumers.ingest import RETRYABLE
-from ledger import avro
 from ledger.application import Ledger
 from ledger.kafka.consumer import (
     KafkaConsumer,
@@ -51,6 +50,7 @@ from ledger.webhooks.outbox import Outbox
 from ledger.webhooks.retry import RetryPolicy
 from ledger.webhooks.sender import Sender
 from ledger.webhooks.tables import create_tables
+from ledger.wire import avro
 
 ERASURE = "KeysShredded"
 

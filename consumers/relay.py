@@ -32,7 +32,6 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.integrity.checkpointer import Checkpointer
 from ledger.integrity.topic import chain_link
@@ -40,6 +39,7 @@ from ledger.kafka.producer import KafkaProducer
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
 from ledger.storage.chain import Link
+from ledger.wire import avro, contract
 
 
 def event_type(topic: str) -> str:

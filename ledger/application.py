@@ -35,7 +35,6 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
-from ledger.contract import Command
 from ledger.domain.rules import (
     RuleViolation,
     SubjectErased,
@@ -61,6 +60,7 @@ from ledger.storage.memory import InMemoryLedgerRecorder
 from ledger.storage.postgres import PostgresLedgerRecorder, connect_direct
 from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef
 from ledger.storage.transcodings import LegalBasisAsName, SealedAsDict
+from ledger.wire.contract import Command
 
 SUBJECT_CACHE_SIZE = 50_000
 SHREDDED_TOPIC = get_topic(Subject.KeysShredded)

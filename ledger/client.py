@@ -53,7 +53,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from ledger import avro, contract
 from ledger.domain.rules import InvalidEvent
 from ledger.domain.values import LegalBasis
 from ledger.kafka.librdkafka import LibrdkafkaProducer
@@ -61,6 +60,7 @@ from ledger.kafka.producer import make_producer
 from ledger.kafka.topics import Topics
 from ledger.keys import crypto_ingest
 from ledger.keys.crypto_ingest import IngestPublicKey
+from ledger.wire import avro, contract
 
 __all__ = ["IngestPublicKey", "InvalidEvent", "LedgerClient", "LegalBasis", "fetch_ingest_key"]
 

@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import avro
 from ledger.kafka.admin import topic_exists
 from ledger.kafka.consumer import KafkaConsumer, TopicPartition, make_consumer
 from ledger.storage.store import LedgerStore
 from ledger.webhooks.notice import Erasure
+from ledger.wire import avro
 
 ERASURE = "KeysShredded"
 POLL_MS = 50

@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from ledger.application import Ledger
-from ledger.contract import Command, Envelope
 from ledger.domain.values import LegalBasis
 from ledger.keys.crypto import LocalKek, new_secret
+from ledger.wire.contract import Command, Envelope
 
 TENANT = "acme"
 OCCURRED_AT = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)

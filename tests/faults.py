@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger import avro
 from ledger.client import LedgerClient
+from ledger.wire import avro
 from tests.e2e.test_processes import Process, ledger_command
 
 PURPOSE = "newsletter"

@@ -3,7 +3,7 @@ the ingest topic. Shared by the unit properties (in-memory ledger) and the broke
 
 Messages are written here without the producer client's checks, so they carry what Avro can
 carry: wrong types, strings no rule allows, timestamps at the ends of a 64-bit long. (This
-helper imports fastavro itself because it must write what ``ledger.avro`` refuses to.)
+helper imports fastavro itself because it must write what ``ledger.wire.avro`` refuses to.)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import UnknownType, fingerprint, to_parsing_canonical_form
 from hypothesis import strategies as st
 
-from ledger import avro, contract
-from ledger.contract import Command
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 from tests import builders as b
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "contract.md"

@@ -20,10 +20,10 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from ledger.application import Ledger, Outcome
-from ledger.contract import Command
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import TENANT_NAMESPACE
 from ledger.domain.values import LegalBasis
+from ledger.wire.contract import Command
 from tests.builders import (
     IP,
     REF,

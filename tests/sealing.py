@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ledger import avro, contract
-from ledger.contract import Command
 from ledger.keys import crypto_ingest
 from ledger.keys.crypto_ingest import IngestPublicKey
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 
 
 def received_in_clear(cmd: Command) -> Command:

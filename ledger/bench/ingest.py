@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from consumers.ingest import BatchReport, IngestConsumer
 from ledger.bench.setup import TENANT, fresh_schema, ingest_key
 from ledger.client import LedgerClient
-from ledger.contract import Command, Envelope, new_event_id
 from ledger.domain.values import LegalBasis
 from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
@@ -40,6 +39,7 @@ from ledger.kafka.topics import Topics
 from ledger.keys.crypto_ingest import SESSION_X25519, IngestPublicKey
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
+from ledger.wire.contract import Command, Envelope, new_event_id
 
 
 def workload(subjects: int, run: str) -> list[Command]:

@@ -29,10 +29,10 @@ from psycopg.rows import DictRow, dict_row
 
 from ledger.bench.load import Call, Summary, Worker, open_loop
 from ledger.bench.setup import PURPOSE, TENANT, processes, wait_for_api
-from ledger.contract import Command, Envelope, new_event_id, personal_fields
 from ledger.keys.crypto import reference_digest
 from ledger.runtime import open_ledger, open_reader
 from ledger.settings import Settings
+from ledger.wire.contract import Command, Envelope, new_event_id, personal_fields
 from projections.api import access
 from projections.api.app import prepare
 from projections.api.decisions import decide

@@ -20,7 +20,6 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ledger.contract import Command, Envelope, new_event_id
 from ledger.domain.values import LegalBasis
 from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from ledger.kafka.apache import ApacheKafka
@@ -29,6 +28,7 @@ from ledger.keys.crypto_ingest import IngestPublicKey
 from ledger.plumbing import children
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
+from ledger.wire.contract import Command, Envelope, new_event_id
 
 TENANT = "bench"
 PURPOSE = "newsletter"

@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger import avro
 from ledger.application import Ledger
 from ledger.cli import common, demo_api
 from ledger.cli.common import fail, invocation, settings
@@ -38,6 +37,7 @@ from ledger.kafka.admin import (
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.settings import ConfigError, Settings
 from ledger.storage.store import LedgerStore
+from ledger.wire import avro
 
 ALICE, BOB = "alice@example.com", "bob@example.org"
 TERMS, NEWS, SIGN = "terms.service", "marketing.newsletter", "signing.audit-trail"

@@ -14,8 +14,8 @@ import typer
 
 from ledger.cli import common
 from ledger.cli.common import fail
-from ledger.contract import subject_command
 from ledger.domain.subject import Subject
+from ledger.wire.contract import subject_command
 
 holds = typer.Typer(help="Legal holds: keep a subject's data despite erasure requests.")
 

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger import avro
 from ledger.cli import common
 from ledger.cli.common import fail, settings
 from ledger.domain.values import Sealed
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.settings import ConfigError
+from ledger.wire import avro
 
 subject = typer.Typer(help="Look at a data subject's recorded events.", no_args_is_help=True)
 topic = typer.Typer(help="Read the ledger's Kafka topics.", no_args_is_help=True)

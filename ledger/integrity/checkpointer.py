@@ -24,11 +24,11 @@ from datetime import timedelta
 
 import psycopg
 
-from ledger import avro
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
 from ledger.plumbing.logs import get as get_logger
 from ledger.storage.store import LedgerStore
+from ledger.wire import avro
 
 Publish = Callable[[bytes], None]
 OpenTable = Callable[[], AbstractContextManager[CheckpointTable]]

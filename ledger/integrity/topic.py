@@ -27,11 +27,11 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger import avro, contract
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.verify import Item, Problem
 from ledger.kafka.consumer import KafkaConsumer, TopicPartition, make_consumer
 from ledger.storage.chain import Link, stored
+from ledger.wire import avro, contract
 
 POLL_MS = 100
 

@@ -174,7 +174,7 @@ def shown_key_id(key_id: str) -> str:
 class IngestKeyring:
     """Issues, rotates and destroys ingest key pairs, and opens what producers sealed.
 
-    It is the :class:`ledger.contract.IngestOpener` of the ingest consumer. Not thread-safe:
+    It is the :class:`ledger.wire.contract.IngestOpener` of the ingest consumer. Not thread-safe:
     one per consumer thread.
     """
 
@@ -389,7 +389,8 @@ class IngestKeyring:
 
 
 class OpenedSession:
-    """One message's opened session: opens its fields (:class:`ledger.contract.SessionOpener`)."""
+    """One message's opened session: opens its fields
+    (:class:`ledger.wire.contract.SessionOpener`)."""
 
     __slots__ = ("_info", "_key_id", "_prk")
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from ledger.contract import Command, subject_command
 from ledger.domain.rules import InvalidEvent
+from ledger.wire.contract import Command, subject_command
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
 from projections.api.models import CommandOutcome, ErasureCommand, LegalHoldCommand

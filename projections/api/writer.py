@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ledger.application import Ledger
-from ledger.contract import Command
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
+from ledger.wire.contract import Command
 from projections.api.models import CommandOutcome
 from projections.api.problems import Conflict
 

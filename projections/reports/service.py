@@ -23,8 +23,8 @@ from typing import Protocol, TypeVar
 from uuid import UUID
 
 from ledger.application import Ledger
-from ledger.contract import new_event_id
 from ledger.plumbing.logs import get as get_logger
+from ledger.wire.contract import new_event_id
 from projections.api.personal import SubjectKeys
 from projections.queries import Conn, Queries
 from projections.reports import pdf

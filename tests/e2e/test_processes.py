@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ledger import avro
 from ledger.client import LedgerClient
 from ledger.embedded import free_port
 from ledger.runtime import open_ledger
 from ledger.settings import DEV_STATE_FILE, load
+from ledger.wire import avro
 from tests import builders as b
 from tests.conftest import kafka_engine
 from tests.kafka_helpers import read_topic, wait_until

@@ -10,7 +10,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from consumers.relay import Relay
-from ledger import avro
 from ledger.application import Ledger
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
@@ -19,6 +18,7 @@ from ledger.kafka.producer import make_producer
 from ledger.reconcile import reconcile_configured
 from ledger.runtime import open_ledger
 from ledger.settings import Settings, load
+from ledger.wire import avro
 from tests.builders import IP, REF, TENANT, erase, grant
 from tests.kafka_helpers import read_topic
 from tests.ledger_cases import BOB, ready, reasons, statuses, subject_id

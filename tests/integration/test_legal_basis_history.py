@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger.application import Ledger, LedgerReader
-from ledger.contract import subject_command
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
 from ledger.storage.store import Receipt
+from ledger.wire.contract import subject_command
 from projections.api.problems import Conflict
 from projections.api.writer import LedgerWriter
 from projections.rebuild import rebuild

@@ -11,7 +11,6 @@ from eventsourcing.persistence import OperationalError
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
-from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
@@ -19,6 +18,7 @@ from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
+from ledger.wire import avro, contract
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until
 

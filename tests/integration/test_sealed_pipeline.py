@@ -15,7 +15,6 @@ from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
 from consumers.ingest import IngestConsumer
-from ledger import avro
 from ledger.application import Ledger
 from ledger.cli import admin, ingest_keys
 from ledger.client import LedgerClient, message_key
@@ -24,6 +23,7 @@ from ledger.kafka.producer import make_producer
 from ledger.keys.crypto_ingest import IngestPublicKey
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
+from ledger.wire import avro
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until
 from tests.sealing import sealed_message_v1, sealed_record

@@ -7,7 +7,7 @@ import struct
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from ledger import avro, contract
+from ledger.wire import avro, contract
 from tests.builders import (
     IP,
     REF,

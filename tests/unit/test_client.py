@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import ledger.client
-from ledger import avro, contract
 from ledger.client import InvalidEvent, LedgerClient, message_key
 from ledger.domain.values import LegalBasis, Sealed
 from ledger.keys import crypto_ingest
@@ -20,6 +19,7 @@ from ledger.keys.crypto_ingest import (
     IngestPrivateKey,
     IngestPublicKey,
 )
+from ledger.wire import avro, contract
 from tests.builders import IP, OCCURRED_AT, REF, USER_AGENT, define_purpose, disclose, grant
 from tests.fakes import FakeFuture
 from tests.sealing import received_in_clear

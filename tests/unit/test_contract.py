@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from consumers.relay import event_type
-from ledger import avro, contract
-from ledger.contract import Command
 from ledger.domain.rules import InvalidEvent
 from ledger.domain.values import LegalBasis
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 from schemas import SCHEMA_DIR
 from tests.builders import (
     IP,

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.ingest import MAX_MESSAGE_BYTES, Rejection, classify
-from ledger import avro, contract
 from ledger.application import Ledger
-from ledger.contract import Command
 from ledger.domain.values import LegalBasis
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 from tests import builders as b
 from tests import hostile as h
 from tests.sealing import sealed_message

@@ -13,12 +13,12 @@ from kafka.errors import KafkaTimeoutError
 from consumers import ingest
 from consumers.ingest import IngestConsumer, Rejection, classify
 from consumers.relay import Relay, event_type
-from ledger import avro, contract
 from ledger.application import Ledger
-from ledger.contract import Command
 from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import TopicPartition
 from ledger.kafka.topics import Topics
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 from tests.builders import (
     IP,
     REF,

@@ -16,8 +16,8 @@ import itertools
 import pytest
 
 from ledger.application import Ledger
-from ledger.contract import Command
 from ledger.domain.values import LegalBasis
+from ledger.wire.contract import Command
 from tests import builders as b
 
 BASES = list(LegalBasis)

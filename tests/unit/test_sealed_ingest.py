@@ -11,9 +11,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from consumers import ingest
-from ledger import avro, contract
 from ledger.application import Ledger
-from ledger.contract import Command
 from ledger.domain.values import Sealed
 from ledger.keys.crypto_ingest import (
     SESSION_HYBRID,
@@ -22,6 +20,8 @@ from ledger.keys.crypto_ingest import (
     SealSession,
     SessionSealer,
 )
+from ledger.wire import avro, contract
+from ledger.wire.contract import Command
 from tests.builders import (
     IP,
     REF,

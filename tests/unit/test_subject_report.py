@@ -10,10 +10,10 @@ import pytest
 from eventsourcing.persistence import Notification
 
 from consumers.relay import event_type
-from ledger import avro, contract
 from ledger.application import Ledger
 from ledger.domain.rules import UnknownSubject
 from ledger.domain.subject import Subject
+from ledger.wire import avro, contract
 from projections.reports.schema import json_schema
 from tests import builders as b
 

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from consumers import ingest
-from ledger import avro, contract
 from ledger.client import message_key
 from ledger.domain.values import Sealed
 from ledger.keys import crypto_ingest
 from ledger.keys.crypto import LocalKek, new_secret
 from ledger.keys.crypto_ingest import IngestPrivateKey, IngestPublicKey
 from ledger.keys.ingest_keys import IngestKeyring, IngestKeyRow, MemoryIngestKeyTable
+from ledger.wire import avro, contract
 from tests.vectors import make_vectors
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"

@@ -13,10 +13,10 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from consumers.notifier import UnreadableRecord, erasure_of, retry_policy
-from ledger import avro
 from ledger.settings import ConfigError, load
 from ledger.webhooks import endpoints, notice, signing
 from ledger.webhooks.retry import RetryPolicy
+from ledger.wire import avro
 
 SUBJECT = uuid.UUID("0b9a4a53-33c3-4b47-9d0e-7a7f6c1c2f10")
 ERASED_AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)

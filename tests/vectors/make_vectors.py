@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger import avro, contract
 from ledger.client import message_key
 from ledger.domain.values import LegalBasis
 from ledger.keys import crypto_ingest
@@ -27,6 +26,7 @@ from ledger.keys.crypto_ingest import (
     IngestPrivateKey,
     IngestPublicKey,
 )
+from ledger.wire import avro, contract
 from schemas import SCHEMA_DIR
 
 HERE = Path(__file__).resolve().parent

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ledger import avro
 from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
 from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis, Sealed
 from ledger.keys.crypto_ingest import FIELD_SCHEME, SealSession
+from ledger.wire import avro
 
 INGEST_TYPES = (
     "PurposeDefined",
