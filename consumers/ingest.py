@@ -43,7 +43,7 @@ import psycopg_pool
 from eventsourcing import persistence
 from kafka.errors import KafkaError
 
-from ledger.application import Ledger, Outcome
+from ledger.application.service import Ledger, Outcome
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.consumer import (
     KafkaConsumer,

@@ -29,7 +29,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from consumers.ingest import RETRYABLE
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.kafka.consumer import (
     KafkaConsumer,
     Polled,

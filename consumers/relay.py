@@ -32,7 +32,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.integrity.checkpointer import Checkpointer
 from ledger.integrity.topic import chain_link
 from ledger.kafka.producer import KafkaProducer

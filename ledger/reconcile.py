@@ -34,7 +34,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from psycopg.sql import SQL, Identifier
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.subject import Subject
 from ledger.erasure_journal import ErasureJournal
 from ledger.plumbing.logs import get as get_logger

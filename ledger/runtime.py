@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.keys.crypto import LocalKek
 from ledger.keys.kek import KeyRing
 from ledger.settings import Settings

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.settings import Settings
 from projections.catalog import live_schema, open_view
 from projections.runner import ProjectionRunner

@@ -27,7 +27,7 @@ import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import ApplicationSubscription
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
 from projections.view import View

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.plumbing.logs import get as get_logger
 from ledger.settings import Settings
 from projections.catalog import VIEWS, live_schema, open_view

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.values import LegalBasis
 from ledger.keys.crypto import LocalKek, new_secret
 from ledger.wire.contract import Command, Envelope

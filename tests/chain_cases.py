@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import verify
 from ledger.storage.chain import GENESIS, extend, stored

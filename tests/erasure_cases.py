@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.rules import ErasureStepOutOfOrder
 from ledger.domain.subject import Subject, step_id
 from ledger.domain.values import LegalBasis

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.runtime import open_ledger, open_reader
 from ledger.settings import Settings

@@ -19,7 +19,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from ledger.application import Ledger, Outcome
+from ledger.application.service import Ledger, Outcome
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import TENANT_NAMESPACE
 from ledger.domain.values import LegalBasis

@@ -20,7 +20,7 @@ from eventsourcing import persistence
 from kafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.rules import RuleViolation
 from ledger.kafka.admin import BrokerUnavailable, admin_client
 from ledger.kafka.diagnosis import explain

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import common, demo_api
 from ledger.cli.common import fail, invocation, settings
 from ledger.client import LedgerClient, message_key

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import common
 from ledger.cli.common import DATABASE_DOWN, fail
 from ledger.domain.values import TENANT_CODE

@@ -7,7 +7,7 @@ from kafka.errors import KafkaError
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import common
 from ledger.cli.common import fail, kafka_refused, settings, stop_on_signals
 from ledger.cli.keys import before_serving

@@ -8,7 +8,7 @@ import psycopg
 import typer
 from psycopg.rows import dict_row
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.cli.common import (
     DATABASE_DOWN,
     fail,

@@ -19,7 +19,7 @@ import psycopg
 import typer
 from psycopg.rows import dict_row
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import admin, common
 from ledger.cli.common import fail
 from ledger.domain.rules import RuleViolation

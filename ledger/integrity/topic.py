@@ -92,7 +92,7 @@ def mismatch(record: dict[str, Any], transcoder: Any) -> bool:
 
 def mismatches(dump: TopicDump) -> list[Problem]:
     """Records whose Avro fields are not derived from the stored form their link covers."""
-    from ledger.application import LedgerReader  # the ledger's own transcoder, no database
+    from ledger.application.service import LedgerReader  # the ledger's own transcoder, no database
 
     reader = LedgerReader({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     transcoder = reader.mapper.transcoder

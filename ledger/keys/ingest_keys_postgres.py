@@ -50,7 +50,7 @@ class PostgresIngestKeyTable:
         self.datastore = datastore
         self.schema_name = datastore.schema
         with self.datastore.transaction(commit=True) as curs:
-            # The lock ``ledger.application`` takes around its own DDL: concurrent CREATE
+            # The lock ``ledger.application.service`` takes around its own DDL: concurrent CREATE
             # TABLE IF NOT EXISTS statements would otherwise collide.
             curs.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"ledger:{self.schema_name}"]

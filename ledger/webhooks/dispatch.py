@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.rules import RuleViolation
 from ledger.keys.crypto import CannotOpen, KeyEncryptionKey
 from ledger.plumbing.backoff import Backoff

@@ -59,7 +59,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import PoolTimeout
 
-from ledger.application import EVENTS_TABLE, SHREDDED_TOPIC
+from ledger.application.service import EVENTS_TABLE, SHREDDED_TOPIC
 from projections.api.decisions import decide
 from projections.api.models import PurposeDecision
 from projections.queries import Conn, Queries

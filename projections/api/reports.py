@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.rules import RuleViolation
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from ledger.wire.contract import Command

@@ -32,7 +32,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.integrity.audit import Audit, check_checkpoint
 from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from ledger.application import LedgerReader
+from ledger.application.service import LedgerReader
 from ledger.plumbing.logs import get as get_logger
 from ledger.settings import Settings
 from projections.queries import Queries

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 from uuid import UUID
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.plumbing.logs import get as get_logger
 from ledger.wire.contract import new_event_id
 from projections.api.personal import SubjectKeys

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.embedded import free_port
 from ledger.kafka.admin import admin_client
 from ledger.runtime import open_ledger

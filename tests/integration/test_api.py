@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
 from ledger.settings import Settings

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi.testclient import TestClient
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.settings import Settings
 from tests import builders as b
 from tests.history import ALICE, catch_up, days_ago, ledger, reader, subject_id

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from typer.testing import CliRunner
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.runtime import open_ledger, open_reader
 from ledger.settings import Settings, load

@@ -13,7 +13,7 @@ import jsonschema
 import pypdfium2 as pdfium
 from fastapi.testclient import TestClient
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.subject import Subject
 from tests import builders as b
 from tests.history import ALICE, CAROL, DAVE, ledger, reader, subject_id

@@ -13,7 +13,7 @@ import psycopg
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.integrity.checkpoints import CheckpointSigner
 from ledger.settings import load

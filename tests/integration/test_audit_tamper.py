@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg import sql
 from typer.testing import CliRunner
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import Problem, Report, verify

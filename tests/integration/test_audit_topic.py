@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from consumers.relay import Relay
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.cli.processes import checkpointer
 from ledger.integrity import audit

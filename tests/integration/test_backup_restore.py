@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from consumers.relay import Relay
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
 from ledger.embedded import free_port

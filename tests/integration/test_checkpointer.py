@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.integrity.checkpointer import Checkpointer, table_opener
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key, verify_signature
 from ledger.settings import Settings

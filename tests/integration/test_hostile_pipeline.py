@@ -8,7 +8,7 @@ import time
 import pytest
 
 from consumers.ingest import MAX_MESSAGE_BYTES, IngestConsumer
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.client import LedgerClient
 from ledger.settings import Settings
 from tests import builders as b

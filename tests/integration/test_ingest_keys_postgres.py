@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from typer.testing import CliRunner
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import ingest_keys
 from ledger.client import fetch_ingest_key
 from ledger.keys.crypto_ingest import INGEST_SCHEME, IngestPublicKey

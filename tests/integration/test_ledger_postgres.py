@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings

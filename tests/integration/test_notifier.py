@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from consumers.notifier import Notifier, close_notifier, open_notifier
 from consumers.relay import Relay
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis

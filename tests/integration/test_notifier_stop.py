@@ -7,7 +7,7 @@ import threading
 import psycopg
 
 from consumers.notifier import Notifier
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.settings import Settings
 from ledger.webhooks import listing
 from tests import builders as b

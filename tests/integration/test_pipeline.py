@@ -11,7 +11,7 @@ from eventsourcing.persistence import OperationalError
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import Relay
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import make_consumer

@@ -11,7 +11,7 @@ import psycopg
 from eventsourcing.persistence import Tracking
 from psycopg import sql
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
 from projections.catalog import VIEWS, open_view

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.settings import Settings
 from projections.api.app import create_app

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.settings import Settings
 from projections.api.app import create_app, prepare
 from projections.rebuild import rebuild

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ledger.application import Ledger, LedgerReader
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key

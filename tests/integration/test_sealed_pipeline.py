@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
 from consumers.ingest import IngestConsumer
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.cli import admin, ingest_keys
 from ledger.client import LedgerClient, message_key
 from ledger.kafka.consumer import make_consumer

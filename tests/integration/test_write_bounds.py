@@ -16,7 +16,7 @@ from eventsourcing.persistence import OperationalError
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.runtime import open_ledger
 from ledger.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder

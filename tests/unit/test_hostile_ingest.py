@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.ingest import MAX_MESSAGE_BYTES, Rejection, classify
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.values import LegalBasis
 from ledger.wire import avro, contract
 from ledger.wire.contract import Command

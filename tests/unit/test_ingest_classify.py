@@ -13,7 +13,7 @@ from kafka.errors import KafkaTimeoutError
 from consumers import ingest
 from consumers.ingest import IngestConsumer, Rejection, classify
 from consumers.relay import Relay, event_type
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import TopicPartition
 from ledger.kafka.topics import Topics

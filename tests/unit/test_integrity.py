@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.integrity.checkpoints import (
     Checkpoint,
     CheckpointSigner,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.keys.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.chain_cases import ChainCases

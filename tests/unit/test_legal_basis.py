@@ -15,7 +15,7 @@ import itertools
 
 import pytest
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.values import LegalBasis
 from ledger.wire.contract import Command
 from tests import builders as b

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from uuid import UUID
 
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.subject import Subject, step_id
 from ledger.erasure_journal import JournalRead
 from ledger.reconcile import reconcile

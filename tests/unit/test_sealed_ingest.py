@@ -11,7 +11,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from consumers import ingest
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.values import Sealed
 from ledger.keys.crypto_ingest import (
     SESSION_HYBRID,

@@ -10,7 +10,7 @@ import pytest
 from eventsourcing.persistence import Notification
 
 from consumers.relay import event_type
-from ledger.application import Ledger
+from ledger.application.service import Ledger
 from ledger.domain.rules import UnknownSubject
 from ledger.domain.subject import Subject
 from ledger.wire import avro, contract

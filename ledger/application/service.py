@@ -34,7 +34,13 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
-from ledger.batch import BATCH_ATTEMPTS, ERASURE_COMMANDS, SUBJECT_COMMANDS, Outcome, _Batch
+from ledger.application.batch import (
+    BATCH_ATTEMPTS,
+    ERASURE_COMMANDS,
+    SUBJECT_COMMANDS,
+    Outcome,
+    _Batch,
+)
 from ledger.domain.rules import (
     RuleViolation,
     SubjectErased,
