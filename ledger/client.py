@@ -32,7 +32,7 @@ block) waits until the broker has acknowledged them all and raises if any failed
 
 **Kafka security.** The producer uses the ``LEDGER_KAFKA_*`` TLS and SASL variables of the
 process environment (``docs/operations.md``), or ``security=KafkaSecurity(...)`` from
-:mod:`ledger.kafka_security`; kafka-python options passed as keyword arguments override both.
+:mod:`ledger.kafka.security`; kafka-python options passed as keyword arguments override both.
 
 **Which Kafka client.** kafka-python by default. ``kafka_client="librdkafka"`` sends through
 librdkafka (``pip install 'compliance-ledger[librdkafka]'``), which does the per-record work

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger import kafka_security
+from ledger.kafka import security as kafka_security
+from ledger.kafka.security import KafkaSecurity
 from ledger.kafka.topics import TopicReplication, Topics
-from ledger.kafka_security import KafkaSecurity
 from ledger.keys import kek as kek_config
 from ledger.plumbing.errors import ConfigError
 from ledger.plumbing.secret_files import SettingError, secret
@@ -84,7 +84,7 @@ class Settings:
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
     kafka_replication: TopicReplication = field(default_factory=TopicReplication)
-    # TLS and SASL of every Kafka client (``ledger.kafka_security``).
+    # TLS and SASL of every Kafka client (``ledger.kafka.security``).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Auditor replays (``projections.replay``): how long a finished one is kept.
     replay_ttl: timedelta = timedelta(hours=24)

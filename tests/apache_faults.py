@@ -12,8 +12,8 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from ledger.kafka.admin import BrokerUnavailable, admin_client, default_partitions, ensure_topics
-from ledger.kafka.apache import ApacheKafka
 from ledger.kafka.topics import Topics
+from ledger.servers.apache import ApacheKafka
 from tests.faults import Ledger, Supervisor, wait_for
 
 MIN_INSYNC = "2"  # with three replicas and acks=all: one broker may be lost, not two

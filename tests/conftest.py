@@ -3,7 +3,7 @@
 Services come from the environment when it names them (``LEDGER_TEST_DATABASE_URL``,
 ``LEDGER_TEST_KAFKA_BOOTSTRAP``), else from servers the tests start: an embedded PostgreSQL, and
 the broker ``LEDGER_TEST_KAFKA`` names — ``tansu`` (the default: the embedded development
-broker) or ``apache`` (Apache Kafka, one node, from ``ledger.kafka.apache``). Tests marked
+broker) or ``apache`` (Apache Kafka, one node, from ``ledger.servers.apache``). Tests marked
 ``apache_kafka`` use Apache Kafka whatever ``LEDGER_TEST_KAFKA`` says, through the
 ``apache_kafka`` (one node) and ``kafka_cluster3`` (three nodes) fixtures. A service that cannot
 be had skips the test loudly on a laptop and fails it on CI (``CI=true``).
@@ -26,10 +26,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ledger.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.kafka.admin import broker_reachable, default_partitions, ensure_topics
-from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.kafka.topics import Topics
+from ledger.servers.apache import ApacheKafka, ApacheKafkaMissing
+from ledger.servers.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.settings import Settings, load
 
 TESTS_DIR = Path(__file__).resolve().parent

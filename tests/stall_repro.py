@@ -31,7 +31,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger.embedded import EmbeddedPostgres
+from ledger.servers.embedded import EmbeddedPostgres
 from ledger.storage.postgres import PostgresLedgerRecorder
 from ledger.storage.store import Receipt, SubjectRef, WrappedKey
 

@@ -39,8 +39,8 @@ from ledger.bench.load import Summary
 from ledger.bench.query import api_key
 from ledger.bench.setup import PURPOSE, TENANT, child_env, ingest_key, wait_for_api
 from ledger.client import LedgerClient
-from ledger.embedded import free_port
 from ledger.plumbing import children
+from ledger.servers.embedded import free_port
 from ledger.settings import Settings
 from projections.api.app import prepare
 from projections.status import parse_status, status_query

@@ -38,14 +38,14 @@ import typer
 
 from ledger.cli.common import fail, invocation, stop_on_signals
 from ledger.cli.keys import before_serving
-from ledger.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.integrity.checkpoints import new_private_key
-from ledger.kafka.apache import ApacheKafka
 from ledger.keys.crypto import new_secret
 from ledger.plumbing import logs
 from ledger.plumbing.children import ChildLogs
 from ledger.plumbing.children import stop as stop_children
 from ledger.runtime import open_ledger
+from ledger.servers.apache import ApacheKafka
+from ledger.servers.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
 from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare
 

@@ -5,7 +5,7 @@ The one place that configures a connection: :func:`~ledger.kafka.producer.make_p
 all start from :func:`connection_config`, so a TLS or SASL setting reaches every client —
 the processes', the CLI's, the benchmarks' and the producer client's alike.
 
-Without an explicit :class:`~ledger.kafka_security.KafkaSecurity` the ``LEDGER_KAFKA_*``
+Without an explicit :class:`~ledger.kafka.security.KafkaSecurity` the ``LEDGER_KAFKA_*``
 variables of the process environment apply (the same ones ``ledger.settings.load`` checks
 at start). They are read each time a client is made, so a rotated password file is picked up
 by the next client. A client that cannot connect is explained in one line by
@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from ledger.kafka import diagnosis
-from ledger.kafka_security import KafkaSecurity, from_environment
+from ledger.kafka.security import KafkaSecurity, from_environment
 
 __all__ = ["KafkaSecurity", "connection_config"]
 

@@ -23,7 +23,7 @@ from typing import Any
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ledger.kafka.connection import KafkaSecurity
-from ledger.kafka_security import from_environment
+from ledger.kafka.security import from_environment
 
 INSTALL_HINT = "pip install 'compliance-ledger[librdkafka]'"
 POLL_EVERY = 256

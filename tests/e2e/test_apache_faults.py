@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 from ledger.cli.main import app
 from ledger.client import LedgerClient
 from ledger.integrity.checkpoints import new_private_key
-from ledger.kafka.apache import ApacheKafka
 from ledger.kafka.topics import Topics
+from ledger.servers.apache import ApacheKafka
 from ledger.settings import Settings, load
 from tests import builders as b
 from tests.apache_faults import (

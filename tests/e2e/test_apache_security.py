@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from ledger.cli.main import app
 from ledger.client import LedgerClient
-from ledger.embedded import free_port
 from ledger.kafka.admin import admin_client, default_partitions, ensure_topics
-from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
+from ledger.kafka.security import KafkaSecurity
 from ledger.kafka.topics import Topics
-from ledger.kafka_security import KafkaSecurity
+from ledger.servers.apache import ApacheKafka, ApacheKafkaMissing
+from ledger.servers.embedded import free_port
 from ledger.settings import load
 from tests import builders as b
 from tests.apache_faults import exactly_once

@@ -18,9 +18,9 @@ import pytest
 import urllib3
 from psycopg import sql
 
-from ledger.embedded import free_port
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, verify_signature
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import free_port
 from ledger.settings import Settings, load
 from tests import builders as b
 from tests.e2e.test_processes import Process, ledger_command, processes

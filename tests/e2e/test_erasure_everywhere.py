@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 from ledger.cli.main import app
 from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
-from ledger.embedded import free_port
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import free_port
 from ledger.settings import Settings, load
 from projections.api import access
 from tests import builders as b

@@ -30,10 +30,10 @@ import psycopg
 import pytest
 
 from ledger.client import LedgerClient
-from ledger.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.integrity.checkpoints import new_private_key
 from ledger.kafka import consumer as kafka_consumer
 from ledger.runtime import open_ledger, open_reader
+from ledger.servers.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.settings import Settings, load
 from projections.catalog import VIEWS, live_schema, open_view
 from projections.runner import ProjectionRunner

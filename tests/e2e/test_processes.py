@@ -18,8 +18,8 @@ import pytest
 from psycopg import sql
 
 from ledger.client import LedgerClient
-from ledger.embedded import free_port
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import free_port
 from ledger.settings import DEV_STATE_FILE, load
 from ledger.wire import avro
 from tests import builders as b

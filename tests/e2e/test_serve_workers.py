@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.embedded import free_port
+from ledger.servers.embedded import free_port
 from tests.e2e.test_processes import Process, env, ledger_command, processes
 from tests.kafka_helpers import wait_until
 

@@ -23,9 +23,9 @@ import pytest
 from psycopg import sql
 
 from ledger.application.service import Ledger
-from ledger.embedded import free_port
 from ledger.kafka.admin import admin_client
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import free_port
 from ledger.settings import Settings, load
 from projections.catalog import live_schema
 from tests import builders as b

@@ -1,4 +1,4 @@
-"""The Apache Kafka launcher (``ledger.kafka.apache``) on real nodes: it serves, it answers what
+"""The Apache Kafka launcher (``ledger.servers.apache``) on real nodes: it serves, it answers what
 the development broker answers wrongly, and a three-node cluster lives through losing a node."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from ledger.kafka.admin import admin_client, ensure_topics
-from ledger.kafka.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.kafka.consumer import TopicPartition, make_consumer
 from ledger.kafka.producer import make_producer
+from ledger.servers.apache import ApacheKafka, ApacheKafkaMissing
 from tests.conftest import require_service
 from tests.kafka_helpers import read_topic, wait_until
 

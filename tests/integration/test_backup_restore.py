@@ -13,10 +13,10 @@ from consumers.relay import Relay
 from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
-from ledger.embedded import free_port
 from ledger.kafka.producer import make_producer
 from ledger.reconcile import reconcile_configured
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import free_port
 from ledger.settings import Settings, load
 from ledger.wire import avro
 from tests.builders import IP, REF, TENANT, erase, grant

@@ -13,12 +13,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from psycopg import sql
 
-from ledger.embedded import (
-    EmbeddedBroker,
-    EmbeddedPackageMissing,
-    EmbeddedPostgres,
-    free_port,
-)
 from ledger.kafka.admin import (
     admin_client,
     broker_reachable,
@@ -27,6 +21,12 @@ from ledger.kafka.admin import (
     topic_exists,
 )
 from ledger.kafka.topics import Topics
+from ledger.servers.embedded import (
+    EmbeddedBroker,
+    EmbeddedPackageMissing,
+    EmbeddedPostgres,
+    free_port,
+)
 from ledger.settings import Settings
 from tests.conftest import require_service
 

@@ -11,7 +11,7 @@ from kafka.errors import KafkaConnectionError
 from kafka.net.inet import create_connection
 
 import ledger.kafka  # noqa: F401  (applies the patch)
-from ledger.embedded import free_port
+from ledger.servers.embedded import free_port
 
 
 class _Net:

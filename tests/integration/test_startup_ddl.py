@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.embedded import EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.runtime import open_ledger
+from ledger.servers.embedded import EmbeddedPackageMissing, EmbeddedPostgres
 from ledger.settings import Settings, load
 from projections.api.app import prepare
 from tests.conftest import require_service

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger.kafka.apache_jars import cache_root, kafka_version
-from ledger.kafka.apache_node import Node, broker_config, new_cluster_id
+from ledger.servers.apache_jars import cache_root, kafka_version
+from ledger.servers.apache_node import Node, broker_config, new_cluster_id
 
 
 def _cluster(size: int) -> list[Node]:

@@ -22,7 +22,7 @@ from tests.settings_scan import variables_read
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 # The modules whose variables ``ledger.settings.load`` reads.
-SETTINGS_MODULES = ("settings.py", "keys/kek.py", "kafka_security.py")
+SETTINGS_MODULES = ("settings.py", "keys/kek.py", "kafka/security.py")
 ISSUE_COMMANDS = {"ingest", "relay", "project", "serve", "notify"}
 SECRET_NAME = re.compile(r"PASSWORD|KEK|KEY|SECRET|TOKEN|JAAS")
 

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.kafka import admin, consumer, producer
 from ledger.kafka.connection import connection_config
-from ledger.kafka_security import KafkaSecurity, from_environment
+from ledger.kafka.security import KafkaSecurity, from_environment
 from ledger.plumbing.secret_files import SettingError
 from ledger.settings import ConfigError, load
 

@@ -6,7 +6,7 @@ import pytest
 
 from ledger.client import LedgerClient
 from ledger.kafka.librdkafka import librdkafka_config
-from ledger.kafka_security import KafkaSecurity
+from ledger.kafka.security import KafkaSecurity
 
 
 def test_plaintext_keeps_the_producer_guarantees() -> None:

@@ -1,4 +1,4 @@
-"""One Apache Kafka node of :class:`ledger.kafka.apache.ApacheKafka`: its files and its JVM.
+"""One Apache Kafka node of :class:`ledger.servers.apache.ApacheKafka`: its files and its JVM.
 
 A node is a directory ``node-<i>/`` holding ``server.properties``, ``log4j2.properties``, the
 storage in ``data/``, and two logs: ``server.log`` (the broker's own, WARN and above unless
