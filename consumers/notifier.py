@@ -41,8 +41,8 @@ from ledger.kafka.consumer import (
 from ledger.keys.crypto import KeyEncryptionKey
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
-from ledger.runtime import kek_ring
-from ledger.settings import ConfigError, Settings
+from ledger.process.runtime import kek_ring
+from ledger.process.settings import ConfigError, Settings
 from ledger.storage import pg_session
 from ledger.webhooks.dispatch import Dispatcher
 from ledger.webhooks.notice import Erasure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eventsourcing.postgres import PostgresDatastore
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.storage import pg_session
 from ledger.storage.postgres import connect_direct
 from projections.consent import ConsentView

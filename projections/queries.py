@@ -22,7 +22,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Identifier
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import VIEWS, live_schema
 
 Conn = AsyncConnection[DictRow]

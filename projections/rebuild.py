@@ -22,7 +22,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from ledger.application.service import LedgerReader
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import live_schema, open_view
 from projections.runner import ProjectionRunner
 from projections.view import REBUILD_SUFFIX

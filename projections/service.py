@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ledger.application.service import LedgerReader
 from ledger.plumbing.logs import get as get_logger
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import VIEWS, live_schema, open_view
 from projections.runner import ProjectionRunner, hold_lock
 

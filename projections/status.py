@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import VIEWS, live_schema
 from projections.view import APPLICATION_NAME, REBUILD_SUFFIX
 

@@ -37,7 +37,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.domain.values import Sealed
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.storage.postgres import backend_terminator
 from ledger.storage.write_watch import WriteWatch
 

@@ -28,9 +28,9 @@ from psycopg import sql
 
 from ledger.kafka.admin import broker_reachable, default_partitions, ensure_topics
 from ledger.kafka.topics import Topics
+from ledger.process.settings import Settings, load
 from ledger.servers.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.servers.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
-from ledger.settings import Settings, load
 
 TESTS_DIR = Path(__file__).resolve().parent
 _TIER_MARKERS = {"integration": "integration", "e2e": "e2e"}

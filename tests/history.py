@@ -12,8 +12,8 @@ from psycopg.rows import dict_row
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import Settings
 from projections import service
 from projections.catalog import VIEWS, live_schema, open_view
 from tests import builders as b

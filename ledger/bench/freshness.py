@@ -41,8 +41,8 @@ from ledger.kafka.admin import default_partitions, ensure_topics
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.kafka.topics import Topics
-from ledger.runtime import open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import Settings
 from projections.api.app import prepare
 from projections.catalog import live_schema
 from projections.view import commit_channel

@@ -37,8 +37,8 @@ from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.kafka.topics import Topics
 from ledger.keys.crypto_ingest import SESSION_X25519, IngestPublicKey
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.wire.contract import Command, Envelope, new_event_id
 
 

@@ -30,8 +30,8 @@ from psycopg.rows import DictRow, dict_row
 from ledger.bench.load import Call, Summary, Worker, open_loop
 from ledger.bench.setup import PURPOSE, TENANT, processes, wait_for_api
 from ledger.keys.crypto import reference_digest
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import Settings
 from ledger.wire.contract import Command, Envelope, new_event_id, personal_fields
 from projections.api import access
 from projections.api.app import prepare

@@ -28,8 +28,8 @@ from ledger.integrity import audit
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
 from ledger.integrity.sources import BATCH, store_items
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import Settings
 from projections.replay import service
 from projections.replay.registry import Replays
 

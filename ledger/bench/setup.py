@@ -24,10 +24,10 @@ from ledger.domain.values import LegalBasis
 from ledger.keys.crypto import new_secret
 from ledger.keys.crypto_ingest import IngestPublicKey
 from ledger.plumbing import children
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.servers.apache import ApacheKafka
 from ledger.servers.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from ledger.settings import Settings
 from ledger.wire.contract import Command, Envelope, new_event_id
 
 TENANT = "bench"

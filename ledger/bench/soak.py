@@ -40,8 +40,8 @@ from ledger.bench.query import api_key
 from ledger.bench.setup import PURPOSE, TENANT, child_env, ingest_key, wait_for_api
 from ledger.client import LedgerClient
 from ledger.plumbing import children
+from ledger.process.settings import Settings
 from ledger.servers.embedded import free_port
-from ledger.settings import Settings
 from projections.api.app import prepare
 from projections.status import parse_status, status_query
 

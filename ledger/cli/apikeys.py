@@ -16,7 +16,7 @@ import typer
 
 from ledger.cli import common
 from ledger.cli.common import fail
-from ledger.settings import ConfigError
+from ledger.process.settings import ConfigError
 from projections.api import access
 
 apikeys = typer.Typer(

@@ -20,8 +20,8 @@ from ledger.integrity import audit as audit_run
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
 from ledger.integrity.sources import export_line, store_items
-from ledger.runtime import open_reader
-from ledger.settings import ConfigError, Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import ConfigError, Settings
 
 audit = typer.Typer(help="Verify the hash chain and signed checkpoints.", no_args_is_help=True)
 

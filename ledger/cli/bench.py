@@ -16,7 +16,7 @@ from ledger.bench import freshness, ingest, query, replay, soak
 from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
 from ledger.cli.common import settings as load_settings
 from ledger.plumbing import logs
-from ledger.settings import MAX_API_WORKERS, Settings
+from ledger.process.settings import MAX_API_WORKERS, Settings
 from projections.api.models import MAX_PURPOSE_CHECKS
 
 bench = typer.Typer(help="Benchmarks that print their figures and baselines.", no_args_is_help=True)

@@ -26,8 +26,8 @@ from ledger.kafka.admin import BrokerUnavailable, admin_client
 from ledger.kafka.diagnosis import explain
 from ledger.plumbing import logs
 from ledger.plumbing.backoff import Backoff
-from ledger.runtime import open_ledger
-from ledger.settings import ConfigError, Settings, load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import ConfigError, Settings, load
 
 log = logs.get("process")
 

@@ -35,7 +35,7 @@ from ledger.kafka.admin import (
     ingest_topic_configs,
 )
 from ledger.kafka.consumer import TopicPartition, make_consumer
-from ledger.settings import ConfigError, Settings
+from ledger.process.settings import ConfigError, Settings
 from ledger.storage.store import LedgerStore
 from ledger.wire import avro
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import typer
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api import access
 
 

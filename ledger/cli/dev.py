@@ -43,10 +43,10 @@ from ledger.keys.crypto import new_secret
 from ledger.plumbing import logs
 from ledger.plumbing.children import ChildLogs
 from ledger.plumbing.children import stop as stop_children
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import DEV_STATE_FILE, load
 from ledger.servers.apache import ApacheKafka
 from ledger.servers.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedServerError, free_port
-from ledger.settings import DEV_STATE_FILE, load
 from projections.api.app import prepare
 
 CHILDREN = ("ingest", "relay", "project", "serve", "notify")

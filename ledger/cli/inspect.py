@@ -19,7 +19,7 @@ from ledger.cli import common
 from ledger.cli.common import fail, settings
 from ledger.domain.values import Sealed
 from ledger.kafka.consumer import TopicPartition, make_consumer
-from ledger.settings import ConfigError
+from ledger.process.settings import ConfigError
 from ledger.wire import avro
 
 subject = typer.Typer(help="Look at a data subject's recorded events.", no_args_is_help=True)

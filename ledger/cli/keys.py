@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from ledger.cli.admin import keys
 from ledger.cli.common import DATABASE_DOWN, fail, settings
-from ledger.erasure_journal import JournalUnreadable
+from ledger.erasure.journal import JournalUnreadable
+from ledger.erasure.reconcile import ReconcileReport, reconcile_configured
 from ledger.kafka.admin import BrokerUnavailable
 from ledger.kafka.diagnosis import explain
 from ledger.keys.kek import KeyRing
@@ -27,9 +28,8 @@ from ledger.keys.rotation import (
     WrappedSecretTable,
     kek_usage,
 )
-from ledger.reconcile import ReconcileReport, reconcile_configured
-from ledger.runtime import kek_ring, open_reader
-from ledger.settings import ConfigError, Settings
+from ledger.process.runtime import kek_ring, open_reader
+from ledger.process.settings import ConfigError, Settings
 
 UNREADABLE = (BrokerUnavailable, JournalUnreadable, KafkaError, OSError)
 

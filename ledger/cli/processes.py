@@ -21,7 +21,7 @@ from ledger.kafka.admin import (
 )
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import KafkaProducer, make_producer
-from ledger.settings import ConfigError, Settings
+from ledger.process.settings import ConfigError, Settings
 
 
 def ingest() -> None:

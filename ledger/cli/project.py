@@ -18,8 +18,8 @@ from ledger.cli.common import (
     wait_until_kafka_admits,
 )
 from ledger.cli.keys import before_serving
-from ledger.runtime import open_reader
-from ledger.settings import ConfigError, Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import ConfigError, Settings
 from projections.catalog import VIEWS, UnknownProjection, open_view, view_class
 from projections.rebuild import rebuild
 from projections.service import run_views

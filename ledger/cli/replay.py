@@ -23,8 +23,8 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from ledger.cli.common import DATABASE_DOWN, fail, progress_bar, settings, stop_on_signals
-from ledger.runtime import kek_ring, open_reader
-from ledger.settings import ConfigError, Settings
+from ledger.process.runtime import kek_ring, open_reader
+from ledger.process.settings import ConfigError, Settings
 from projections.api import answers
 from projections.api.access import Principal, Scope
 from projections.api.context import Reading

@@ -23,8 +23,8 @@ from ledger.application.service import Ledger
 from ledger.cli import admin, common
 from ledger.cli.common import fail
 from ledger.domain.rules import RuleViolation
-from ledger.runtime import kek_ring
-from ledger.settings import Settings
+from ledger.process.runtime import kek_ring
+from ledger.process.settings import Settings
 from projections.api.personal import SubjectKeys
 from projections.queries import Queries
 from projections.reports.model import Requester

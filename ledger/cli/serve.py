@@ -42,8 +42,8 @@ from ledger.cli.common import (
 from ledger.cli.keys import before_serving
 from ledger.plumbing import children
 from ledger.plumbing.logs import get as get_logger
-from ledger.settings import MAX_API_WORKERS as MAX_WORKERS
-from ledger.settings import ConfigError, Settings
+from ledger.process.settings import MAX_API_WORKERS as MAX_WORKERS
+from ledger.process.settings import ConfigError, Settings
 from projections.api.metrics import MULTIPROC_ENV
 
 log = get_logger("serve")

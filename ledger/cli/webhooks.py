@@ -21,7 +21,7 @@ from consumers.notifier import close_notifier, open_notifier, settings_kek
 from ledger.cli import common
 from ledger.cli.common import fail, kafka_refused, stop_on_signals
 from ledger.domain.rules import UnknownTenant
-from ledger.settings import ConfigError, Settings
+from ledger.process.settings import ConfigError, Settings
 from ledger.webhooks import endpoints, listing, signing
 from ledger.webhooks.tables import create_tables
 

@@ -14,7 +14,7 @@ Rules this module keeps:
 - **Reading to the end** uses the high watermark of fetch responses (the development broker,
   Tansu, answers ListOffsets wrongly; Apache Kafka answers it right, but the high watermark is
   right on both, so it stays while Tansu is the development default), like
-  ``ledger.erasure_journal``. Records are merged across
+  ``ledger.erasure.journal``. Records are merged across
   partitions by ``sequence``; a record published twice (a relay crash) counts once.
 """
 

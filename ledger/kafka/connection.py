@@ -6,7 +6,7 @@ all start from :func:`connection_config`, so a TLS or SASL setting reaches every
 the processes', the CLI's, the benchmarks' and the producer client's alike.
 
 Without an explicit :class:`~ledger.kafka.security.KafkaSecurity` the ``LEDGER_KAFKA_*``
-variables of the process environment apply (the same ones ``ledger.settings.load`` checks
+variables of the process environment apply (the same ones ``ledger.process.settings.load`` checks
 at start). They are read each time a client is made, so a rotated password file is picked up
 by the next client. A client that cannot connect is explained in one line by
 :func:`ledger.kafka.diagnosis.explain`.

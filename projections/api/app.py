@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from ledger.runtime import ensure_ingest_key, kek_ring, open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import ensure_ingest_key, kek_ring, open_reader
+from ledger.process.settings import Settings
 from projections.api import (
     access,
     commands,

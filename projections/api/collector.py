@@ -10,7 +10,7 @@ import psycopg.sql
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from psycopg.rows import DictRow, dict_row
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import live_schema
 from projections.status import oldest_write_query, parse_status, status_query
 

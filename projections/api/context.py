@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api.decisions import decide
 from projections.api.models import PurposeDecision
 from projections.api.personal import SubjectKeys

@@ -28,8 +28,8 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from ledger.plumbing.logs import get as get_logger
-from ledger.runtime import open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import Settings
 from projections.api import answers
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, Reading, context

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ledger.application.service import Ledger
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.wire.contract import Command
 from projections.api.models import CommandOutcome
 from projections.api.problems import Conflict

@@ -38,7 +38,7 @@ from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import ChainVerifier
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.storage.chain import Row
 from projections.catalog import open_view
 from projections.replay.registry import view_schemas

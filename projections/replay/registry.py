@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import VIEWS
 
 STALE = timedelta(minutes=5)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from ledger.application.service import LedgerReader
 from ledger.plumbing.logs import get as get_logger
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.queries import Queries
 from projections.replay.build import Built, Progress, build
 from projections.replay.registry import ReplayRow, Replays, view_schemas

@@ -29,8 +29,8 @@ from ledger.cli.main import app
 from ledger.client import LedgerClient
 from ledger.integrity.checkpoints import new_private_key
 from ledger.kafka.topics import Topics
+from ledger.process.settings import Settings, load
 from ledger.servers.apache import ApacheKafka
-from ledger.settings import Settings, load
 from tests import builders as b
 from tests.apache_faults import (
     MIN_INSYNC,

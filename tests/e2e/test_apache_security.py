@@ -25,9 +25,9 @@ from ledger.client import LedgerClient
 from ledger.kafka.admin import admin_client, default_partitions, ensure_topics
 from ledger.kafka.security import KafkaSecurity
 from ledger.kafka.topics import Topics
+from ledger.process.settings import load
 from ledger.servers.apache import ApacheKafka, ApacheKafkaMissing
 from ledger.servers.embedded import free_port
-from ledger.settings import load
 from tests import builders as b
 from tests.apache_faults import exactly_once
 from tests.conftest import require_service

@@ -19,9 +19,9 @@ import urllib3
 from psycopg import sql
 
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, verify_signature
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import free_port
-from ledger.settings import Settings, load
 from tests import builders as b
 from tests.e2e.test_processes import Process, ledger_command, processes
 from tests.kafka_helpers import wait_until

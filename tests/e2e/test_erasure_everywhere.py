@@ -29,9 +29,9 @@ from typer.testing import CliRunner
 from ledger.cli.main import app
 from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import free_port
-from ledger.settings import Settings, load
 from projections.api import access
 from tests import builders as b
 from tests.e2e.test_processes import Process, ledger_command, processes

@@ -32,9 +32,9 @@ import pytest
 from ledger.client import LedgerClient
 from ledger.integrity.checkpoints import new_private_key
 from ledger.kafka import consumer as kafka_consumer
-from ledger.runtime import open_ledger, open_reader
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import EmbeddedBroker, EmbeddedPackageMissing, EmbeddedPostgres
-from ledger.settings import Settings, load
 from projections.catalog import VIEWS, live_schema, open_view
 from projections.runner import ProjectionRunner
 from tests import builders as b

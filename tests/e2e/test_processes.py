@@ -18,9 +18,9 @@ import pytest
 from psycopg import sql
 
 from ledger.client import LedgerClient
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import DEV_STATE_FILE, load
 from ledger.servers.embedded import free_port
-from ledger.settings import DEV_STATE_FILE, load
 from ledger.wire import avro
 from tests import builders as b
 from tests.conftest import kafka_engine

@@ -12,8 +12,8 @@ import psycopg
 from psycopg import sql
 
 from ledger.client import LedgerClient
-from ledger.runtime import open_ledger
-from ledger.settings import load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import load
 from tests import builders as b
 from tests.e2e.test_processes import Process, count_facts, env, ledger_command, processes
 from tests.e2e.test_shutdown import log_events

@@ -24,9 +24,9 @@ from psycopg import sql
 
 from ledger.application.service import Ledger
 from ledger.kafka.admin import admin_client
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import free_port
-from ledger.settings import Settings, load
 from projections.catalog import live_schema
 from tests import builders as b
 from tests.e2e.test_processes import Process, count_facts, env, ledger_command, processes

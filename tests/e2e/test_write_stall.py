@@ -20,8 +20,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.client import LedgerClient
-from ledger.runtime import open_ledger
-from ledger.settings import load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import load
 from tests import builders as b
 from tests.e2e.test_processes import Process, count_facts, ledger_command
 from tests.kafka_helpers import wait_until

@@ -16,7 +16,7 @@ from psycopg import sql
 from ledger.application.service import Ledger, LedgerReader
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
 from projections.rebuild import rebuild

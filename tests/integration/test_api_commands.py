@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi.testclient import TestClient
 
 from ledger.application.service import Ledger, LedgerReader
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from tests import builders as b
 from tests.history import ALICE, catch_up, days_ago, ledger, reader, subject_id
 from tests.integration.test_api import SCOPES, api, call, check, history, tokens

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
 from tests import builders as b

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from ledger.application.service import Ledger
 from ledger.cli.main import app
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import Settings, load
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import Settings, load
 from tests import builders as b
 from tests.history import ALICE, BOB, DAVE, catch_up, ledger, reader, scripted_history, subject_id
 from tests.integration.test_api import api, call, history, tokens

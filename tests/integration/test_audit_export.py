@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.integrity.checkpoints import CheckpointSigner
-from ledger.settings import load
+from ledger.process.settings import load
 from projections.api import access
 from projections.api.app import create_app, prepare
 from tests.builders import REF, TENANT, collect, erase, grant

@@ -23,8 +23,8 @@ from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.integrity.sources import store_items
 from ledger.integrity.verify import Problem, Report, verify
-from ledger.runtime import open_ledger
-from ledger.settings import load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import load
 from ledger.storage.chain import extend, stored
 from tests.builders import REF, collect, disclose, erase, grant, withdraw
 from tests.ledger_cases import BOB, ready

@@ -19,8 +19,8 @@ from ledger.integrity import audit
 from ledger.integrity.topic import TopicDump, mismatches, read_topic
 from ledger.kafka.admin import ensure_topics
 from ledger.kafka.producer import make_producer
-from ledger.runtime import open_ledger
-from ledger.settings import Settings, load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from tests.builders import REF, collect, erase, grant
 from tests.ledger_cases import BOB, ready
 

@@ -13,11 +13,11 @@ from consumers.relay import Relay
 from ledger.application.service import Ledger
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
+from ledger.erasure.reconcile import reconcile_configured
 from ledger.kafka.producer import make_producer
-from ledger.reconcile import reconcile_configured
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import free_port
-from ledger.settings import Settings, load
 from ledger.wire import avro
 from tests.builders import IP, REF, TENANT, erase, grant
 from tests.kafka_helpers import read_topic

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from ledger.cli.main import app
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import load
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import load
 from projections.replay import service
 from projections.replay.registry import Replays
 from tests import builders as b

@@ -9,7 +9,7 @@ from datetime import timedelta
 from ledger.application.service import Ledger
 from ledger.integrity.checkpointer import Checkpointer, table_opener
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key, verify_signature
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from tests import builders as b
 from tests.history import ledger
 

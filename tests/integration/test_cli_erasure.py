@@ -5,8 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from ledger.cli.main import app
-from ledger.runtime import open_ledger
-from ledger.settings import load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import load
 from tests.builders import REF, grant
 from tests.ledger_cases import ready
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from ledger.cli.main import app
 from ledger.domain.subject import Subject
-from ledger.runtime import open_ledger, open_reader
-from ledger.settings import load
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.process.settings import load
 from tests import builders as b
 from tests.history import ALICE, DAVE, catch_up, scripted_history
 

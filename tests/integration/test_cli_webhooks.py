@@ -9,8 +9,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from ledger.cli.main import app
-from ledger.runtime import open_ledger
-from ledger.settings import Settings, load
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 
 
 def run(environ: dict[str, str], *args: str) -> Result:

@@ -21,13 +21,13 @@ from ledger.kafka.admin import (
     topic_exists,
 )
 from ledger.kafka.topics import Topics
+from ledger.process.settings import Settings
 from ledger.servers.embedded import (
     EmbeddedBroker,
     EmbeddedPackageMissing,
     EmbeddedPostgres,
     free_port,
 )
-from ledger.settings import Settings
 from tests.conftest import require_service
 
 

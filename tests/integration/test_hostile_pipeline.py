@@ -10,7 +10,7 @@ import pytest
 from consumers.ingest import MAX_MESSAGE_BYTES, IngestConsumer
 from ledger.application.service import Ledger
 from ledger.client import LedgerClient
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from tests import builders as b
 from tests import hostile as h
 from tests.integration.test_pipeline import client, ingest, ledger, recorded, send

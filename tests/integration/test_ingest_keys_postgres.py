@@ -22,8 +22,8 @@ from ledger.application.service import Ledger
 from ledger.cli import ingest_keys
 from ledger.client import fetch_ingest_key
 from ledger.keys.crypto_ingest import INGEST_SCHEME, IngestPublicKey
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
 

@@ -18,8 +18,8 @@ from ledger.cli.main import app
 from ledger.keys import crypto_ingest
 from ledger.keys.crypto import new_secret
 from ledger.keys.rotation import Rotation, RotationBlocked, WrappedSecretTable, kek_usage
-from ledger.runtime import kek_ring, open_ledger
-from ledger.settings import Settings, load
+from ledger.process.runtime import kek_ring, open_ledger
+from ledger.process.settings import Settings, load
 from ledger.webhooks import endpoints
 from ledger.webhooks.tables import create_tables
 from tests.builders import IP, TENANT, erase, grant

@@ -11,8 +11,8 @@ import pytest
 from psycopg import sql
 
 from ledger.application.service import Ledger
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder
 from tests.builders import REF, TENANT, collect, grant
 from tests.chain_cases import ChainCases

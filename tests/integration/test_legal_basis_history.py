@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.storage.store import Receipt
 from ledger.wire.contract import subject_command
 from projections.api.problems import Conflict

@@ -22,8 +22,8 @@ from ledger.cli.main import app
 from ledger.domain.subject import Subject
 from ledger.domain.values import LegalBasis
 from ledger.kafka.producer import make_producer
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.webhooks import listing
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until

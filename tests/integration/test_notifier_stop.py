@@ -8,7 +8,7 @@ import psycopg
 
 from consumers.notifier import Notifier
 from ledger.application.service import Ledger
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.webhooks import listing
 from tests import builders as b
 from tests.integration.test_notifier import (

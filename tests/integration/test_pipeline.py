@@ -16,8 +16,8 @@ from ledger.client import LedgerClient
 from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.wire import avro, contract
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.catalog import VIEWS, open_view
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api.app import create_app
 from projections.api.purpose_cache import ERASED, Known, PurposeCache
 from projections.catalog import live_schema

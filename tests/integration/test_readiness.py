@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger.application.service import Ledger, LedgerReader
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from projections.api.app import create_app, prepare
 from projections.rebuild import rebuild
 from tests.history import catch_up, ledger, reader, scripted_history

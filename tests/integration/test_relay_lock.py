@@ -8,8 +8,8 @@ from contextlib import closing
 
 import psycopg
 
-from ledger.runtime import open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import Settings
 
 LOCK = "relay:compliance.ledger"
 

@@ -26,8 +26,8 @@ from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
 from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
-from ledger.runtime import kek_ring
-from ledger.settings import Settings
+from ledger.process.runtime import kek_ring
+from ledger.process.settings import Settings
 from projections.api import answers
 from projections.api.access import Principal, Scope
 from projections.api.context import Reading

@@ -21,8 +21,8 @@ from ledger.client import LedgerClient, message_key
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.keys.crypto_ingest import IngestPublicKey
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.wire import avro
 from tests import builders as b
 from tests.kafka_helpers import read_topic, wait_until

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from contextlib import closing
 
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from tests import builders as b
 
 

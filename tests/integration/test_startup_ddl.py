@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.runtime import open_ledger
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings, load
 from ledger.servers.embedded import EmbeddedPackageMissing, EmbeddedPostgres
-from ledger.settings import Settings, load
 from projections.api.app import prepare
 from tests.conftest import require_service
 

@@ -15,7 +15,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from ledger.keys.crypto import LocalKek, new_secret
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 from ledger.webhooks import endpoints, listing, notice
 from ledger.webhooks.outbox import Outbox, ReadyRequest, Result
 from ledger.webhooks.retry import RetryPolicy

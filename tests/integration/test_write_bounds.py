@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from ledger.application.service import Ledger
-from ledger.runtime import open_ledger
-from ledger.settings import Settings
+from ledger.process.runtime import open_ledger
+from ledger.process.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder
 from projections.api.app import create_app, prepare
 from tests import stall_repro

@@ -16,13 +16,13 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.cli.main import app
-from ledger.settings import load
+from ledger.process.settings import load
 from tests.settings_scan import variables_read
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-# The modules whose variables ``ledger.settings.load`` reads.
-SETTINGS_MODULES = ("settings.py", "keys/kek.py", "kafka/security.py")
+# The modules whose variables ``ledger.process.settings.load`` reads.
+SETTINGS_MODULES = ("process/settings.py", "keys/kek.py", "kafka/security.py")
 ISSUE_COMMANDS = {"ingest", "relay", "project", "serve", "notify"}
 SECRET_NAME = re.compile(r"PASSWORD|KEK|KEY|SECRET|TOKEN|JAAS")
 

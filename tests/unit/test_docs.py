@@ -119,7 +119,7 @@ def _documented(row: str) -> set[str]:
 
 def _read_by_the_code() -> set[str]:
     ledger = CONTRACT.parents[1] / "ledger"
-    modules = ("settings.py", "keys/kek.py", "kafka/security.py", "servers/apache_jars.py")
+    modules = ("process/settings.py", "keys/kek.py", "kafka/security.py", "servers/apache_jars.py")
     read = variables_read(*(ledger / m for m in modules))
     tests = variables_read(CONTRACT.parents[1] / "tests" / "conftest.py")
     return (read | {n for n in tests if n.startswith("LEDGER_TEST_")}) - NOT_SETTINGS

@@ -13,7 +13,7 @@ from ledger.kafka import admin, consumer, producer
 from ledger.kafka.connection import connection_config
 from ledger.kafka.security import KafkaSecurity, from_environment
 from ledger.plumbing.secret_files import SettingError
-from ledger.settings import ConfigError, load
+from ledger.process.settings import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cr3t-Pa55word"

@@ -12,7 +12,7 @@ from ledger.keys import crypto
 from ledger.keys.crypto import KekNotConfigured, LocalKek, new_secret
 from ledger.keys.kek import KeyRing
 from ledger.keys.keystore import KeyStore
-from ledger.settings import ConfigError, load
+from ledger.process.settings import ConfigError, load
 from ledger.storage.memory import InMemoryLedgerRecorder
 
 OLD, NEW = new_secret(), new_secret()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ledger.cli.dev import DEV_KEYS, _dev_keys
 from ledger.cli.main import app
 from ledger.integrity.checkpoints import CheckpointSigner
-from ledger.settings import load
+from ledger.process.settings import load
 
 OLD_KEYS = {  # what dev-keys.json held before the checkpoint key existed
     "LEDGER_KEK": base64.b64encode(b"k" * 32).decode(),

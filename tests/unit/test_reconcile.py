@@ -8,8 +8,8 @@ from uuid import UUID
 
 from ledger.application.service import Ledger
 from ledger.domain.subject import Subject, step_id
-from ledger.erasure_journal import JournalRead
-from ledger.reconcile import reconcile
+from ledger.erasure.journal import JournalRead
+from ledger.erasure.reconcile import reconcile
 from ledger.webhooks.notice import Erasure
 from tests.builders import IP, REF, TENANT, grant, memory_ledger
 from tests.ledger_cases import BOB, ready, reasons, statuses, subject_id

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger.settings import ConfigError, load
+from ledger.process.settings import ConfigError, load
 
 PASSWORD = "p@ss:w/rd?#1"
 

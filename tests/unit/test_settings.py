@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ledger.kafka.topics import Topics
-from ledger.settings import ConfigError, Settings, load
+from ledger.process.settings import ConfigError, Settings, load
 
 
 def b64(raw: bytes) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from ledger.kafka import admin
 from ledger.kafka.topics import TopicReplication, Topics
-from ledger.settings import ConfigError, load
+from ledger.process.settings import ConfigError, load
 
 
 class FakeAdmin:

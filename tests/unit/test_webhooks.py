@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from consumers.notifier import UnreadableRecord, erasure_of, retry_policy
-from ledger.settings import ConfigError, load
+from ledger.process.settings import ConfigError, load
 from ledger.webhooks import endpoints, notice, signing
 from ledger.webhooks.retry import RetryPolicy
 from ledger.wire import avro

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from ledger.settings import ConfigError
-from ledger.settings import load as load_settings
+from ledger.process.settings import ConfigError
+from ledger.process.settings import load as load_settings
 from ledger.storage import pg_session
 from ledger.storage.write_watch import WriteWatch
 

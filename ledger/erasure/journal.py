@@ -23,7 +23,7 @@ backup, but the topic still has them. Rules this reader keeps:
   ``event_type`` header without decoding; one that may be a ``KeysShredded`` and does not
   decode stops the run (:class:`JournalUnreadable`).
 - ``max_sequence`` is the greatest ledger sequence read, so the caller can keep the ledger's
-  sequence ahead of everything already published (see ``ledger.reconcile``).
+  sequence ahead of everything already published (see ``ledger.erasure.reconcile``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ledger.application.service import Ledger, LedgerReader
 from ledger.keys.crypto import LocalKek
 from ledger.keys.kek import KeyRing
-from ledger.settings import Settings
+from ledger.process.settings import Settings
 
 
 def kek_ring(settings: Settings) -> KeyRing:

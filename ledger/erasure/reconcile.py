@@ -2,7 +2,7 @@
 
 A database restored from a backup taken before an erasure still holds that subject's data key
 and reference lookup, and its ledger does not say the subject was erased. The erasure is on the
-ledger topic (``ledger.erasure_journal``). Reconciliation re-applies it. Rules it keeps:
+ledger topic (``ledger.erasure.journal``). Reconciliation re-applies it. Rules it keeps:
 
 - **Before anything is served.** ``ledger serve``, ``ledger ingest``, ``ledger project`` and
   ``ledger dev`` reconcile on start (:func:`reconcile_configured`), under an advisory lock so
@@ -36,10 +36,10 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.subject import Subject
-from ledger.erasure_journal import ErasureJournal
+from ledger.erasure.journal import ErasureJournal
 from ledger.plumbing.logs import get as get_logger
-from ledger.runtime import open_reader
-from ledger.settings import Settings
+from ledger.process.runtime import open_reader
+from ledger.process.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder, connect_direct
 from ledger.storage.store import LedgerStore, Shredded
 from ledger.webhooks.notice import Erasure
