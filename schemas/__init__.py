@@ -1,7 +1,8 @@
 """The wire contract: Avro schemas (``*.avsc``), one file per named type.
 
 Files are named ``<namespace>.<Name>.avsc`` so that ``fastavro.schema.load_schema`` resolves
-named types (``compliance.Envelope``, ``compliance.Sealed``...) from their own files.
+named types (``compliance.Envelope``, ``compliance.Sealed``...) from their own files. May
+import nothing of ours.
 """
 
 from __future__ import annotations

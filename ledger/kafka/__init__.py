@@ -1,4 +1,11 @@
-"""Kafka plumbing shared by the ledger's producers, consumers and tools.
+"""Kafka: the one place that makes Kafka clients, for the ledger's producers, consumers and tools.
+
+Owns the connection settings every client gets, TLS and SASL included (``connection``,
+``security``), the topics and how they are replicated (``topics``), topic administration
+(``admin``), the producer and consumer factories (``producer``, ``consumer``, ``librdkafka``)
+and the diagnosis of a broker that cannot be reached (``diagnosis``); ``apache`` only forwards
+the deprecated ``python -m ledger.kafka.apache`` to the servers. May import
+``ledger.plumbing`` only.
 
 kafka-python 3.0 loads its protocol schemas through ``importlib.resources`` calls that are
 deprecated since Python 3.11; the import happens here, once, with that warning silenced.

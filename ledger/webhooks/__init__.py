@@ -18,4 +18,6 @@ keeps these rules:
   notifier records ``ProcessorsNotified`` and ``ErasureCompleted`` and only then marks the
   request done; a crash in between makes it try again, and the ledger answers "already
   recorded".
+
+May import ``ledger.application``, ``ledger.keys``, ``ledger.domain`` and ``ledger.plumbing``.
 """
