@@ -103,3 +103,10 @@ def test_the_deprecated_apache_kafka_entry_point_still_runs() -> None:
     assert done.returncode == 0, done.stderr
     assert "usage: python -m ledger.servers.apache" in done.stdout
     assert "DeprecationWarning: python -m ledger.kafka.apache is deprecated" in done.stderr
+
+
+def test_the_architecture_guide_shows_the_same_layers() -> None:
+    guide = (ROOT / "docs" / "architecture.md").read_text()
+    section = guide.split("## The code, by layer", 1)[1].split("```", 2)[1]
+    shown = [frozenset(p.strip() for p in line.split("|")) for line in section.split("\n")]
+    assert [layer for layer in shown if layer != frozenset({""})] == layers()
