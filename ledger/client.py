@@ -181,10 +181,14 @@ class LedgerClient:
         consent_text_version: str = "",
         required: bool = False,
         description: str = "",
+        direct_marketing: bool = False,
+        allowed_under_restriction: bool = False,
         **envelope: Any,
     ) -> str:
         """Defines a purpose. The consent text and its version are needed under legal basis
-        CONSENT; a purpose under another basis may leave both empty."""
+        CONSENT; a purpose under another basis may leave both empty. ``direct_marketing``
+        makes an objection to it absolute; ``allowed_under_restriction`` keeps it allowed
+        while the subject's processing is restricted (storage, legal claims)."""
         facts = {
             "purpose": purpose,
             "consent_text": consent_text,
@@ -192,6 +196,8 @@ class LedgerClient:
             "required": required,
             "legal_basis": _basis(legal_basis),
             "description": description,
+            "direct_marketing": direct_marketing,
+            "allowed_under_restriction": allowed_under_restriction,
         }
         return self._send("PurposeDefined", tenant, None, facts, {}, **envelope)
 
@@ -276,6 +282,74 @@ class LedgerClient:
         facts = {"source": source}
         personal = {"reason": reason}
         return self._send("ErasureRequested", tenant, subject_ref, facts, personal, **envelope)
+
+    def restrict_processing(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        restriction_reference: str,
+        grounds: str,
+        source: str,
+        purposes: Iterable[str] = (),
+        note: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        """GDPR art. 18: no ``purposes`` restricts every purpose. ``grounds`` is one of
+        ACCURACY_CONTESTED, UNLAWFUL_PROCESSING, LEGAL_CLAIMS, OBJECTION_PENDING."""
+        facts = {
+            "restriction_reference": restriction_reference,
+            "grounds": grounds,
+            "purposes": list(purposes),
+            "source": source,
+        }
+        personal = {"note": note}
+        return self._send("ProcessingRestricted", tenant, subject_ref, facts, personal, **envelope)
+
+    def lift_restriction(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        restriction_reference: str,
+        source: str,
+        note: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        facts = {"restriction_reference": restriction_reference, "source": source}
+        personal = {"note": note}
+        return self._send("RestrictionLifted", tenant, subject_ref, facts, personal, **envelope)
+
+    def raise_objection(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        purpose: str,
+        source: str,
+        reason: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        """GDPR art. 21, to a purpose resting on legitimate interests or a public task, or
+        catalogued as direct marketing."""
+        facts = {"purpose": purpose, "source": source}
+        personal = {"reason": reason}
+        return self._send("ObjectionRaised", tenant, subject_ref, facts, personal, **envelope)
+
+    def record_compelling_grounds(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        purpose: str,
+        grounds_reference: str,
+        reasoning: str,
+        **envelope: Any,
+    ) -> str:
+        facts = {"purpose": purpose, "grounds_reference": grounds_reference}
+        personal: dict[str, str | None] = {"reasoning": reasoning}
+        kind = "CompellingGroundsRecorded"
+        return self._send(kind, tenant, subject_ref, facts, personal, **envelope)
 
     def send_raw(self, value: bytes, key: bytes | None = None) -> None:
         """Sends bytes unchecked. For tests and demos of the ledger's refusals only."""

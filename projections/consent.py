@@ -9,11 +9,17 @@ Tables (schema ``<ledger>_consent``):
   the text version agreed to, when it happened upstream and when the ledger recorded it, the
   source, and the id of the event that proves the current state. A purpose with no row was
   never granted. Evidence, IP address and user agent of that event stay sealed.
+- ``restrictions``: each restriction of processing in place (art. 18), by subject and the
+  tenant's reference: its grounds, the purposes it covers (empty: all), the proving event. A
+  lifted restriction's row is deleted.
+- ``objections``: each subject's latest objection to a purpose (art. 21), and the compelling
+  grounds that answered it, if any. The note, reason and reasoning stay sealed.
 
 Every row carries ``position``: the view position of the batch that last changed it (indexed),
 so a reader holding answers as of one position can ask which subjects, and which tenants'
 catalogues, changed after it (``projections.api.purpose_cache``). A subject's shredding moves its
-row's position too, though nothing else in this view changes then.
+row's position too, though nothing else in this view changes then, and so does every change of
+its restrictions and objections (their rows need no position of their own).
 
 A withdrawal is visible as soon as its batch commits; the ledger already refused withdrawals
 of required consents, so this view never sees one.
@@ -30,6 +36,7 @@ from psycopg.rows import DictRow
 
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
+from projections.consent_rights import RightsFold
 from projections.view import Handler, View, sealed_bytes
 
 # The columns of ``consents`` and their types, in the order the fold writes them.
@@ -51,7 +58,7 @@ _CONSENT_COLUMNS = {
 }
 
 
-class ConsentView(View):
+class ConsentView(View, RightsFold):
     name = "consent"
     ddl = """
 CREATE TABLE IF NOT EXISTS {schema}.purposes (
@@ -93,6 +100,38 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
     position bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (subject_id, purpose)
 );
+CREATE TABLE IF NOT EXISTS {schema}.restrictions (
+    subject_id uuid NOT NULL,
+    restriction_reference text NOT NULL,
+    tenant text NOT NULL,
+    grounds text NOT NULL,
+    purposes text[] NOT NULL,
+    restricted_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    source text NOT NULL,
+    event_id text NOT NULL,
+    note bytea,
+    PRIMARY KEY (subject_id, restriction_reference)
+);
+CREATE TABLE IF NOT EXISTS {schema}.objections (
+    subject_id uuid NOT NULL,
+    purpose text NOT NULL,
+    tenant text NOT NULL,
+    objected_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    source text NOT NULL,
+    event_id text NOT NULL,
+    reason bytea,
+    grounds_event_id text,
+    grounds_reference text,
+    grounds_at timestamptz,
+    reasoning bytea,
+    PRIMARY KEY (subject_id, purpose)
+);
+ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS direct_marketing boolean NOT NULL
+    DEFAULT false;
+ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS allowed_under_restriction boolean
+    NOT NULL DEFAULT false;
 ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
 ALTER TABLE {schema}.subjects ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
 ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0
@@ -112,6 +151,10 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
             Subject.ErasureRequested: self.erasure_requested,
             Subject.ErasureRefused: self.erasure_refused,
             Subject.KeysShredded: self.keys_shredded,
+            Subject.ProcessingRestricted: self.processing_restricted,
+            Subject.RestrictionLifted: self.restriction_lifted,
+            Subject.ObjectionRaised: self.objection_raised,
+            Subject.CompellingGroundsRecorded: self.compelling_grounds_recorded,
         }
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
@@ -213,10 +256,14 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
         curs.execute(
             self.sql(
                 "INSERT INTO {schema}.purposes (tenant, purpose, required, legal_basis, "
-                "description, current_version, texts, defined_at, event_id, position) "
+                "description, current_version, texts, defined_at, event_id, direct_marketing, "
+                "allowed_under_restriction, position) "
                 "VALUES (%(tenant)s, %(purpose)s, %(required)s, %(basis)s, %(description)s, "
-                "%(version)s, %(texts)s, %(at)s, %(event_id)s, %(position)s) "
+                "%(version)s, %(texts)s, %(at)s, %(event_id)s, %(marketing)s, %(restricted)s, "
+                "%(position)s) "
                 "ON CONFLICT (tenant, purpose) DO UPDATE SET required = EXCLUDED.required, "
+                "direct_marketing = EXCLUDED.direct_marketing, "
+                "allowed_under_restriction = EXCLUDED.allowed_under_restriction, "
                 "legal_basis = EXCLUDED.legal_basis, description = EXCLUDED.description, "
                 "current_version = EXCLUDED.current_version, "
                 "texts = {schema}.purposes.texts || EXCLUDED.texts, "
@@ -235,6 +282,8 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
                 ),
                 "at": e.occurred_at,
                 "event_id": e.event_id,
+                "marketing": e.direct_marketing,
+                "restricted": e.allowed_under_restriction,
                 "position": self.batch_position,
             },
         )
@@ -344,4 +393,8 @@ _ONE_BY_ONE = (
     Subject.ErasureRequested,
     Subject.ErasureRefused,
     Subject.KeysShredded,
+    Subject.ProcessingRestricted,
+    Subject.RestrictionLifted,
+    Subject.ObjectionRaised,
+    Subject.CompellingGroundsRecorded,
 )

@@ -29,14 +29,21 @@ Conn = AsyncConnection[DictRow]
 
 
 # What the purpose check decides from (``projections.api.decisions``): the purpose, the
-# subject, its consent row. The batch and by-id checks select the same.
+# subject, its consent row, the earliest restriction in place that covers the purpose, and the
+# subject's objection to it. The batch and by-id checks select the same.
 _DECISION = (
-    "p.required, p.legal_basis, p.event_id AS purpose_event_id, s.subject_id, "
-    "s.erasure_requested_at, s.erasure_event_id, c.state, c.consent_text_version, c.event_id, "
-    "c.changed_at"
+    "p.required, p.legal_basis, p.event_id AS purpose_event_id, p.direct_marketing, "
+    "p.allowed_under_restriction, s.subject_id, s.erasure_requested_at, s.erasure_event_id, "
+    "c.state, c.consent_text_version, c.event_id, c.changed_at, "
+    "x.event_id AS restriction_event_id, x.restricted_at, "
+    "o.event_id AS objection_event_id, o.objected_at, o.grounds_event_id"
 )
 _CONSENT_ROW = (
     "LEFT JOIN {consent}.consents c ON c.subject_id = s.subject_id AND c.purpose = p.purpose "
+    "LEFT JOIN LATERAL (SELECT x.event_id, x.restricted_at FROM {consent}.restrictions x "
+    "WHERE x.subject_id = s.subject_id AND (x.purposes = '{{}}' OR p.purpose = ANY(x.purposes)) "
+    "ORDER BY x.restricted_at, x.event_id LIMIT 1) x ON true "
+    "LEFT JOIN {consent}.objections o ON o.subject_id = s.subject_id AND o.purpose = p.purpose "
 )
 
 
@@ -131,7 +138,8 @@ class Queries:
         cur = await conn.execute(
             self.sql(
                 "SELECT purpose, required, legal_basis, description, current_version, texts, "
-                "defined_at, event_id FROM {consent}.purposes WHERE tenant = %s ORDER BY purpose"
+                "defined_at, event_id, direct_marketing, allowed_under_restriction "
+                "FROM {consent}.purposes WHERE tenant = %s ORDER BY purpose"
             ),
             [tenant],
         )
@@ -147,6 +155,29 @@ class Queries:
             [subject_id, tenant],
         )
         return await cur.fetchall()
+
+    async def rights(
+        self, conn: Conn, tenant: str, subject_id: UUID
+    ) -> tuple[list[DictRow], list[DictRow]]:
+        """The subject's restrictions in place (earliest first) and objections, by purpose."""
+        cur = await conn.execute(
+            self.sql(
+                "SELECT restriction_reference, grounds, purposes, restricted_at, recorded_at, "
+                "source, event_id, note FROM {consent}.restrictions "
+                "WHERE subject_id = %s AND tenant = %s ORDER BY restricted_at, event_id"
+            ),
+            [subject_id, tenant],
+        )
+        restrictions = await cur.fetchall()
+        cur = await conn.execute(
+            self.sql(
+                "SELECT purpose, objected_at, recorded_at, source, event_id, reason, "
+                "grounds_event_id, grounds_reference, grounds_at, reasoning "
+                "FROM {consent}.objections WHERE subject_id = %s AND tenant = %s ORDER BY purpose"
+            ),
+            [subject_id, tenant],
+        )
+        return restrictions, await cur.fetchall()
 
     def purpose_check_sql(self) -> bytes:
         """One indexed lookup: the purpose, whether the reference belonged to an erased

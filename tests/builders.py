@@ -46,6 +46,8 @@ def define_purpose(
     description: str = "",
     tenant: str = TENANT,
     event_id: str | None = None,
+    direct_marketing: bool = False,
+    allowed_under_restriction: bool = False,
 ) -> Command:
     facts = {
         "purpose": purpose,
@@ -54,6 +56,8 @@ def define_purpose(
         "required": required,
         "legal_basis": basis,
         "description": description,
+        "direct_marketing": direct_marketing,
+        "allowed_under_restriction": allowed_under_restriction,
     }
     return Command("PurposeDefined", envelope(None, tenant=tenant, event_id=event_id), facts, {})
 
@@ -164,6 +168,68 @@ def hold(
 def release(ref: str, hold_reference: str = "case-2026-14", *, tenant: str = TENANT) -> Command:
     return Command(
         "LegalHoldReleased", envelope(ref, tenant=tenant), {"hold_reference": hold_reference}, {}
+    )
+
+
+def restrict(
+    ref: str,
+    purposes: Sequence[str] = (),
+    reference: str = "dispute-7",
+    *,
+    grounds: str = "ACCURACY_CONTESTED",
+    tenant: str = TENANT,
+    event_id: str | None = None,
+    note: str | None = None,
+) -> Command:
+    facts = {
+        "restriction_reference": reference,
+        "grounds": grounds,
+        "purposes": list(purposes),
+        "source": "support-ticket",
+    }
+    return Command(
+        "ProcessingRestricted",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"note": note},
+    )
+
+
+def lift(
+    ref: str, reference: str = "dispute-7", *, tenant: str = TENANT, note: str | None = None
+) -> Command:
+    facts = {"restriction_reference": reference, "source": "support-ticket"}
+    return Command("RestrictionLifted", envelope(ref, tenant=tenant), facts, {"note": note})
+
+
+def object_to(
+    ref: str,
+    purpose: str = "analytics",
+    *,
+    tenant: str = TENANT,
+    event_id: str | None = None,
+    reason: str | None = None,
+) -> Command:
+    facts = {"purpose": purpose, "source": "web-form"}
+    return Command(
+        "ObjectionRaised",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"reason": reason},
+    )
+
+
+def grounds(
+    ref: str,
+    purpose: str = "analytics",
+    *,
+    tenant: str = TENANT,
+    reference: str = "lia-2026-3",
+    reasoning: str | None = "Fraud prevention outweighs the objection",
+) -> Command:
+    facts = {"purpose": purpose, "grounds_reference": reference}
+    return Command(
+        "CompellingGroundsRecorded", envelope(ref, tenant=tenant), facts, {"reasoning": reasoning}
     )
 
 

@@ -15,11 +15,25 @@ SUBJECT_COMMANDS = {
     "ConsentWithdrawn": "withdraw_consent",
     "PersonalDataCollected": "record_collection",
     "DataDisclosed": "record_disclosure",
+    "ObjectionRaised": "object_to",
+    "CompellingGroundsRecorded": "record_compelling_grounds",
 }
+# Commands about the subject as a whole, not one purpose.
 ERASURE_COMMANDS = {
     "LegalHoldPlaced": "place_legal_hold",
     "LegalHoldReleased": "release_legal_hold",
+    "RestrictionLifted": "lift_restriction",
 }
+# Commands for a subject the ledger must already know: they answer something it did.
+EXISTING_SUBJECT_ONLY = frozenset(
+    {
+        "ErasureRequested",
+        "ProcessingRestricted",
+        "RestrictionLifted",
+        "ObjectionRaised",
+        "CompellingGroundsRecorded",
+    }
+)
 BATCH_ATTEMPTS = 2
 
 

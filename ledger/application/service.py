@@ -37,6 +37,7 @@ from psycopg.sql import SQL, Identifier
 from ledger.application.batch import (
     BATCH_ATTEMPTS,
     ERASURE_COMMANDS,
+    EXISTING_SUBJECT_ONLY,
     SUBJECT_COMMANDS,
     Outcome,
     _Batch,
@@ -387,8 +388,8 @@ class Ledger(LedgerReader):
         if subject is None:
             if lookup in batch.erased:
                 raise SubjectErased("this reference belongs to an erased subject")
-            if cmd.kind == "ErasureRequested":
-                raise UnknownSubject(f"tenant {tenant.code!r} has no such subject to erase")
+            if cmd.kind in EXISTING_SUBJECT_ONLY:
+                raise UnknownSubject(f"tenant {tenant.code!r} has no such subject")
             subject = self._new_subject(tenant.code, lookup[1], cmd.envelope.subject_ref, batch)
             subjects[lookup] = subject
         data_key = self.keys.data_key(subject.id)
@@ -396,8 +397,12 @@ class Ledger(LedgerReader):
             subject.check_not_erased()
             raise UnknownSubject(f"subject {subject.id} has no data key")
         sealed = self.keys.seal(data_key, subject.id, cmd.personal)
-        facts = {k: v for k, v in cmd.facts.items() if k != "purpose"}
+        facts = {k: v for k, v in cmd.facts.items() if k not in ("purpose", "purposes")}
         fields = {**facts, **sealed, **_envelope_fields(cmd)}
+        if cmd.kind == "ProcessingRestricted":
+            purposes = [tenant.purpose(code) for code in cmd.facts["purposes"]]
+            subject.restrict_processing(purposes, **fields)
+            return subject
         if cmd.kind == "ErasureRequested":
             if subject.request_erasure(**fields):
                 batch.shredded.append(Shredded(tenant.code, subject.id))

@@ -14,6 +14,7 @@ import typer
 
 from ledger.cli import common
 from ledger.cli.common import fail
+from ledger.domain.rules import InvalidEvent
 from ledger.domain.subject import Subject
 from ledger.wire.contract import subject_command
 
@@ -31,16 +32,22 @@ def _reference(ref: str) -> str:
     return value
 
 
-def _record(kind: str, tenant: str, ref: str, event_id: str | None, **fields: Any) -> list[Any]:
-    """Records one command; returns the subject's events, newest last."""
-    command = subject_command(
-        kind,
-        tenant=tenant,
-        subject_ref=_reference(ref),
-        producer="cli",
-        event_id=event_id,
-        **fields,
-    )
+def record_command(
+    kind: str, tenant: str, ref: str, event_id: str | None, **fields: Any
+) -> list[Any]:
+    """Records one command; returns the subject's events, newest last. A refusal is a
+    message naming the rule's reason, and exit status 1."""
+    try:
+        command = subject_command(
+            kind,
+            tenant=tenant,
+            subject_ref=_reference(ref),
+            producer="cli",
+            event_id=event_id,
+            **fields,
+        )
+    except InvalidEvent as exc:  # names the field, never its value
+        fail(f"invalid ({exc.code}): {exc.detail}")
     ledger = common.ledger()
     try:
         outcome = ledger.record([command])[0]
@@ -63,7 +70,9 @@ def erase(
     event_id: Annotated[str | None, typer.Option(help="Your id; makes a retry safe.")] = None,
 ) -> None:
     """Record an erasure request: keys are shredded at once unless a legal hold refuses it."""
-    last = _record("ErasureRequested", tenant, ref, event_id, source=source, reason=reason)[-1]
+    last = record_command("ErasureRequested", tenant, ref, event_id, source=source, reason=reason)[
+        -1
+    ]
     if isinstance(last, Subject.ErasureRefused):
         fail(
             f"subject {last.originator_id}: erasure refused ({last.reason}: "
@@ -84,14 +93,16 @@ def place(
     note: Annotated[str | None, typer.Option(help="Why (personal: stored sealed).")] = None,
 ) -> None:
     """Place a legal hold: erasure requests are refused, with the reason, while it lasts."""
-    last = _record("LegalHoldPlaced", tenant, ref, None, hold_reference=hold_reference, note=note)
+    last = record_command(
+        "LegalHoldPlaced", tenant, ref, None, hold_reference=hold_reference, note=note
+    )
     typer.echo(f"subject {last[-1].originator_id}: legal hold {hold_reference} placed")
 
 
 @holds.command("release")
 def release(tenant: TenantArg, ref: RefArg, hold_reference: HoldArg) -> None:
     """Release a legal hold placed under this reference."""
-    last = _record("LegalHoldReleased", tenant, ref, None, hold_reference=hold_reference)
+    last = record_command("LegalHoldReleased", tenant, ref, None, hold_reference=hold_reference)
     typer.echo(f"subject {last[-1].originator_id}: legal hold {hold_reference} released")
 
 

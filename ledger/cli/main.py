@@ -21,6 +21,7 @@ from ledger.cli import (
     project,
     replay,
     report,
+    rights,
     serve,
     webhooks,
 )
@@ -49,6 +50,7 @@ for module in (
     admin,
     keys,
     erasure,
+    rights,
     ingest_keys,
     apikeys,
     bench,

@@ -113,3 +113,42 @@ class IngestSealInvalid(RuleViolation):
     tenant or event."""
 
     code = "ingest_seal_invalid"
+
+
+class RestrictionExists(RuleViolation):
+    """A restriction with this reference is already in place for the subject."""
+
+    code = "restriction_exists"
+
+
+class RestrictionUnknown(RuleViolation):
+    """No restriction with this reference is in place for the subject to lift."""
+
+    code = "restriction_unknown"
+
+
+class ObjectionNotApplicable(RuleViolation):
+    """An objection to a purpose that GDPR art. 21 gives no right to object to: one resting
+    on consent (withdraw it instead), contract, legal obligation or vital interests, and not
+    direct marketing."""
+
+    code = "objection_not_applicable"
+
+
+class ObjectionExists(RuleViolation):
+    """The subject's objection to this purpose already stands (no grounds override it)."""
+
+    code = "objection_exists"
+
+
+class ObjectionUnknown(RuleViolation):
+    """Compelling grounds recorded against an objection the subject has not made."""
+
+    code = "objection_unknown"
+
+
+class ObjectionAbsolute(RuleViolation):
+    """Compelling grounds recorded against an objection to direct marketing, which no
+    grounds override (GDPR art. 21(3))."""
+
+    code = "objection_absolute"

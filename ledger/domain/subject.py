@@ -18,7 +18,8 @@ refused command leaves the aggregate as it was):
   consent in force is withdrawable even if its purpose is now catalogued under another basis
   (granted before the purpose was re-catalogued, or before the rule above existed);
 - a disclosure names the legal basis its purpose is catalogued with (``Purpose.check_basis``),
-  and under CONSENT the subject must hold the purpose's consent right now.
+  and under CONSENT the subject must hold the purpose's consent right now;
+- restriction of processing and objection follow ``ledger.domain.rights``.
 
 The subject's id is random (never derived from the upstream reference). Personal fields arrive
 already :class:`Sealed`; the aggregate never sees plaintext.
@@ -32,6 +33,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger.domain import rights
 from ledger.domain.facts import Fact
 from ledger.domain.rules import (
     ConsentNotGranted,
@@ -197,12 +199,20 @@ class Subject(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             pass
 
+    # Restriction (art. 18) and objection (art. 21): defined in ``ledger.domain.rights``.
+    ProcessingRestricted = rights.ProcessingRestricted
+    RestrictionLifted = rights.RestrictionLifted
+    ObjectionRaised = rights.ObjectionRaised
+    CompellingGroundsRecorded = rights.CompellingGroundsRecorded
+
     def __init__(self, tenant: str, subject_ref: Sealed) -> None:
         self.tenant = tenant
         self.subject_ref = subject_ref
         self.consents: dict[str, Consent] = {}
         self.disclosed_to: dict[str, list[str]] = {}
         self.legal_holds: dict[str, str] = {}
+        self.restrictions: dict[str, rights.Restriction] = {}
+        self.objections: dict[str, rights.Objection] = {}
         self.erasure_requested_at: datetime | None = None
         self.erasure_request_id: str | None = None
         self.shredded_at: datetime | None = None
@@ -347,6 +357,44 @@ class Subject(Aggregate):
                 f"subject {self.id} is under no legal hold {hold_reference!r} to release"
             )
         self.trigger_event(self.LegalHoldReleased, hold_reference=hold_reference, **fields)
+
+    def restrict_processing(
+        self,
+        purposes: list[Purpose],
+        *,
+        restriction_reference: str,
+        grounds: str,
+        **fields: object,
+    ) -> None:
+        self.check_not_erased()
+        codes = [p.code for p in purposes]
+        rights.check_restriction(self.restrictions, restriction_reference, grounds, codes)
+        self.trigger_event(
+            self.ProcessingRestricted,
+            restriction_reference=restriction_reference,
+            grounds=grounds,
+            purposes=codes,
+            **fields,
+        )
+
+    def lift_restriction(self, *, restriction_reference: str, **fields: object) -> None:
+        self.check_not_erased()
+        rights.check_lift(self.restrictions, restriction_reference)
+        self.trigger_event(
+            self.RestrictionLifted, restriction_reference=restriction_reference, **fields
+        )
+
+    def object_to(self, purpose: Purpose, **fields: object) -> None:
+        self.check_not_erased()
+        rights.check_objection(
+            self.objections, purpose.code, purpose.legal_basis, purpose.direct_marketing
+        )
+        self.trigger_event(self.ObjectionRaised, purpose=purpose.code, **fields)
+
+    def record_compelling_grounds(self, purpose: Purpose, **fields: object) -> None:
+        self.check_not_erased()
+        rights.check_grounds(self.objections, purpose.code, purpose.direct_marketing)
+        self.trigger_event(self.CompellingGroundsRecorded, purpose=purpose.code, **fields)
 
     def record_report(self, **fields: object) -> None:
         """Records a report's generation. Unlike every other fact it is accepted after erasure:

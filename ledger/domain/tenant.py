@@ -55,6 +55,11 @@ class Purpose:
     legal_basis: LegalBasis
     description: str
     texts: dict[str, str] = field(default_factory=dict)  # version -> consent text
+    # Direct marketing: an objection to it is absolute (GDPR art. 21(2), (3)).
+    direct_marketing: bool = False
+    # Still allowed while the subject's processing is restricted (art. 18(2): storage, legal
+    # claims).
+    allowed_under_restriction: bool = False
 
     def check_version(self, version: str) -> None:
         if version not in self.texts:
@@ -96,6 +101,9 @@ class Tenant(Aggregate):
         required: bool
         legal_basis: LegalBasis
         description: str
+        # Added with the rights of art. 18 and 21; events stored before read them as False.
+        direct_marketing: bool = False
+        allowed_under_restriction: bool = False
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Tenant)
@@ -109,6 +117,8 @@ class Tenant(Aggregate):
                 legal_basis=self.legal_basis,
                 description=self.description,
                 texts=texts,
+                direct_marketing=self.direct_marketing,
+                allowed_under_restriction=self.allowed_under_restriction,
             )
 
     class IngestPolicySet(Aggregate.Event):
@@ -197,6 +207,8 @@ class Tenant(Aggregate):
         legal_basis: LegalBasis,
         required: bool = False,
         description: str = "",
+        direct_marketing: bool = False,
+        allowed_under_restriction: bool = False,
         **envelope: object,
     ) -> None:
         self.check_purpose_code(purpose)
@@ -210,6 +222,8 @@ class Tenant(Aggregate):
             required=required,
             legal_basis=legal_basis,
             description=description,
+            direct_marketing=direct_marketing,
+            allowed_under_restriction=allowed_under_restriction,
             **envelope,
         )
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ledger.domain.rights import RESTRICTION_GROUNDS
 from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
 from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis, Sealed
@@ -35,6 +36,10 @@ INGEST_TYPES = (
     "ErasureRequested",
     "LegalHoldPlaced",
     "LegalHoldReleased",
+    "ProcessingRestricted",
+    "RestrictionLifted",
+    "ObjectionRaised",
+    "CompellingGroundsRecorded",
 )
 SUBJECT_TYPES = frozenset(INGEST_TYPES) - {"PurposeDefined"}
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "producer", "tenant")
@@ -42,6 +47,9 @@ MAX_FUTURE = timedelta(days=1)
 MAX_TEXT = 10_000
 MAX_CATEGORIES = 50
 SUBJECT_REF_FIELD = "envelope.subject_ref"
+# Personal fields that are optional in Avro (every personal field is a nullable union) but
+# that the event needs.
+REQUIRED_PERSONAL = {"CompellingGroundsRecorded": ("reasoning",)}
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ def command_from_record(
     }
     facts = {k: v for k, v in record.items() if k != "envelope" and k not in personal_names}
     _check_facts(kind, facts)
+    _check_required_personal(kind, personal)
     if "legal_basis" in facts:
         facts["legal_basis"] = LegalBasis[facts["legal_basis"]]
     return Command(kind, env, facts, personal, frozenset(personal_values.in_clear))
@@ -202,9 +211,22 @@ def _check_text(name: str, value: str, limit: int) -> None:
 def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
     if "purpose" in facts and not PURPOSE_CODE.match(facts["purpose"]):
         raise InvalidEvent("purpose is not a valid purpose code")
-    for name in ("source", "recipient", "hold_reference"):
+    for name in (
+        "source",
+        "recipient",
+        "hold_reference",
+        "restriction_reference",
+        "grounds_reference",
+    ):
         if name in facts:
             _check_text(name, facts[name], 200)
+    if "purposes" in facts:
+        if len(facts["purposes"]) > MAX_CATEGORIES:
+            raise InvalidEvent(f"purposes may list at most {MAX_CATEGORIES} purposes")
+        if not all(PURPOSE_CODE.match(code) for code in facts["purposes"]):
+            raise InvalidEvent("purposes[] is not a valid purpose code")
+    if "grounds" in facts and facts["grounds"] not in RESTRICTION_GROUNDS:
+        raise InvalidEvent(f"grounds must be one of {', '.join(sorted(RESTRICTION_GROUNDS))}")
     if facts.get("reference"):  # optional: "" when the producer has none
         _check_text("reference", facts["reference"], 200)
     if kind == "PurposeDefined":
@@ -223,6 +245,12 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
             raise InvalidEvent(f"categories must list 1-{MAX_CATEGORIES} data categories")
         for category in categories:
             _check_text("categories[]", category, 100)
+
+
+def _check_required_personal(kind: str, personal: Mapping[str, str | None]) -> None:
+    for name in REQUIRED_PERSONAL.get(kind, ()):
+        if not personal.get(name):
+            raise InvalidEvent(f"{kind} needs {name}")
 
 
 def record_from_command(cmd: Command) -> dict[str, Any]:
@@ -420,6 +448,7 @@ def subject_command(
     _check_text("event_id", envelope.event_id, 200)
     _check_text("producer", producer, 100)
     _check_facts(kind, facts)
+    _check_required_personal(kind, personal)
     for name, text in [(SUBJECT_REF_FIELD, subject_ref), *personal.items()]:
         if text is not None and len(text) > MAX_TEXT:
             raise InvalidEvent(f"{name} is longer than {MAX_TEXT} characters")

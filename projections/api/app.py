@@ -33,6 +33,7 @@ from projections.api import (
     records,
     replays,
     reports,
+    rights,
     subjects,
 )
 from projections.api import checkpoints as checkpoint_routes
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
         )
     app.include_router(subjects.router)
     app.include_router(commands.router)
+    app.include_router(rights.router)
     app.include_router(records.router)
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)

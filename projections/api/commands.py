@@ -28,7 +28,9 @@ Ctx = Annotated[ApiContext, Depends(context)]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
-def _command(kind: str, who: Principal, ref: str, event_id: str | None, **fields: Any) -> Command:
+def build_command(
+    kind: str, who: Principal, ref: str, event_id: str | None, **fields: Any
+) -> Command:
     """The command, or a 422 problem when a value breaks the content rules producers' events
     must keep (a non-printable id or hold reference, say): nothing unfit is recorded."""
     try:
@@ -54,7 +56,7 @@ def _command(kind: str, who: Principal, ref: str, event_id: str | None, **fields
 async def request_erasure(body: ErasureCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Record an erasure request. Unless a legal hold refuses it, the subject's key and
     reference lookup are deleted in the same transaction; processors are notified next."""
-    command = _command(
+    command = build_command(
         "ErasureRequested",
         who,
         body.subject_ref,
@@ -68,7 +70,7 @@ async def request_erasure(body: ErasureCommand, ctx: Ctx, who: Admin) -> Command
 @router.post("/subject/legal-holds", status_code=201)
 async def place_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Keep the subject's data: erasure requests are refused (and say why) while it holds."""
-    command = _command(
+    command = build_command(
         "LegalHoldPlaced",
         who,
         body.subject_ref,
@@ -81,7 +83,7 @@ async def place_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> Comm
 
 @router.post("/subject/legal-holds/release")
 async def release_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
-    command = _command(
+    command = build_command(
         "LegalHoldReleased", who, body.subject_ref, None, hold_reference=body.hold_reference
     )
     return await run_in_threadpool(ctx.writer.record, command)

@@ -8,9 +8,15 @@ In order:
    erasure's own events are found by subject id (erasure status), not by reference.
 3. A subject whose erasure has been requested but not carried out: **no**
    (``erasure_requested``), whatever the legal basis.
-4. A purpose catalogued under a legal basis other than consent (contract, legal obligation,
+4. A restriction of processing in place that covers the purpose (GDPR art. 18), unless the
+   tenant catalogues the purpose as allowed under restriction: **no**
+   (``processing_restricted``), proved by the earliest such restriction.
+5. An objection to the purpose (art. 21) that stands — no compelling grounds answered it, or
+   the purpose is direct marketing, where no grounds do: **no** (``objected``), proved by the
+   objection. Answered by grounds, the purpose is decided by the rules below.
+6. A purpose catalogued under a legal basis other than consent (contract, legal obligation,
    ...): **yes** (``legal_basis``); the proof is the purpose's definition.
-5. Consent purposes: **yes** if the consent is currently granted (``consent_granted``, proved by
+7. Consent purposes: **yes** if the consent is currently granted (``consent_granted``, proved by
    the grant), **no** if withdrawn (``consent_withdrawn``, proved by the withdrawal) or never
    given (``no_consent``) — an unknown reference is simply a subject who never consented.
 """
@@ -41,6 +47,24 @@ def decide(purpose: str, row: Mapping[str, Any] | None) -> PurposeDecision:
             reason="erasure_requested",
             event_id=row["erasure_event_id"],
             since=row["erasure_requested_at"],
+        )
+    if row["restriction_event_id"] is not None and not row["allowed_under_restriction"]:
+        return PurposeDecision(
+            **base,
+            allowed=False,
+            reason="processing_restricted",
+            event_id=row["restriction_event_id"],
+            since=row["restricted_at"],
+        )
+    if row["objection_event_id"] is not None and (
+        row["direct_marketing"] or row["grounds_event_id"] is None
+    ):
+        return PurposeDecision(
+            **base,
+            allowed=False,
+            reason="objected",
+            event_id=row["objection_event_id"],
+            since=row["objected_at"],
         )
     if row["legal_basis"] != "CONSENT":
         return PurposeDecision(

@@ -35,6 +35,8 @@ Reason = Literal[
     "no_consent",
     "legal_basis",
     "erasure_requested",
+    "processing_restricted",
+    "objected",
     "subject_erased",
     "unknown_purpose",
 ]
@@ -52,7 +54,8 @@ class PurposeDecision(BaseModel):
     event_id: str | None = Field(
         default=None,
         description="The ledger event that proves the answer (grant, withdrawal, erasure "
-        "request, or the purpose's definition for a non-consent legal basis).",
+        "request, restriction, objection, or the purpose's definition for a non-consent legal "
+        "basis).",
     )
     since: datetime | None = Field(default=None, description="When that event happened upstream.")
     subject_id: UUID | None = None
@@ -193,6 +196,79 @@ class LegalHoldCommand(SubjectQuery):
     note: str | None = Field(default=None, max_length=10_000)
 
 
+RestrictionGrounds = Literal[
+    "ACCURACY_CONTESTED", "UNLAWFUL_PROCESSING", "LEGAL_CLAIMS", "OBJECTION_PENDING"
+]
+
+
+class RestrictionCommand(SubjectQuery):
+    """Restrict processing of the subject's data (GDPR art. 18) under the tenant's own,
+    non-personal reference; no ``purposes``: every purpose."""
+
+    restriction_reference: str = Field(min_length=1, max_length=200)
+    grounds: RestrictionGrounds
+    purposes: list[str] = Field(default_factory=list, max_length=50)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=10_000)
+    event_id: str | None = Field(default=None, max_length=200)
+
+
+class LiftCommand(SubjectQuery):
+    restriction_reference: str = Field(min_length=1, max_length=200)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class ObjectionCommand(SubjectQuery):
+    """The subject objects to processing for a purpose (art. 21)."""
+
+    purpose: str = Field(min_length=1, max_length=100)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=10_000)
+    event_id: str | None = Field(default=None, max_length=200)
+
+
+class GroundsCommand(SubjectQuery):
+    """The tenant's compelling legitimate grounds that override a standing objection."""
+
+    purpose: str = Field(min_length=1, max_length=100)
+    grounds_reference: str = Field(min_length=1, max_length=200)
+    reasoning: str = Field(min_length=1, max_length=10_000)
+
+
+class Restriction(BaseModel):
+    restriction_reference: str
+    grounds: RestrictionGrounds
+    purposes: list[str] = Field(description="The purposes it covers; empty: every purpose.")
+    restricted_at: datetime
+    recorded_at: datetime
+    source: str
+    event_id: str
+    note: str | None = None
+
+
+class Objection(BaseModel):
+    purpose: str
+    standing: bool = Field(
+        description="Whether it refuses the purpose now: no compelling grounds answered it, "
+        "or the purpose is direct marketing."
+    )
+    objected_at: datetime
+    recorded_at: datetime
+    source: str
+    event_id: str
+    reason: str | None = None
+    grounds_event_id: str | None = None
+    grounds_reference: str | None = None
+    grounds_at: datetime | None = None
+    reasoning: str | None = None
+
+
+class SubjectRights(SubjectHeader):
+    restrictions: list[Restriction] = Field(description="Restrictions in place, earliest first.")
+    objections: list[Objection]
+
+
 class CommandOutcome(BaseModel):
     """What the ledger did with the command."""
 
@@ -213,6 +289,13 @@ class Purpose(BaseModel):
     texts: dict[str, str] = Field(description="Every consent text defined, by version.")
     defined_at: datetime
     event_id: str
+    direct_marketing: bool = Field(
+        default=False, description="An objection to it is absolute (GDPR art. 21(2), (3))."
+    )
+    allowed_under_restriction: bool = Field(
+        default=False,
+        description="Still allowed while a restriction of processing covers it (art. 18(2)).",
+    )
 
 
 class ViewState(BaseModel):

@@ -2,10 +2,12 @@
 
 Each API process keeps:
 
-- per tenant, its purpose catalogue (purpose → required, legal basis, defining event);
+- per tenant, its purpose catalogue (purpose → required, legal basis, defining event, direct
+  marketing, allowed under restriction);
 - per (tenant, reference digest), the subject the reference names in the consent view with
-  its consent rows and erasure request — or that the reference belonged to an erased subject,
-  which is final (the ledger refuses every new event for such a reference).
+  its consent rows, erasure request, restrictions and objections — or that the reference
+  belonged to an erased subject, which is final (the ledger refuses every new event for such a
+  reference).
 
 **Never older than the view.** A check answers from a state at least as new as the view was
 when the check arrived. Before answering from memory it waits for a *probe* that started
@@ -46,6 +48,7 @@ view position nor its ledger position is behind memory's. (More than
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -95,10 +98,21 @@ class Known:
     erasure_event_id: str | None
     # purpose → (state, consent text version, event id, changed at)
     consents: dict[str, tuple[str, str, str, datetime]]
+    # Restrictions in place, earliest first: (purposes, or () for all; event id; since).
+    restrictions: tuple[tuple[tuple[str, ...], str, datetime], ...] = ()
+    # purpose → (objection's event id, since, the grounds' event id or None)
+    objections: dict[str, tuple[str, datetime, str | None]] | None = None
+
+    def restriction(self, purpose: str) -> tuple[str, datetime] | None:
+        for purposes, event_id, since in self.restrictions:
+            if not purposes or purpose in purposes:
+                return event_id, since
+        return None
 
 
 Entry = Known | _Erased | None  # None: no subject the view knows
-Catalogue = dict[str, tuple[bool, str, str]]  # purpose → (required, legal basis, event id)
+# purpose → (required, legal basis, event id, direct marketing, allowed under restriction)
+Catalogue = dict[str, tuple[bool, str, str, bool, bool]]
 
 
 def decision(purpose: str, catalogue: Catalogue, entry: Entry) -> PurposeDecision:
@@ -110,6 +124,8 @@ def decision(purpose: str, catalogue: Catalogue, entry: Entry) -> PurposeDecisio
         "required": defined[0],
         "legal_basis": defined[1],
         "purpose_event_id": defined[2],
+        "direct_marketing": defined[3],
+        "allowed_under_restriction": defined[4],
         "erased": entry is ERASED,
         "subject_id": None,
         "erasure_requested_at": None,
@@ -118,6 +134,11 @@ def decision(purpose: str, catalogue: Catalogue, entry: Entry) -> PurposeDecisio
         "consent_text_version": None,
         "event_id": None,
         "changed_at": None,
+        "restriction_event_id": None,
+        "restricted_at": None,
+        "objection_event_id": None,
+        "objected_at": None,
+        "grounds_event_id": None,
     }
     if isinstance(entry, Known):
         row["subject_id"] = entry.subject_id
@@ -126,6 +147,12 @@ def decision(purpose: str, catalogue: Catalogue, entry: Entry) -> PurposeDecisio
         consent = entry.consents.get(purpose)
         if consent is not None:
             row["state"], row["consent_text_version"], row["event_id"], row["changed_at"] = consent
+        restriction = entry.restriction(purpose)
+        if restriction is not None:
+            row["restriction_event_id"], row["restricted_at"] = restriction
+        objection = entry.objections.get(purpose) if entry.objections else None
+        if objection is not None:
+            row["objection_event_id"], row["objected_at"], row["grounds_event_id"] = objection
     return decide(purpose, row)
 
 
@@ -363,9 +390,7 @@ class PurposeCache:
                 entries[digest] = None
             else:
                 if not isinstance(entry, Known):
-                    entry = entries[digest] = Known(
-                        r["subject_id"], r["erasure_requested_at"], r["erasure_event_id"], {}
-                    )
+                    entry = entries[digest] = _known(r)
                 if r["purpose"] is not None:  # the repeated words once in memory, not per row
                     entry.consents[sys.intern(r["purpose"])] = (
                         sys.intern(r["state"]),
@@ -376,8 +401,8 @@ class PurposeCache:
         catalogue = self.catalogues.get(tenant)
         if with_catalogue:
             catalogue = {
-                purpose: (required, basis, event_id)
-                for purpose, required, basis, event_id in head["catalogue"]
+                purpose: (required, basis, event_id, marketing, restricted)
+                for purpose, required, basis, event_id, marketing, restricted in head["catalogue"]
             }
         if keep:
             if catalogue is not None:
@@ -416,6 +441,23 @@ class PurposeCache:
         raise AssertionError("unreachable")
 
 
+def _known(row: DictRow) -> Known:
+    """A subject's entry from its first row: the restrictions and objections (rare; JSON, or
+    NULL when it has none) come on every row of the subject."""
+    known = Known(row["subject_id"], row["erasure_requested_at"], row["erasure_event_id"], {})
+    if row["restrictions"] is not None:
+        known.restrictions = tuple(
+            (tuple(purposes), event_id, datetime.fromisoformat(since))
+            for purposes, event_id, since in json.loads(row["restrictions"])
+        )
+    if row["objections"] is not None:
+        known.objections = {
+            purpose: (event_id, datetime.fromisoformat(since), grounds)
+            for purpose, event_id, since, grounds in json.loads(row["objections"])
+        }
+    return known
+
+
 def _unavailable(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError("the probe was cancelled")
 
@@ -449,10 +491,11 @@ _NO_DIGEST: Final = b""  # no reference's: digests are 32 bytes
 # their primary key: joined plainly, a generic plan hashed the tenant's whole reference table.
 _LOAD = (
     "SELECT h.generation, h.position, h.head, CASE WHEN %(catalogue)s THEN (SELECT "
-    "coalesce(json_agg(json_build_array(p.purpose, p.required, p.legal_basis, p.event_id)), "
-    "'[]') FROM {consent}.purposes p WHERE p.tenant = %(tenant)s) END AS catalogue, "
+    "coalesce(json_agg(json_build_array(p.purpose, p.required, p.legal_basis, p.event_id, "
+    "p.direct_marketing, p.allowed_under_restriction)), '[]') FROM {consent}.purposes p "
+    "WHERE p.tenant = %(tenant)s) END AS catalogue, "
     "q.digest, e.digest IS NOT NULL AS erased, "
-    "s.subject_id, s.erasure_requested_at, s.erasure_event_id, "
+    "s.subject_id, s.erasure_requested_at, s.erasure_event_id, x.restrictions, o.objections, "
     "c.purpose, c.state, c.consent_text_version, c.event_id, c.changed_at "
     "FROM (" + _HEAD + ") h CROSS JOIN {digests} "
     "LEFT JOIN LATERAL (SELECT e.digest FROM {ledger}.erased_refs e "
@@ -460,6 +503,13 @@ _LOAD = (
     "LEFT JOIN LATERAL (SELECT r.subject_id FROM {ledger}.subject_refs r "
     "WHERE r.tenant = %(tenant)s AND r.digest = q.digest LIMIT 1) r ON true "
     "LEFT JOIN {consent}.subjects s ON s.subject_id = r.subject_id "
+    # Text, not json: the driver would parse it on every row of the subject.
+    "LEFT JOIN LATERAL (SELECT json_agg(json_build_array(x.purposes, x.event_id, "
+    "x.restricted_at) ORDER BY x.restricted_at, x.event_id)::text AS restrictions "
+    "FROM {consent}.restrictions x WHERE x.subject_id = s.subject_id) x ON true "
+    "LEFT JOIN LATERAL (SELECT json_agg(json_build_array(o.purpose, o.event_id, o.objected_at, "
+    "o.grounds_event_id))::text AS objections "
+    "FROM {consent}.objections o WHERE o.subject_id = s.subject_id) o ON true "
     "LEFT JOIN {consent}.consents c ON c.subject_id = s.subject_id"
 )
 # One reference as a one-row table, many as an array: PostgreSQL plans a statement over an

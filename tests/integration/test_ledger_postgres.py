@@ -28,11 +28,12 @@ from tests.ledger_cases import (
     subject_id,
     versions_of,
 )
+from tests.rights_cases import RightsCases
 
 SIDE_TABLES = ("subject_keys", "subject_refs", "ingest_receipts")
 
 
-class TestPostgresLedger(LedgerCases, ErasureCases, ChainCases):
+class TestPostgresLedger(LedgerCases, ErasureCases, RightsCases, ChainCases):
     @pytest.fixture
     def opened(self) -> Iterator[list[Ledger]]:
         ledgers: list[Ledger] = []

@@ -219,3 +219,60 @@ def test_a_check_of_nothing_memory_holds_is_one_read_without_a_probe(world: Worl
     assert cache.stats["probes"] == 0
     assert answer(api, producer, BOB, "billing") == (False, "no_consent")  # held: probed
     assert cache.stats["probes"] == 1
+
+
+def test_restrictions_and_objections_answer_alike_from_memory_and_the_database(
+    world: World,
+) -> None:
+    """Art. 18 and 21 refuse with their own reasons, the same from memory as from the
+    database, and a lift or compelling grounds is seen by the very next check."""
+    api, ledger, reader, settings, producer = world
+    rights = [
+        b.define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS),
+        b.define_purpose("offers", "1", direct_marketing=True),
+        b.define_purpose(
+            "archive",
+            "",
+            text="",
+            basis=LegalBasis.LEGAL_OBLIGATION,
+            allowed_under_restriction=True,
+        ),
+        b.grant(BOB, "offers"),
+        b.restrict(ALICE, ["newsletter", "analytics"], "case-1"),
+        b.restrict(CAROL, [], "case-2", grounds="LEGAL_CLAIMS"),
+        b.object_to(BOB, "analytics"),
+        b.object_to(BOB, "offers"),
+    ]
+    assert {o.status for o in ledger.record(rights)} == {"recorded"}
+    catch_up(settings, reader)
+    purposes = ("newsletter", "analytics", "offers", "archive", "billing")
+    pairs = [{"subject_ref": r, "purpose": p} for r in (ALICE, BOB, CAROL) for p in purposes]
+    straight = dataclasses.replace(settings, purpose_cache_subjects=0)
+
+    def from_the_database() -> list[Any]:
+        with TestClient(create_app(straight)) as database:
+            return [check(database, producer, c["subject_ref"], c["purpose"]) for c in pairs]
+
+    expected = from_the_database()
+    reasons = {
+        (c["subject_ref"], c["purpose"]): e["reason"] for c, e in zip(pairs, expected, strict=True)
+    }
+    assert reasons[(ALICE, "newsletter")] == "processing_restricted"
+    assert reasons[(ALICE, "offers")] == "no_consent"  # not covered by case-1
+    assert reasons[(CAROL, "billing")] == "processing_restricted"  # case-2 covers all
+    assert reasons[(CAROL, "archive")] == "legal_basis"  # allowed under restriction
+    assert reasons[(BOB, "analytics")] == reasons[(BOB, "offers")] == "objected"
+    for _ in range(2):  # first read from the database, then from memory
+        assert [check(api, producer, c["subject_ref"], c["purpose"]) for c in pairs] == expected
+        batch = call(api, producer, "POST", "/v1/purpose-checks", {"checks": pairs})
+        assert batch.json()["decisions"] == expected
+    assert cache_of(api).stats["hits"] > 0
+
+    ledger.record([b.lift(ALICE, "case-1"), b.grounds(BOB, "analytics")])
+    catch_up(settings, reader)
+    assert answer(api, producer, ALICE) == (True, "consent_granted")
+    assert answer(api, producer, BOB, "analytics") == (True, "legal_basis")
+    assert answer(api, producer, BOB, "offers") == (False, "objected")  # absolute
+    assert [check(api, producer, c["subject_ref"], c["purpose"]) for c in pairs] == (
+        from_the_database()
+    )

@@ -16,8 +16,12 @@ from tests.builders import (
     disclose,
     erase,
     grant,
+    grounds,
     hold,
+    lift,
+    object_to,
     release,
+    restrict,
     withdraw,
 )
 
@@ -56,6 +60,10 @@ INGEST_COMMANDS = {
     "ErasureRequested": erase(REF, reason="Alice is moving abroad"),
     "LegalHoldPlaced": hold(REF, note="Alice's lawsuit against acme"),
     "LegalHoldReleased": release(REF),
+    "ProcessingRestricted": restrict(REF, ["newsletter"], note="Alice disputes her address"),
+    "RestrictionLifted": lift(REF, note="Alice's address corrected"),
+    "ObjectionRaised": object_to(REF, reason="Alice does not want to be profiled"),
+    "CompellingGroundsRecorded": grounds(REF, reasoning="Alice's account shows fraud"),
 }
 
 

@@ -23,9 +23,13 @@ from tests.builders import (
     disclose,
     erase,
     grant,
+    grounds,
     hold,
+    lift,
     memory_ledger,
+    object_to,
     release,
+    restrict,
     withdraw,
 )
 from tests.sealing import received_in_clear
@@ -39,6 +43,10 @@ EXAMPLES = {
     "ErasureRequested": erase(REF),
     "LegalHoldPlaced": hold(REF),
     "LegalHoldReleased": release(REF),
+    "ProcessingRestricted": restrict(REF),
+    "RestrictionLifted": lift(REF),
+    "ObjectionRaised": object_to(REF),
+    "CompellingGroundsRecorded": grounds(REF),
 }
 SUBJECT_KINDS = sorted(contract.SUBJECT_TYPES)
 PERSONAL_VALUES = {
@@ -219,6 +227,10 @@ def _full_commands() -> list[Command]:
         collect(REF, categories=["contact.email", "identity.name"], description="Alice's CV"),
         disclose(REF, basis=LegalBasis.LEGAL_OBLIGATION, note=PERSONAL_VALUES["note"]),
         erase(REF, reason=PERSONAL_VALUES["reason"]),
+        restrict(REF, ["newsletter", "analytics"], grounds="LEGAL_CLAIMS", note="Alice's case"),
+        lift(REF, note=PERSONAL_VALUES["note"]),
+        object_to(REF, reason=PERSONAL_VALUES["reason"]),
+        grounds(REF),
     ]
 
 
@@ -233,6 +245,20 @@ def test_command_to_record_and_back_is_the_same_command(cmd: Command) -> None:
 def test_record_to_command_and_back_is_the_same_record(cmd: Command) -> None:
     _, record = avro.decode(avro.encode(cmd.kind, _record(cmd)))
     assert _record(contract.command_from_record(cmd.kind, record)) == record
+
+
+@pytest.mark.parametrize(
+    ("cmd", "named"),
+    [
+        (grounds(REF, reasoning=None), "reasoning"),
+        (restrict(REF, ["Not A Code"]), "purposes[]"),
+        (restrict(REF, reference=" "), "restriction_reference"),
+        (grounds(REF, reference=""), "grounds_reference"),
+    ],
+    ids=["grounds-without-reasoning", "bad-purpose", "blank-reference", "blank-grounds-ref"],
+)
+def test_rights_events_are_refused_without_what_they_need(cmd: Command, named: str) -> None:
+    assert named in _refused(cmd.kind, _record(cmd)).detail
 
 
 def test_legal_basis_becomes_the_enum() -> None:

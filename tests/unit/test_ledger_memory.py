@@ -12,11 +12,12 @@ from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.chain_cases import ChainCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import LedgerCases, OpenLedger
+from tests.rights_cases import RightsCases
 
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-class TestInMemoryLedger(LedgerCases, ErasureCases, ChainCases):
+class TestInMemoryLedger(LedgerCases, ErasureCases, RightsCases, ChainCases):
     @pytest.fixture
     def keys(self) -> dict[str, Any]:
         return {"kek": LocalKek(new_secret(), "kek-1"), "lookup_key": new_secret()}

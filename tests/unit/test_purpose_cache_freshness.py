@@ -16,6 +16,7 @@ from projections.api.purpose_cache import (
     MAX_CHANGES,
     MAX_LEDGER_SCAN,
     PROBES_IN_FLIGHT,
+    Catalogue,
     Known,
     Probe,
     PurposeCache,
@@ -202,7 +203,10 @@ def test_the_least_recently_kept_goes_first() -> None:
 def test_decisions_from_memory() -> None:
     at = datetime(2026, 1, 2, tzinfo=UTC)
     subject = Known(uuid4(), None, None, {"newsletter": ("withdrawn", "2", "w1", at)})
-    catalogue = {"newsletter": (False, "CONSENT", "p1"), "billing": (False, "CONTRACT", "p2")}
+    catalogue: Catalogue = {
+        "newsletter": (False, "CONSENT", "p1", False, False),
+        "billing": (False, "CONTRACT", "p2", False, False),
+    }
     withdrawn = decision("newsletter", catalogue, subject)
     assert (withdrawn.allowed, withdrawn.reason, withdrawn.event_id) == (
         False,
@@ -215,3 +219,28 @@ def test_decisions_from_memory() -> None:
     assert decision("other", catalogue, subject).reason == "unknown_purpose"
     subject.erasure_requested_at, subject.erasure_event_id = at, "r1"
     assert decision("billing", catalogue, subject).reason == "erasure_requested"
+
+
+def test_restrictions_and_objections_from_memory() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    catalogue: Catalogue = {
+        "analytics": (False, "LEGITIMATE_INTERESTS", "p1", False, False),
+        "offers": (False, "LEGITIMATE_INTERESTS", "p2", True, False),
+        "archive": (False, "LEGAL_OBLIGATION", "p3", False, True),
+    }
+    subject = Known(uuid4(), None, None, {})
+    subject.restrictions = ((("analytics",), "r1", at), ((), "r2", at))
+    restricted = decision("analytics", catalogue, subject)
+    assert (restricted.allowed, restricted.reason, restricted.event_id) == (
+        False,
+        "processing_restricted",
+        "r1",
+    )
+    assert decision("offers", catalogue, subject).event_id == "r2"  # covers every purpose
+    assert decision("archive", catalogue, subject).reason == "legal_basis"  # allowed anyway
+    subject.restrictions = ()
+    subject.objections = {"analytics": ("o1", at, None), "offers": ("o2", at, "g2")}
+    assert decision("analytics", catalogue, subject).reason == "objected"
+    assert decision("offers", catalogue, subject).reason == "objected"  # absolute
+    subject.objections["analytics"] = ("o1", at, "g1")
+    assert decision("analytics", catalogue, subject).reason == "legal_basis"

@@ -169,6 +169,8 @@ def message_vectors(private: IngestPrivateKey) -> list[dict[str, Any]]:
             "required": False,
             "legal_basis": LegalBasis.CONSENT,
             "description": "",
+            "direct_marketing": True,
+            "allowed_under_restriction": False,
         },
         {},
     )
@@ -193,6 +195,8 @@ def message_vectors(private: IngestPrivateKey) -> list[dict[str, Any]]:
                 "required": False,
                 "legal_basis": "CONSENT",
                 "description": "",
+                "direct_marketing": True,
+                "allowed_under_restriction": False,
             },
         }
     )

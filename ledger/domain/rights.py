@@ -1,0 +1,151 @@
+"""Restriction of processing (GDPR art. 18) and objection (art. 21), as facts about a subject.
+
+The facts are defined here and carried by :class:`~ledger.domain.subject.Subject` (as
+``Subject.ProcessingRestricted`` and so on); their stored topics name this module. Rules:
+
+- **A restriction** names a reference of the tenant's own (a case or ticket number, not
+  personal), the grounds of art. 18(1) and the purposes it covers (none named: all of them).
+  While it is in place, the purpose check refuses every purpose it covers except those the
+  tenant catalogues as allowed under restriction (storage, legal claims). Only one restriction
+  per reference is in place at a time; lifting one that is not in place is refused.
+- **An objection** is to one purpose, and only to a purpose art. 21 lets a subject object to:
+  one resting on legitimate interests or a public task, or one the tenant catalogues as direct
+  marketing (whatever its basis). One resting on consent is ended by withdrawing the consent.
+- **Compelling grounds** (art. 21(1)) are the tenant's reasoned answer to a standing
+  objection; from then on the purpose is decided by its basis again. No grounds override an
+  objection to direct marketing (art. 21(3)), and a new objection after grounds stands again.
+- Nothing is recorded for a subject whose erasure was requested (``check_not_erased``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from eventsourcing.domain import Aggregate
+
+from ledger.domain.facts import Fact
+from ledger.domain.rules import (
+    InvalidEvent,
+    ObjectionAbsolute,
+    ObjectionExists,
+    ObjectionNotApplicable,
+    ObjectionUnknown,
+    RestrictionExists,
+    RestrictionUnknown,
+)
+from ledger.domain.values import LegalBasis, Sealed
+
+# GDPR art. 18(1)(a)-(d), the Avro enum compliance.RestrictionGrounds.
+RESTRICTION_GROUNDS = frozenset(
+    {"ACCURACY_CONTESTED", "UNLAWFUL_PROCESSING", "LEGAL_CLAIMS", "OBJECTION_PENDING"}
+)
+OBJECTABLE_BASES = frozenset({LegalBasis.LEGITIMATE_INTERESTS, LegalBasis.PUBLIC_TASK})
+
+
+@dataclass(frozen=True)
+class Restriction:
+    purposes: tuple[str, ...]  # empty: every purpose
+    event_id: str
+    at: datetime
+
+    def covers(self, purpose: str) -> bool:
+        return not self.purposes or purpose in self.purposes
+
+
+@dataclass(frozen=True)
+class Objection:
+    event_id: str
+    at: datetime
+    overridden_by: str | None = None  # the CompellingGroundsRecorded event
+
+
+class ProcessingRestricted(Fact):
+    """Processing of the subject's data is restricted (art. 18) until the restriction with
+    this reference is lifted."""
+
+    restriction_reference: str
+    grounds: str
+    purposes: list[str]
+    source: str
+    note: Sealed | None
+
+    def apply(self, aggregate: Aggregate) -> None:
+        restrictions: dict[str, Restriction] = aggregate.restrictions  # type: ignore[attr-defined]
+        restrictions[self.restriction_reference] = Restriction(
+            tuple(self.purposes), self.event_id, self.occurred_at
+        )
+
+
+class RestrictionLifted(Fact):
+    restriction_reference: str
+    source: str
+    note: Sealed | None
+
+    def apply(self, aggregate: Aggregate) -> None:
+        aggregate.restrictions.pop(self.restriction_reference, None)  # type: ignore[attr-defined]
+
+
+class ObjectionRaised(Fact):
+    """The subject objected to processing for a purpose (art. 21)."""
+
+    purpose: str
+    source: str
+    reason: Sealed | None
+
+    def apply(self, aggregate: Aggregate) -> None:
+        objections: dict[str, Objection] = aggregate.objections  # type: ignore[attr-defined]
+        objections[self.purpose] = Objection(self.event_id, self.occurred_at)
+
+
+class CompellingGroundsRecorded(Fact):
+    """The tenant's compelling legitimate grounds override the subject's objection to a
+    purpose (art. 21(1)); ``reasoning`` says why, sealed like any personal field."""
+
+    purpose: str
+    grounds_reference: str
+    reasoning: Sealed | None
+
+    def apply(self, aggregate: Aggregate) -> None:
+        objections: dict[str, Objection] = aggregate.objections  # type: ignore[attr-defined]
+        objections[self.purpose] = replace(objections[self.purpose], overridden_by=self.event_id)
+
+
+def check_restriction(
+    restrictions: dict[str, Restriction], reference: str, grounds: str, purposes: list[str]
+) -> None:
+    if grounds not in RESTRICTION_GROUNDS:
+        raise InvalidEvent(f"grounds must be one of {', '.join(sorted(RESTRICTION_GROUNDS))}")
+    if len(set(purposes)) != len(purposes):
+        raise InvalidEvent("purposes must not repeat a purpose")
+    if reference in restrictions:
+        raise RestrictionExists(f"restriction {reference!r} is already in place")
+
+
+def check_lift(restrictions: dict[str, Restriction], reference: str) -> None:
+    if reference not in restrictions:
+        raise RestrictionUnknown(f"no restriction {reference!r} is in place to lift")
+
+
+def check_objection(
+    objections: dict[str, Objection], purpose: str, basis: LegalBasis, direct_marketing: bool
+) -> None:
+    if not direct_marketing and basis not in OBJECTABLE_BASES:
+        instead = "; withdraw the consent instead" if basis is LegalBasis.CONSENT else ""
+        raise ObjectionNotApplicable(
+            f"purpose {purpose!r} rests on {basis.value} and is not direct marketing: "
+            f"art. 21 gives no right to object to it{instead}"
+        )
+    standing = objections.get(purpose)
+    if standing is not None and standing.overridden_by is None:
+        raise ObjectionExists(f"an objection to purpose {purpose!r} already stands")
+
+
+def check_grounds(objections: dict[str, Objection], purpose: str, direct_marketing: bool) -> None:
+    standing = objections.get(purpose)
+    if standing is None or standing.overridden_by is not None:
+        raise ObjectionUnknown(f"no objection to purpose {purpose!r} stands to answer")
+    if direct_marketing:
+        raise ObjectionAbsolute(
+            f"purpose {purpose!r} is direct marketing: no grounds override an objection to it"
+        )

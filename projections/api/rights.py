@@ -1,0 +1,142 @@
+"""Restriction of processing (GDPR art. 18) and objection (art. 21): recording them, and the
+subject's state of both.
+
+Recording is for ``admin`` keys, as for erasure and legal holds (``projections.api.commands``):
+each route builds the command a producer would send over Kafka and records it, a ledger rule's
+refusal being a 409 problem with the rule's ``reason`` (``restriction_exists``,
+``restriction_unknown``, ``objection_not_applicable``, ``objection_exists``,
+``objection_unknown``, ``objection_absolute``, ``unknown_purpose``, ``unknown_subject``,
+``subject_erased``). Reading is for ``reader``, ``auditor`` and ``admin`` keys; notes, reasons
+and reasoning are personal and opened for auditors and admins only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from projections.api import answers
+from projections.api.access import Principal, Scope, require
+from projections.api.commands import build_command
+from projections.api.context import ApiContext, Reading, context
+from projections.api.models import (
+    CommandOutcome,
+    GroundsCommand,
+    LiftCommand,
+    Objection,
+    ObjectionCommand,
+    Restriction,
+    RestrictionCommand,
+    SubjectQuery,
+    SubjectRights,
+)
+from projections.api.problems import PROBLEM_RESPONSES
+from projections.queries import Conn
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["rights"])
+Ctx = Annotated[ApiContext, Depends(context)]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+Reader = Annotated[Principal, Depends(require(Scope.READER, Scope.AUDITOR, Scope.ADMIN))]
+
+
+@router.post("/subject/restrictions", status_code=201)
+async def restrict(body: RestrictionCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Restrict processing: the purpose check refuses every purpose the restriction covers
+    (``processing_restricted``) except those catalogued as allowed under restriction."""
+    command = build_command(
+        "ProcessingRestricted",
+        who,
+        body.subject_ref,
+        body.event_id,
+        restriction_reference=body.restriction_reference,
+        grounds=body.grounds,
+        purposes=body.purposes,
+        source=body.source,
+        note=body.note,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/restrictions/lift")
+async def lift(body: LiftCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Lift the restriction with this reference (tell the subject first: art. 18(3))."""
+    command = build_command(
+        "RestrictionLifted",
+        who,
+        body.subject_ref,
+        None,
+        restriction_reference=body.restriction_reference,
+        source=body.source,
+        note=body.note,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/objections", status_code=201)
+async def object_to(body: ObjectionCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Record the subject's objection to a purpose resting on legitimate interests or a
+    public task, or catalogued as direct marketing: the purpose check answers ``objected``."""
+    command = build_command(
+        "ObjectionRaised",
+        who,
+        body.subject_ref,
+        body.event_id,
+        purpose=body.purpose,
+        source=body.source,
+        reason=body.reason,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/objections/grounds")
+async def compelling_grounds(body: GroundsCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Record compelling legitimate grounds that override a standing objection (never one to
+    direct marketing); the purpose is decided by its legal basis again."""
+    command = build_command(
+        "CompellingGroundsRecorded",
+        who,
+        body.subject_ref,
+        None,
+        purpose=body.purpose,
+        grounds_reference=body.grounds_reference,
+        reasoning=body.reasoning,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/rights")
+async def rights_by_ref(body: SubjectQuery, ctx: Ctx, who: Reader) -> SubjectRights:
+    """The subject's restrictions in place and objections."""
+    async with ctx.connection() as conn:
+        return await rights(ctx, conn, who, await answers.resolve(ctx, conn, who, body))
+
+
+@router.get("/subjects/{subject_id}/rights")
+async def rights_by_id(subject_id: UUID, ctx: Ctx, who: Reader) -> SubjectRights:
+    async with ctx.connection() as conn:
+        return await rights(ctx, conn, who, subject_id)
+
+
+async def rights(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -> SubjectRights:
+    header, opener = await answers.subject_header(ctx, conn, who, subject_id)
+    restrictions, objections = await ctx.queries.rights(conn, who.tenant, subject_id)
+    marketing = {
+        p["purpose"] for p in await ctx.queries.purposes(conn, who.tenant) if p["direct_marketing"]
+    }
+    return SubjectRights(
+        **header,  # type: ignore[arg-type]
+        restrictions=[opener.model(Restriction, r, "note") for r in restrictions],
+        objections=[
+            opener.model(
+                Objection,
+                o,
+                "reason",
+                "reasoning",
+                standing=o["grounds_event_id"] is None or o["purpose"] in marketing,
+            )
+            for o in objections
+        ],
+    )

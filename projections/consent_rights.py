@@ -1,0 +1,107 @@
+"""The consent view's fold of restrictions (art. 18) and objections (art. 21).
+
+Mixed into :class:`projections.consent.ConsentView`, whose docstring describes the
+``restrictions`` and ``objections`` tables. Every change moves the subject row's position, so
+the purpose check's memory drops what it knew of the subject.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from projections.view import sealed_bytes
+
+
+class RightsFold:
+    """Handlers for ``ProcessingRestricted``, ``RestrictionLifted``, ``ObjectionRaised`` and
+    ``CompellingGroundsRecorded``; the view supplies ``sql`` and ``batch_position``."""
+
+    batch_position: int
+
+    def sql(self, text: str, **tables: str) -> bytes:
+        raise NotImplementedError  # the view's
+
+    def processing_restricted(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "INSERT INTO {schema}.restrictions (subject_id, restriction_reference, tenant, "
+                "grounds, purposes, restricted_at, recorded_at, source, event_id, note) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (subject_id, restriction_reference) DO NOTHING"
+            ),
+            [
+                e.originator_id,
+                e.restriction_reference,
+                e.tenant,
+                e.grounds,
+                list(e.purposes),
+                e.occurred_at,
+                e.timestamp,
+                e.source,
+                e.event_id,
+                sealed_bytes(e.note),
+            ],
+        )
+        self._moved(curs, e)
+
+    def restriction_lifted(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "DELETE FROM {schema}.restrictions "
+                "WHERE subject_id = %s AND restriction_reference = %s"
+            ),
+            [e.originator_id, e.restriction_reference],
+        )
+        self._moved(curs, e)
+
+    def objection_raised(self, curs: Cursor[DictRow], e: Any) -> None:
+        """A new objection replaces the one it follows (answered by grounds, or none)."""
+        curs.execute(
+            self.sql(
+                "INSERT INTO {schema}.objections (subject_id, purpose, tenant, objected_at, "
+                "recorded_at, source, event_id, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (subject_id, purpose) DO UPDATE SET "
+                "objected_at = EXCLUDED.objected_at, recorded_at = EXCLUDED.recorded_at, "
+                "source = EXCLUDED.source, event_id = EXCLUDED.event_id, "
+                "reason = EXCLUDED.reason, grounds_event_id = NULL, grounds_reference = NULL, "
+                "grounds_at = NULL, reasoning = NULL"
+            ),
+            [
+                e.originator_id,
+                e.purpose,
+                e.tenant,
+                e.occurred_at,
+                e.timestamp,
+                e.source,
+                e.event_id,
+                sealed_bytes(e.reason),
+            ],
+        )
+        self._moved(curs, e)
+
+    def compelling_grounds_recorded(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "UPDATE {schema}.objections SET grounds_event_id = %s, grounds_reference = %s, "
+                "grounds_at = %s, reasoning = %s WHERE subject_id = %s AND purpose = %s"
+            ),
+            [
+                e.event_id,
+                e.grounds_reference,
+                e.occurred_at,
+                sealed_bytes(e.reasoning),
+                e.originator_id,
+                e.purpose,
+            ],
+        )
+        self._moved(curs, e)
+
+    def _moved(self, curs: Cursor[DictRow], e: Any) -> None:
+        """What decides the subject's purpose checks changed: its row's position says so."""
+        curs.execute(
+            self.sql("UPDATE {schema}.subjects SET position = %s WHERE subject_id = %s"),
+            [self.batch_position, e.originator_id],
+        )

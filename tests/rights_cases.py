@@ -1,0 +1,109 @@
+"""Contract cases for restriction (art. 18) and objection (art. 21), run against every ledger
+store (memory, PostgreSQL)."""
+
+from __future__ import annotations
+
+from ledger.application.service import Ledger
+from ledger.domain.values import LegalBasis
+from tests.builders import (
+    REF,
+    define_purpose,
+    erase,
+    grant,
+    grounds,
+    lift,
+    object_to,
+    restrict,
+)
+from tests.erasure_cases import events_of, kinds
+from tests.ledger_cases import ready, reasons, statuses
+
+
+def rights_ready(ledger: Ledger) -> Ledger:
+    """The small catalogue, plus purposes one may object to, and a subject who consented."""
+    ready(ledger)
+    extra = [
+        define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS),
+        define_purpose("offers", "1", direct_marketing=True),
+        define_purpose(
+            "archive",
+            "",
+            text="",
+            basis=LegalBasis.LEGAL_OBLIGATION,
+            allowed_under_restriction=True,
+        ),
+        grant(REF),
+    ]
+    assert statuses(ledger.record(extra)) == ["recorded"] * 4
+    return ledger
+
+
+class RightsCases:
+    def test_a_restriction_is_recorded_and_lifted_by_its_reference(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        assert statuses(ledger.record([restrict(REF, ["newsletter"], note="Alice says")])) == [
+            "recorded"
+        ]
+        assert statuses(ledger.record([lift(REF)])) == ["recorded"]
+        assert kinds(events_of(ledger, REF))[-2:] == ["ProcessingRestricted", "RestrictionLifted"]
+
+    def test_one_restriction_per_reference_and_only_those_in_place_are_lifted(
+        self, ledger: Ledger
+    ) -> None:
+        rights_ready(ledger)
+        ledger.record([restrict(REF)])
+        assert reasons(ledger.record([restrict(REF)])) == ["restriction_exists"]
+        assert reasons(ledger.record([lift(REF, "no-such-case")])) == ["restriction_unknown"]
+        assert statuses(ledger.record([restrict(REF, reference="dispute-8")])) == ["recorded"]
+
+    def test_a_restriction_names_only_catalogued_purposes(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        assert reasons(ledger.record([restrict(REF, ["nonesuch"])])) == ["unknown_purpose"]
+
+    def test_rights_need_a_subject_the_ledger_knows(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        stranger = "bob@example.com"
+        commands = [restrict(stranger), lift(stranger), object_to(stranger), grounds(stranger)]
+        assert reasons(ledger.record(commands)) == ["unknown_subject"] * 4
+
+    def test_an_erased_subject_cannot_be_restricted_or_object(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        ledger.record([erase(REF)])
+        assert reasons(ledger.record([restrict(REF), object_to(REF)])) == ["subject_erased"] * 2
+
+    def test_objection_only_where_article_21_allows_it(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        assert reasons(ledger.record([object_to(REF, "newsletter")])) == [
+            "objection_not_applicable"
+        ]
+        assert reasons(ledger.record([object_to(REF, "billing")])) == ["objection_not_applicable"]
+        assert statuses(ledger.record([object_to(REF, "analytics"), object_to(REF, "offers")])) == [
+            "recorded",
+            "recorded",
+        ]
+        assert reasons(ledger.record([object_to(REF, "analytics")])) == ["objection_exists"]
+
+    def test_grounds_answer_a_standing_objection_except_to_direct_marketing(
+        self, ledger: Ledger
+    ) -> None:
+        rights_ready(ledger)
+        assert reasons(ledger.record([grounds(REF, "analytics")])) == ["objection_unknown"]
+        ledger.record([object_to(REF, "analytics"), object_to(REF, "offers")])
+        assert reasons(ledger.record([grounds(REF, "offers")])) == ["objection_absolute"]
+        assert statuses(ledger.record([grounds(REF, "analytics")])) == ["recorded"]
+        assert reasons(ledger.record([grounds(REF, "analytics")])) == ["objection_unknown"]
+        # A new objection after the grounds stands again.
+        assert statuses(ledger.record([object_to(REF, "analytics")])) == ["recorded"]
+
+    def test_rights_events_hold_personal_values_only_sealed(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        ledger.record(
+            [
+                restrict(REF, note="Alice's address is wrong"),
+                object_to(REF, reason="Alice does not want profiling"),
+                grounds(REF, reasoning="Alice's account shows fraud"),
+            ]
+        )
+        stored = repr(events_of(ledger, REF))
+        for clear in ("Alice's address", "profiling", "fraud"):
+            assert clear not in stored
