@@ -18,6 +18,7 @@ from consumers.ingest import IngestConsumer
 from ledger.application.service import Ledger
 from ledger.cli import admin, ingest_keys
 from ledger.client import LedgerClient, message_key
+from ledger.domain.values import LegalBasis
 from ledger.kafka.consumer import make_consumer
 from ledger.kafka.producer import make_producer
 from ledger.keys.crypto_ingest import IngestPublicKey
@@ -278,3 +279,50 @@ def test_the_librdkafka_producer_reports_undelivered_records() -> None:
         ) as unreachable,
     ):
         unreachable.send_raw(b"\xc3\x01", key=b"acme")
+
+
+def test_restriction_and_objection_travel_sealed_and_refusals_carry_their_reason(
+    ledger: Ledger, ingest: IngestConsumer, settings: Settings
+) -> None:
+    """Art. 18 and 21 through Kafka with the producer client's own methods: recorded with
+    their personal fields opened under the subject's key; refused ones on the rejected topic
+    with the rule's reason and no personal value."""
+    ledger.record(
+        [b.define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS)]
+    )
+    key = ledger.ingest_keys.public_key_for(b.TENANT)
+    [granted] = send(settings, key, b.grant(b.REF))
+    wait_until(lambda: recorded(ledger, [granted]), what="the subject's first event")
+    subject = {"tenant": b.TENANT, "subject_ref": b.REF}
+    with client(settings, key) as producer:
+        ids = [
+            producer.restrict_processing(
+                **subject,
+                restriction_reference="case-5",
+                grounds="UNLAWFUL_PROCESSING",
+                purposes=["newsletter"],
+                source="email",
+                note=NOTE,
+            ),
+            producer.raise_objection(**subject, purpose="analytics", source="web", reason=NOTE),
+            producer.record_compelling_grounds(
+                **subject, purpose="analytics", grounds_reference="lia-9", reasoning=EVIDENCE
+            ),
+            producer.lift_restriction(**subject, restriction_reference="case-5", source="email"),
+        ]
+        refused = [
+            producer.lift_restriction(**subject, restriction_reference="case-5", source="email"),
+            producer.raise_objection(**subject, purpose="newsletter", source="web"),
+        ]
+    wait_until(lambda: recorded(ledger, ids), what="the rights events recorded")
+    found = ledger.find_subject(b.TENANT, b.REF)
+    assert found is not None
+    restricted, objected, answered, _ = ledger.subject_events(found.id)[-4:]
+    assert restricted.purposes == ["newsletter"] and restricted.grounds == "UNLAWFUL_PROCESSING"
+    assert ledger.keys.open(found.id, "note", restricted.note) == NOTE
+    assert ledger.keys.open(found.id, "reason", objected.reason) == NOTE
+    assert ledger.keys.open(found.id, "reasoning", answered.reasoning) == EVIDENCE
+    assert rejections(settings, 2) == {
+        refused[0]: "restriction_unknown",
+        refused[1]: "objection_not_applicable",
+    }

@@ -278,14 +278,19 @@ def _recorded_ledger_records() -> list[tuple[dict[str, Any], bytes]]:
     outcomes = ledger.record(
         [
             define_purpose(),
+            define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS),
             grant(REF, evidence=PERSONAL_VALUES["evidence"]),
             collect(REF, description=PERSONAL_VALUES["description"]),
             disclose(REF, note=PERSONAL_VALUES["note"]),
             withdraw(REF, evidence=PERSONAL_VALUES["evidence"]),
+            restrict(REF, note=PERSONAL_VALUES["note"]),
+            lift(REF, note=PERSONAL_VALUES["note"]),
+            object_to(REF, reason=PERSONAL_VALUES["reason"]),
+            grounds(REF, reasoning=PERSONAL_VALUES["reason"]),
             erase(REF, reason=PERSONAL_VALUES["reason"]),
         ]
     )
-    assert [o.status for o in outcomes] == ["recorded"] * 6
+    assert [o.status for o in outcomes] == ["recorded"] * 11
     out = []
     for n in ledger.store.select_notifications(1, 100):
         record = contract.ledger_record(
@@ -307,15 +312,20 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
         "TenantRegistered",
         "IngestPolicySet",
         "PurposeDefined",
+        "PurposeDefined",
         "SubjectRegistered",
         "ConsentGranted",
         "PersonalDataCollected",
         "DataDisclosed",
         "ConsentWithdrawn",
+        "ProcessingRestricted",
+        "RestrictionLifted",
+        "ObjectionRaised",
+        "CompellingGroundsRecorded",
         "ErasureRequested",
         "KeysShredded",
     ]
-    assert [r["sequence"] for _, r in decoded] == list(range(1, 11))
+    assert [r["sequence"] for _, r in decoded] == list(range(1, 16))
     assert {r["tenant"] for _, r in decoded} == {"acme"}
     for _, record in decoded:
         name, body = record["event"]
