@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from ledger.plumbing.logs import get as get_logger
 from ledger.process.runtime import open_reader
 from ledger.process.settings import Settings
-from projections.api import answers
+from projections.api import answers, rights
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, Reading, context
 from projections.api.decisions import decide
@@ -40,6 +40,7 @@ from projections.api.models import (
     SubjectConsents,
     SubjectDisclosures,
     SubjectErasure,
+    SubjectRights,
 )
 from projections.api.problems import PROBLEM_RESPONSES, BadRequest, Conflict, NotFound
 from projections.replay import service
@@ -247,6 +248,14 @@ async def replay_erasure(replay_id: str, subject_id: UUID, ctx: Ctx, who: Staff)
     reading = await _ready(ctx, who, replay_id)
     async with ctx.connection() as conn:
         return await answers.erasure(reading, conn, who, subject_id)
+
+
+@router.get("/{replay_id}/subjects/{subject_id}/rights")
+async def replay_rights(replay_id: str, subject_id: UUID, ctx: Ctx, who: Staff) -> SubjectRights:
+    """The restrictions in place and the objections at the replay's instant."""
+    reading = await _ready(ctx, who, replay_id)
+    async with ctx.connection() as conn:
+        return await rights.rights(reading, conn, who, subject_id)
 
 
 async def _row(ctx: ApiContext, who: Principal, replay_id: str) -> ReplayRow:

@@ -49,7 +49,7 @@ def test_a_replay_answers_like_the_live_views_and_belongs_to_its_tenant(
     base = f"/v1/replays/{built['replay_id']}"
 
     alice, dave = subject_id(ledger, ALICE), history["dave"]
-    for question in ("consents", "collections", "erasure-status"):
+    for question in ("consents", "collections", "erasure-status", "rights"):
         live = call(api, auditor, "GET", f"/v1/subjects/{alice}/{question}")
         then = call(api, auditor, "GET", f"{base}/subjects/{alice}/{question}")
         assert then.status_code == 200 and then.json() == live.json(), question
@@ -158,3 +158,31 @@ def test_ledger_replay_prints_the_verification_and_the_answers_then(
     finally:
         ledger.close()
         reader.close()
+
+
+def test_a_replay_gives_the_restrictions_in_place_at_its_instant(
+    api: TestClient, tokens: dict[str, str], ledger: Ledger, history: dict[str, str]
+) -> None:
+    admin = tokens["admin"]
+    restrict = {
+        "subject_ref": ALICE,
+        "restriction_reference": "dispute-9",
+        "grounds": "ACCURACY_CONTESTED",
+        "purposes": ["newsletter"],
+    }
+    assert call(api, admin, "POST", "/v1/subject/restrictions", restrict).status_code == 201
+    time.sleep(0.01)
+    during = datetime.now(UTC)
+    time.sleep(0.01)
+    lift = {"subject_ref": ALICE, "restriction_reference": "dispute-9"}
+    assert call(api, admin, "POST", "/v1/subject/restrictions/lift", lift).status_code == 200
+    alice = subject_id(ledger, ALICE)
+    check = {"subject_id": str(alice), "purpose": "newsletter"}
+    for as_of, reason, in_place in [
+        (during, "processing_restricted", ["dispute-9"]),
+        (datetime.now(UTC), "consent_granted", []),
+    ]:
+        base = f"/v1/replays/{replay(api, admin, as_of)['replay_id']}"
+        assert call(api, admin, "POST", f"{base}/purpose-check", check).json()["reason"] == reason
+        rights = call(api, admin, "GET", f"{base}/subjects/{alice}/rights").json()
+        assert [r["restriction_reference"] for r in rights["restrictions"]] == in_place
