@@ -2,8 +2,9 @@
 
 Where each part comes from:
 
-- current consent state, the purpose catalogue and its texts, collections, disclosures and the
-  erasure status: the views, through :class:`projections.queries.Queries` (tenant-scoped);
+- current consent state, the purpose catalogue and its texts, collections, disclosures, the
+  erasure status, restrictions and objections: the views, through
+  :class:`projections.queries.Queries` (tenant-scoped);
 - consent **history** (every grant and withdrawal, with its text version, source and proving
   event): the subject's events in the ledger, since the consent view keeps only the latest.
 
@@ -33,8 +34,10 @@ from projections.reports.model import (
     ErasureRequestEntry,
     ErasureStatus,
     HoldEntry,
+    ObjectionEntry,
     PurposeConsent,
     Requester,
+    RestrictionEntry,
     SubjectReport,
 )
 
@@ -73,6 +76,8 @@ async def assemble(
     purposes = await queries.purposes(conn, tenant)
     current = await queries.consents(conn, tenant, subject_id)
     history = consent_history(facts.events, purposes, opener)
+    restrictions, objections = await queries.rights(conn, tenant, subject_id)
+    marketing = {p["purpose"] for p in purposes if p["direct_marketing"]}
     return SubjectReport(
         report_id=request.report_id,
         generated_at=request.generated_at,
@@ -88,6 +93,17 @@ async def assemble(
         disclosures_since=request.generated_at - DISCLOSURE_WINDOW,
         disclosures=await _disclosures(queries, conn, request, opener),
         erasure=await _erasure(queries, conn, request),
+        restrictions=[opener.model(RestrictionEntry, r, "note") for r in restrictions],
+        objections=[
+            opener.model(
+                ObjectionEntry,
+                o,
+                "reason",
+                "reasoning",
+                standing=o["grounds_event_id"] is None or o["purpose"] in marketing,
+            )
+            for o in objections
+        ],
     )
 
 
@@ -149,6 +165,8 @@ def purpose_consents(
                 since=row["changed_at"] if row else None,
                 event_id=row["event_id"] if row else None,
                 history=history.get(p["purpose"], []),
+                direct_marketing=p["direct_marketing"],
+                allowed_under_restriction=p["allowed_under_restriction"],
             )
         )
     return out

@@ -64,6 +64,12 @@ class PurposeConsent(_Part):
     since: datetime | None = Field(default=None, description="When the current state began.")
     event_id: str | None = Field(default=None, description="The event proving the state.")
     history: list[ConsentChange] = Field(description="Every grant and withdrawal, oldest first.")
+    direct_marketing: bool = Field(
+        default=False, description="An objection to it is absolute (GDPR art. 21(3))."
+    )
+    allowed_under_restriction: bool = Field(
+        default=False, description="Still allowed while processing is restricted (art. 18(2))."
+    )
 
 
 class CollectionEntry(_Part):
@@ -111,6 +117,33 @@ class ErasureStatus(_Part):
     requests: list[ErasureRequestEntry]
 
 
+class RestrictionEntry(_Part):
+    """A restriction of processing in place (GDPR art. 18)."""
+
+    restriction_reference: str
+    grounds: str = Field(description="Art. 18(1): ACCURACY_CONTESTED, UNLAWFUL_PROCESSING, ...")
+    purposes: list[str] = Field(description="The purposes it covers; empty: every purpose.")
+    restricted_at: datetime
+    source: str
+    event_id: str
+    note: str | None = Personal
+
+
+class ObjectionEntry(_Part):
+    """The subject's objection to a purpose (art. 21), and the grounds that answered it."""
+
+    purpose: str
+    standing: bool = Field(description="Whether it refuses the purpose now.")
+    objected_at: datetime
+    source: str
+    event_id: str
+    reason: str | None = Personal
+    grounds_event_id: str | None = None
+    grounds_reference: str | None = None
+    grounds_at: datetime | None = None
+    reasoning: str | None = Personal
+
+
 class Requester(_Part):
     requested_by: Literal["staff", "subject"]
     scope: str = Field(description="auditor, admin, producer (the tenant's portal) or cli.")
@@ -148,3 +181,9 @@ class SubjectReport(_Part):
     disclosures_since: datetime
     disclosures: list[DisclosureEntry] = Field(description="Disclosures in the last 12 months.")
     erasure: ErasureStatus
+    restrictions: list[RestrictionEntry] = Field(
+        default_factory=list, description="Restrictions of processing in place, earliest first."
+    )
+    objections: list[ObjectionEntry] = Field(
+        default_factory=list, description="Objections, by purpose, with their answers."
+    )

@@ -172,7 +172,38 @@ def _story(report: SubjectReport) -> list[Flowable]:
     header = ("Disclosed", "Recipient", "Purpose", "Categories", "Legal basis", "Note")
     window = f"Disclosures since {_text(report.disclosures_since)}"
     story += _section(window, _grid(header, rows, widths, "disclosures in the last 12 months"))
-    return story + _erasure(report)
+    return story + _rights(report) + _erasure(report)
+
+
+def _rights(report: SubjectReport) -> list[Flowable]:
+    """Restriction (art. 18) and objection (art. 21)."""
+    restrictions = [
+        (r.restricted_at, r.restriction_reference, r.grounds, r.purposes or "every purpose", r.note)
+        for r in report.restrictions
+    ]
+    objections = [
+        (
+            o.objected_at,
+            o.purpose,
+            "stands" if o.standing else f"overridden ({o.grounds_reference})",
+            o.reason,
+            o.reasoning,
+        )
+        for o in report.objections
+    ]
+    widths = (0.18, 0.18, 0.2, 0.2, 0.24)
+    return _section(
+        "Restrictions and objections",
+        _grid(
+            ("Restricted", "Reference", "Grounds", "Purposes", "Note"),
+            restrictions,
+            widths,
+            "restrictions of processing",
+        ),
+        _grid(
+            ("Objected", "Purpose", "State", "Reason", "Grounds"), objections, widths, "objections"
+        ),
+    )
 
 
 def _erasure(report: SubjectReport) -> list[Flowable]:

@@ -13,10 +13,12 @@ import jsonschema
 import pypdfium2 as pdfium
 from fastapi.testclient import TestClient
 
-from ledger.application.service import Ledger
+from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.subject import Subject
+from ledger.domain.values import LegalBasis
+from ledger.process.settings import Settings
 from tests import builders as b
-from tests.history import ALICE, CAROL, DAVE, ledger, reader, subject_id
+from tests.history import ALICE, CAROL, DAVE, catch_up, ledger, reader, subject_id
 from tests.integration.test_api import api, call, history, tokens
 
 __all__ = ["api", "history", "ledger", "reader", "tokens"]  # fixtures
@@ -203,3 +205,49 @@ def test_subject_self_service_where_the_tenant_enables_it(
     assert call(api, tokens["producer"], "GET", f"/v1/subjects/{alice}/report").status_code == 403
     assert ledger.set_subject_reports(b.TENANT, allow=False)
     assert report(api, tokens["producer"], ALICE).status_code == 403
+
+
+def test_the_report_lists_restrictions_and_objections_in_json_and_pdf(
+    api: TestClient,
+    tokens: dict[str, str],
+    ledger: Ledger,
+    reader: LedgerReader,
+    settings_db_only: Settings,
+) -> None:
+    admin = tokens["admin"]
+    analytics = b.define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS)
+    assert ledger.record([analytics, b.define_purpose("offers", direct_marketing=True)])
+    restrict = {
+        "subject_ref": ALICE,
+        "restriction_reference": "dispute-4",
+        "grounds": "ACCURACY_CONTESTED",
+        "note": "Alice disputes her postcode",
+    }
+    assert call(api, admin, "POST", "/v1/subject/restrictions", restrict).status_code == 201
+    for purpose in ("analytics", "offers"):
+        body = {"subject_ref": ALICE, "purpose": purpose, "reason": "Alice minds"}
+        assert call(api, admin, "POST", "/v1/subject/objections", body).status_code == 201
+    grounds = {
+        "subject_ref": ALICE,
+        "purpose": "analytics",
+        "grounds_reference": "lia-7",
+        "reasoning": "Alice's account shows fraud",
+    }
+    assert call(api, admin, "POST", "/v1/subject/objections/grounds", grounds).status_code == 200
+    catch_up(settings_db_only, reader)  # the report reads the views
+
+    body = json_report(api, admin, ALICE)
+    [restriction] = body["restrictions"]
+    assert (restriction["restriction_reference"], restriction["purposes"]) == ("dispute-4", [])
+    assert restriction["note"] == "Alice disputes her postcode"
+    objections = {o["purpose"]: o for o in body["objections"]}
+    assert objections["analytics"]["standing"] is False
+    assert objections["analytics"]["reasoning"] == "Alice's account shows fraud"
+    assert objections["offers"]["standing"] is True
+    assert {p["purpose"]: p["direct_marketing"] for p in body["purposes"]}["offers"] is True
+    auditors = json_report(api, tokens["auditor"], ALICE)  # auditors see personal values
+    assert auditors["restrictions"][0]["note"] == restriction["note"]
+
+    text = pdf_text(report(api, admin, ALICE, "pdf").content)
+    for expected in ("Restrictions and objections", "dispute-4", "every purpose", "lia-7"):
+        assert expected in text, expected
