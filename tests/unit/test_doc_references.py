@@ -110,3 +110,24 @@ def test_no_doc_names_a_module_where_it_used_to_be() -> None:
 )
 def test_every_module_name_the_docs_give_resolves(name: str) -> None:
     assert _resolves(name), name
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_the_readme_stays_short_and_every_link_of_its_map_lands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) < 15_000, "the README is for the first ten minutes"
+    missing = []
+    for target, anchor in re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)(?:#([\w-]+))?\)", readme):
+        path = ROOT / target
+        if not path.exists():
+            missing.append(target)
+            continue
+        headings = re.findall(r"^#+ (.+)$", path.read_text(), re.M)
+        if anchor and anchor not in {_slug(h) for h in headings}:
+            missing.append(f"{target}#{anchor}")
+    assert missing == []
