@@ -2,8 +2,9 @@
 
 The story is an e-signature service (tenant ``demo``): sign-up consents, a newsletter
 consent re-granted under a new text version and withdrawn, the record of collection for a
-signed document, disclosures to a hosting provider and a mailing service, and an erasure —
-plus the mistakes producers make, which the ledger refuses with a reason. The demo waits
+signed document, disclosures to a hosting provider and a mailing service, an erasure, an
+objection to marketing and a restriction of processing during a dispute — plus the mistakes
+producers make, which the ledger refuses with a reason. The demo waits
 until every event is recorded or rejected and prints what happened to each.
 
 Like a real producer it seals every personal field to the ledger's ingest key (read here from
@@ -54,7 +55,7 @@ class Step:
 
 
 def _purposes(tenant: str) -> list[Step]:
-    def define(code: str, basis: str, text: str, version: str, required: bool = False) -> Step:
+    def define(code: str, basis: str, text: str, version: str, **flags: bool) -> Step:
         return Step(
             f"purpose {code} v{version}",
             "recorded",
@@ -64,20 +65,27 @@ def _purposes(tenant: str) -> list[Step]:
                 consent_text=text,
                 consent_text_version=version,
                 legal_basis=basis,
-                required=required,
+                **flags,
                 **kw,
             ),
         )
 
+    news = {"direct_marketing": True}
     return [
         define(TERMS, "CONSENT", "I accept the Terms of Service.", "2026-01", required=True),
-        define(NEWS, "CONSENT", "Send me product news by e-mail.", "2026-01"),
-        define(NEWS, "CONSENT", "Send me product news and offers by e-mail.", "2026-06"),
-        define(SIGN, "CONTRACT", "We keep an audit trail to prove your signatures.", "1"),
+        define(NEWS, "CONSENT", "Send me product news by e-mail.", "2026-01", **news),
+        define(NEWS, "CONSENT", "Send me product news and offers by e-mail.", "2026-06", **news),
+        define(
+            SIGN,
+            "CONTRACT",
+            "We keep an audit trail to prove your signatures.",
+            "1",
+            allowed_under_restriction=True,
+        ),
     ]
 
 
-def _story(tenant: str, carol: str) -> list[Step]:
+def _story(tenant: str, carol: str, dana: str) -> list[Step]:
     t: dict[str, Any] = {"tenant": tenant}
     web = {"source": "signup-form", "ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0"}
 
@@ -161,6 +169,7 @@ def _story(tenant: str, carol: str) -> list[Step]:
             "unknown_consent_version",
             grant(ALICE, NEWS, "1999-01"),
         ),
+        *_rights(t, dana, grant),
         Step(
             "an event for an unregistered tenant",
             "unknown_tenant",
@@ -171,6 +180,46 @@ def _story(tenant: str, carol: str) -> list[Step]:
                 consent_text_version="2026-01",
                 source="api",
                 **kw,
+            ),
+        ),
+    ]
+
+
+def _rights(t: dict[str, Any], dana: str, grant: Callable[..., Any]) -> list[Step]:
+    """Objection to marketing, and a restriction while dana disputes her data (art. 18, 21)."""
+    case = f"dispute-{dana.rsplit('-', 1)[-1]}"  # each run's customer has a case of her own
+    who = {**t, "subject_ref": dana}
+    return [
+        Step("dana accepts the terms", "recorded", grant(dana, TERMS, "2026-01")),
+        Step("dana subscribes to the newsletter", "recorded", grant(dana, NEWS, "2026-06")),
+        Step(
+            "dana objects to marketing e-mail",
+            "recorded",
+            lambda c, **kw: c.raise_objection(**who, purpose=NEWS, source="phone", **kw),
+        ),
+        Step(
+            "'compelling grounds' against a marketing objection",
+            "objection_absolute",
+            lambda c, **kw: c.record_compelling_grounds(
+                **who, purpose=NEWS, grounds_reference="lia-1", reasoning="sales target", **kw
+            ),
+        ),
+        Step(
+            "dana disputes her address: processing restricted",
+            "recorded",
+            lambda c, **kw: c.restrict_processing(
+                **who,
+                restriction_reference=case,
+                grounds="ACCURACY_CONTESTED",
+                source="email",
+                **kw,
+            ),
+        ),
+        Step(
+            "lifting a restriction that was never made",
+            "restriction_unknown",
+            lambda c, **kw: c.lift_restriction(
+                **who, restriction_reference="no-such-case", source="email", **kw
             ),
         ),
     ]
@@ -197,7 +246,8 @@ def demo(
             watcher.wait(purposes, wait)  # a purpose must be recorded before events use it
             # Erasure is for good: each run erases a new customer.
             carol = f"customer-{secrets.token_hex(3)}"
-            story = _send(client, _story(tenant, carol))
+            dana = f"customer-{secrets.token_hex(3)}"
+            story = _send(client, _story(tenant, carol, dana))
             first = story[0]
             again = Step("alice's terms consent, sent again", "recorded once", first.send)
             again.event_id = first.send(client, event_id=first.event_id)
@@ -219,6 +269,8 @@ def demo(
         ("bob, newsletter", BOB, NEWS, "consent_withdrawn"),
         ("bob, terms (withdrawal refused)", BOB, TERMS, "consent_granted"),
         ("the erased customer, terms", carol, TERMS, "subject_erased"),
+        ("the customer in a dispute, newsletter", dana, NEWS, "processing_restricted"),
+        ("the customer in a dispute, audit trail (kept)", dana, SIGN, "legal_basis"),
     ]
     api_ok = demo_api.show(s, tenant, checks, wait)
     if failures or not api_ok:

@@ -50,6 +50,8 @@ PERSONAL = [
     "Erin's home address, 4 Elm Road",
     "Erin's file sent to the bank",
     "Erin asked by phone to be forgotten",
+    "Erin disputes the address on file",
+    "Erin objects to being profiled",
 ]
 SERVICES = ("ingest", "relay", "project", "serve", "notify")
 
@@ -100,13 +102,17 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 
 def send_history(s: Settings) -> None:
-    """Erin: a consent, a collection, disclosures to two recipients. Bob: a consent."""
+    """Erin: a consent, a collection, disclosures to two recipients, a restriction and an
+    objection. Bob: a consent."""
     ledger = open_ledger(s)
     ledger.register_tenant(b.TENANT, "Acme")
-    ledger.record([b.define_purpose(), b.define_purpose("billing", basis=LegalBasis.CONTRACT)])
+    analytics = b.define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS)
+    ledger.record(
+        [b.define_purpose(), b.define_purpose("billing", basis=LegalBasis.CONTRACT), analytics]
+    )
     key = ledger.ingest_keys.public_key_for(b.TENANT)
     ledger.close()
-    _, ip, agent, evidence, description, note, _ = PERSONAL
+    _, ip, agent, evidence, description, note, _, dispute, objection = PERSONAL
     commands = [
         b.grant(ERIN, ip_address=ip, user_agent=agent, evidence=evidence),
         b.collect(ERIN, description=description),
@@ -115,6 +121,8 @@ def send_history(s: Settings) -> None:
             ERIN, "billing", LegalBasis.CONTRACT, "disclosure-bank", recipient="Bank", note=note
         ),
         b.grant("bob@example.org"),
+        b.restrict(ERIN, ["analytics"], note=dispute),
+        b.object_to(ERIN, "analytics", reason=objection),
     ]
     with LedgerClient(
         s.require_kafka(), producer="crm", topic=s.topics.ingest, ingest_key=key
@@ -179,6 +187,14 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
         return response.status == 200 and len(response.json()["disclosures"]) == 2
 
     wait_until(disclosures_visible, timeout=90, what="Erin's disclosures in the API")
+
+    def rights_visible() -> bool:
+        state = api.json("POST", "/v1/subject/rights", {"subject_ref": ERIN})
+        return len(state["restrictions"]) == len(state["objections"]) == 1
+
+    wait_until(rights_visible, timeout=30, what="Erin's restriction and objection in the API")
+    rights = api.call("POST", "/v1/subject/rights", {"subject_ref": ERIN}).data
+    assert set(readable(rights)) == {ERIN, *PERSONAL[7:]}  # opened for the admin key
     before = api.call("POST", "/v1/subject/consents", {"subject_ref": ERIN}).data
     assert readable(before) == PERSONAL[:4]  # reference, IP, user agent, evidence: readable now
     erin = UUID(json.loads(before)["subject_id"])
@@ -188,7 +204,7 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
     pg_dump = pg_tool("pg_dump", database_url)
     subprocess.run([pg_dump, "-Fc", "-n", f"{schema}*", "-f", backup, database_url], check=True)
     assert key_rows(database_url, schema, erin) == 1
-    ingest_before = dump_topic(s, s.topics.ingest, 5)
+    ingest_before = dump_topic(s, s.topics.ingest, 7)
     ledger_before = dump_topic(s, s.topics.ledger, recorded(s))
 
     request = {"subject_ref": ERIN, "reason": PERSONAL[6], "source": "phone"}
@@ -223,7 +239,7 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
 
     # Both topics, as dumped before the erasure and as they are now.
     topics = [ingest_before, ledger_before, dump_topic(s, s.topics.ledger, recorded(s))]
-    topics.append(dump_topic(s, s.topics.ingest, 5))
+    topics.append(dump_topic(s, s.topics.ingest, 7))
     assert [readable(t) for t in topics] == [[], [], [], []]
 
     # The API's answers and the exports: facts without persons.

@@ -189,6 +189,9 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         assert "alice, newsletter → allowed (consent_granted)" in demo.stdout
         assert "bob, newsletter → refused (consent_withdrawn)" in demo.stdout
         assert "the erased customer, terms → refused (subject_erased)" in demo.stdout
+        assert "objection_absolute" in demo.stdout and "restriction_unknown" in demo.stdout
+        assert "newsletter → refused (processing_restricted)" in demo.stdout
+        assert "audit trail (kept) → allowed (legal_basis)" in demo.stdout
         assert "last 12 months: Cloud Hosting Ltd, Mailer Co" in demo.stdout
 
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
