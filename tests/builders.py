@@ -219,6 +219,25 @@ def object_to(
     )
 
 
+def rectify(
+    ref: str,
+    corrects_event_id: str,
+    field: str = "description",
+    value: str | None = "Alice's new address, 14 Rose Lane",
+    *,
+    tenant: str = TENANT,
+    event_id: str | None = None,
+    reason: str | None = None,
+) -> Command:
+    facts = {"corrects_event_id": corrects_event_id, "field": field, "source": "support-ticket"}
+    return Command(
+        "PersonalDataRectified",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"value": value, "reason": reason},
+    )
+
+
 def grounds(
     ref: str,
     purpose: str = "analytics",

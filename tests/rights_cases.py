@@ -7,12 +7,15 @@ from ledger.application.service import Ledger
 from ledger.domain.values import LegalBasis
 from tests.builders import (
     REF,
+    TENANT,
+    collect,
     define_purpose,
     erase,
     grant,
     grounds,
     lift,
     object_to,
+    rectify,
     restrict,
 )
 from tests.erasure_cases import events_of, kinds
@@ -107,3 +110,36 @@ class RightsCases:
         stored = repr(events_of(ledger, REF))
         for clear in ("Alice's address", "profiling", "fraud"):
             assert clear not in stored
+
+    def test_a_rectification_corrects_a_field_of_one_of_the_subjects_events(
+        self, ledger: Ledger
+    ) -> None:
+        rights_ready(ledger)
+        ledger.record([collect(REF, event_id="c-1", description="12 Rose Lane")])
+        corrected = rectify(REF, "c-1", "description", "14 Rose Lane", reason="typo")
+        assert statuses(ledger.record([corrected])) == ["recorded"]
+        fixed = events_of(ledger, REF)[-1]
+        assert kinds([fixed]) == ["PersonalDataRectified"]
+        # Sealed bound to the field it corrects, so it opens as that field.
+        subject = ledger.find_subject(TENANT, REF)
+        assert subject is not None
+        assert ledger.keys.open(subject.id, "description", fixed.value) == "14 Rose Lane"
+        assert "14 Rose Lane" not in repr(fixed)
+
+    def test_a_rectification_names_an_event_and_a_field_it_holds(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        granted = events_of(ledger, REF)[-1].event_id
+        assert reasons(ledger.record([rectify(REF, "no-such-event")])) == [
+            "rectification_target_unknown"
+        ]
+        assert reasons(ledger.record([rectify(REF, granted, "description")])) == [
+            "field_not_rectifiable"
+        ]
+        assert statuses(ledger.record([rectify(REF, granted, "evidence", "form 12")])) == [
+            "recorded"
+        ]
+        other = grant("bob@example.com", event_id="bobs")
+        ledger.record([other])
+        assert reasons(ledger.record([rectify(REF, "bobs", "evidence")])) == [
+            "rectification_target_unknown"
+        ]

@@ -23,6 +23,7 @@ ERASURE_COMMANDS = {
     "LegalHoldPlaced": "place_legal_hold",
     "LegalHoldReleased": "release_legal_hold",
     "RestrictionLifted": "lift_restriction",
+    "PersonalDataRectified": "rectify",
 }
 # Commands for a subject the ledger must already know: they answer something it did.
 EXISTING_SUBJECT_ONLY = frozenset(
@@ -32,6 +33,7 @@ EXISTING_SUBJECT_ONLY = frozenset(
         "RestrictionLifted",
         "ObjectionRaised",
         "CompellingGroundsRecorded",
+        "PersonalDataRectified",
     }
 )
 BATCH_ATTEMPTS = 2

@@ -51,6 +51,7 @@ from ledger.domain.rules import (
 )
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
+from ledger.domain.values import Sealed
 from ledger.keys.crypto import KeyEncryptionKey
 from ledger.keys.ingest_keys import (
     DEFAULT_RETENTION,
@@ -396,7 +397,7 @@ class Ledger(LedgerReader):
         if data_key is None:
             subject.check_not_erased()
             raise UnknownSubject(f"subject {subject.id} has no data key")
-        sealed = self.keys.seal(data_key, subject.id, cmd.personal)
+        sealed = self._seal(data_key, subject.id, cmd)
         facts = {k: v for k, v in cmd.facts.items() if k not in ("purpose", "purposes")}
         fields = {**facts, **sealed, **_envelope_fields(cmd)}
         if cmd.kind == "ProcessingRestricted":
@@ -414,6 +415,17 @@ class Ledger(LedgerReader):
         command: Callable[..., None] = getattr(subject, SUBJECT_COMMANDS[cmd.kind])
         command(purpose, **fields)
         return subject
+
+    def _seal(self, data_key: bytes, subject_id: UUID, cmd: Command) -> dict[str, Sealed | None]:
+        """The command's personal values sealed with the subject's key, each bound to its
+        field — a rectification's new value to the field it corrects, so that it opens
+        wherever that field's value does."""
+        if cmd.kind != "PersonalDataRectified":
+            return self.keys.seal(data_key, subject_id, cmd.personal)
+        field = cmd.facts["field"]
+        values = {"reason": cmd.personal.get("reason"), field: cmd.personal.get("value")}
+        sealed = self.keys.seal(data_key, subject_id, values)
+        return {"reason": sealed["reason"], "value": sealed[field]}
 
     def _new_subject(self, tenant: str, digest: bytes, ref: str, batch: _Batch) -> Subject:
         """A subject with a random id; it is saved only if one of its commands is recorded."""

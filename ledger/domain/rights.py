@@ -1,4 +1,5 @@
-"""Restriction of processing (GDPR art. 18) and objection (art. 21), as facts about a subject.
+"""Rectification (GDPR art. 16), restriction of processing (art. 18) and objection (art. 21),
+as facts about a subject.
 
 The facts are defined here and carried by :class:`~ledger.domain.subject.Subject` (as
 ``Subject.ProcessingRestricted`` and so on); their stored topics name this module. Rules:
@@ -14,6 +15,10 @@ The facts are defined here and carried by :class:`~ledger.domain.subject.Subject
 - **Compelling grounds** (art. 21(1)) are the tenant's reasoned answer to a standing
   objection; from then on the purpose is decided by its basis again. No grounds override an
   objection to direct marketing (art. 21(3)), and a new objection after grounds stands again.
+- **A rectification** corrects one personal field of one of the subject's earlier events
+  (:data:`RECTIFIABLE` lists which); the new value is sealed under the subject's key bound to
+  the field it corrects, the event keeps the old ciphertext for audit, and every answer shows
+  the latest value. Erasure makes old and new unreadable alike.
 - Nothing is recorded for a subject whose erasure was requested (``check_not_erased``).
 """
 
@@ -26,11 +31,13 @@ from eventsourcing.domain import Aggregate
 
 from ledger.domain.facts import Fact
 from ledger.domain.rules import (
+    FieldNotRectifiable,
     InvalidEvent,
     ObjectionAbsolute,
     ObjectionExists,
     ObjectionNotApplicable,
     ObjectionUnknown,
+    RectificationTargetUnknown,
     RestrictionExists,
     RestrictionUnknown,
 )
@@ -41,6 +48,13 @@ RESTRICTION_GROUNDS = frozenset(
     {"ACCURACY_CONTESTED", "UNLAWFUL_PROCESSING", "LEGAL_CLAIMS", "OBJECTION_PENDING"}
 )
 OBJECTABLE_BASES = frozenset({LegalBasis.LEGITIMATE_INTERESTS, LegalBasis.PUBLIC_TASK})
+# The personal fields a rectification may correct, by the kind of event holding them.
+RECTIFIABLE: dict[str, frozenset[str]] = {
+    "ConsentGranted": frozenset({"ip_address", "user_agent", "evidence"}),
+    "ConsentWithdrawn": frozenset({"evidence"}),
+    "PersonalDataCollected": frozenset({"description"}),
+    "DataDisclosed": frozenset({"note"}),
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,34 @@ class CompellingGroundsRecorded(Fact):
     def apply(self, aggregate: Aggregate) -> None:
         objections: dict[str, Objection] = aggregate.objections  # type: ignore[attr-defined]
         objections[self.purpose] = replace(objections[self.purpose], overridden_by=self.event_id)
+
+
+class PersonalDataRectified(Fact):
+    """A personal field of one of the subject's events is corrected (art. 16). ``value`` is
+    sealed bound to ``field``, the field it replaces."""
+
+    corrects_event_id: str
+    field: str
+    value: Sealed | None
+    source: str
+    reason: Sealed | None
+
+    def apply(self, aggregate: Aggregate) -> None:
+        pass
+
+
+def check_rectification(kinds: dict[str, str], corrects_event_id: str, field: str) -> None:
+    """``kinds``: the subject's events that hold correctable fields, by event id."""
+    kind = kinds.get(corrects_event_id)
+    if kind is None:
+        raise RectificationTargetUnknown(
+            f"the subject has no event {corrects_event_id!r} with personal fields to correct"
+        )
+    if field not in RECTIFIABLE[kind]:
+        raise FieldNotRectifiable(
+            f"{kind} {corrects_event_id!r} holds no personal field {field!r} to correct; "
+            f"it holds {', '.join(sorted(RECTIFIABLE[kind]))}"
+        )
 
 
 def check_restriction(

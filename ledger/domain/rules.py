@@ -152,3 +152,16 @@ class ObjectionAbsolute(RuleViolation):
     grounds override (GDPR art. 21(3))."""
 
     code = "objection_absolute"
+
+
+class RectificationTargetUnknown(RuleViolation):
+    """A correction names an event that is not one of the subject's events holding personal
+    fields that can be corrected."""
+
+    code = "rectification_target_unknown"
+
+
+class FieldNotRectifiable(RuleViolation):
+    """A correction names a field the corrected event does not hold as a personal value."""
+
+    code = "field_not_rectifiable"

@@ -83,6 +83,7 @@ class Subject(Aggregate):
             aggregate.consents[self.purpose] = Consent(
                 True, self.consent_text_version, self.event_id, self.occurred_at
             )
+            aggregate.correctable[self.event_id] = "ConsentGranted"
 
     class ConsentWithdrawn(Fact):
         purpose: str
@@ -95,6 +96,7 @@ class Subject(Aggregate):
             aggregate.consents[self.purpose] = Consent(
                 False, previous.version, self.event_id, self.occurred_at
             )
+            aggregate.correctable[self.event_id] = "ConsentWithdrawn"
 
     class PersonalDataCollected(Fact):
         purpose: str
@@ -103,7 +105,8 @@ class Subject(Aggregate):
         description: Sealed | None
 
         def apply(self, aggregate: Aggregate) -> None:
-            pass
+            assert isinstance(aggregate, Subject)
+            aggregate.correctable[self.event_id] = "PersonalDataCollected"
 
     class DataDisclosed(Fact):
         recipient: str
@@ -116,6 +119,7 @@ class Subject(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Subject)
             aggregate.disclosed_to.setdefault(self.recipient, []).append(self.event_id)
+            aggregate.correctable[self.event_id] = "DataDisclosed"
 
     class ErasureRequested(Fact):
         source: str
@@ -204,6 +208,7 @@ class Subject(Aggregate):
     RestrictionLifted = rights.RestrictionLifted
     ObjectionRaised = rights.ObjectionRaised
     CompellingGroundsRecorded = rights.CompellingGroundsRecorded
+    PersonalDataRectified = rights.PersonalDataRectified
 
     def __init__(self, tenant: str, subject_ref: Sealed) -> None:
         self.tenant = tenant
@@ -213,6 +218,8 @@ class Subject(Aggregate):
         self.legal_holds: dict[str, str] = {}
         self.restrictions: dict[str, rights.Restriction] = {}
         self.objections: dict[str, rights.Objection] = {}
+        # Events holding personal fields a rectification may correct: event id → kind.
+        self.correctable: dict[str, str] = {}
         self.erasure_requested_at: datetime | None = None
         self.erasure_request_id: str | None = None
         self.shredded_at: datetime | None = None
@@ -395,6 +402,13 @@ class Subject(Aggregate):
         self.check_not_erased()
         rights.check_grounds(self.objections, purpose.code, purpose.direct_marketing)
         self.trigger_event(self.CompellingGroundsRecorded, purpose=purpose.code, **fields)
+
+    def rectify(self, *, corrects_event_id: str, field: str, **fields: object) -> None:
+        self.check_not_erased()
+        rights.check_rectification(self.correctable, corrects_event_id, field)
+        self.trigger_event(
+            self.PersonalDataRectified, corrects_event_id=corrects_event_id, field=field, **fields
+        )
 
     def record_report(self, **fields: object) -> None:
         """Records a report's generation. Unlike every other fact it is accepted after erasure:

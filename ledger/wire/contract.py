@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ledger.domain.rights import RESTRICTION_GROUNDS
+from ledger.domain.rights import RECTIFIABLE, RESTRICTION_GROUNDS
 from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
 from ledger.domain.values import PURPOSE_CODE, TENANT_CODE, LegalBasis, Sealed
@@ -40,6 +40,7 @@ INGEST_TYPES = (
     "RestrictionLifted",
     "ObjectionRaised",
     "CompellingGroundsRecorded",
+    "PersonalDataRectified",
 )
 SUBJECT_TYPES = frozenset(INGEST_TYPES) - {"PurposeDefined"}
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "producer", "tenant")
@@ -49,7 +50,11 @@ MAX_CATEGORIES = 50
 SUBJECT_REF_FIELD = "envelope.subject_ref"
 # Personal fields that are optional in Avro (every personal field is a nullable union) but
 # that the event needs.
-REQUIRED_PERSONAL = {"CompellingGroundsRecorded": ("reasoning",)}
+REQUIRED_PERSONAL = {
+    "CompellingGroundsRecorded": ("reasoning",),
+    "PersonalDataRectified": ("value",),
+}
+RECTIFIABLE_FIELDS = frozenset().union(*RECTIFIABLE.values())
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
         "hold_reference",
         "restriction_reference",
         "grounds_reference",
+        "corrects_event_id",
     ):
         if name in facts:
             _check_text(name, facts[name], 200)
@@ -225,6 +231,8 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
             raise InvalidEvent(f"purposes may list at most {MAX_CATEGORIES} purposes")
         if not all(PURPOSE_CODE.match(code) for code in facts["purposes"]):
             raise InvalidEvent("purposes[] is not a valid purpose code")
+    if kind == "PersonalDataRectified" and facts["field"] not in RECTIFIABLE_FIELDS:
+        raise InvalidEvent(f"field must be one of {', '.join(sorted(RECTIFIABLE_FIELDS))}")
     if "grounds" in facts and facts["grounds"] not in RESTRICTION_GROUNDS:
         raise InvalidEvent(f"grounds must be one of {', '.join(sorted(RESTRICTION_GROUNDS))}")
     if facts.get("reference"):  # optional: "" when the producer has none

@@ -20,6 +20,7 @@ from tests.builders import (
     hold,
     lift,
     object_to,
+    rectify,
     release,
     restrict,
     withdraw,
@@ -64,6 +65,7 @@ INGEST_COMMANDS = {
     "RestrictionLifted": lift(REF, note="Alice's address corrected"),
     "ObjectionRaised": object_to(REF, reason="Alice does not want to be profiled"),
     "CompellingGroundsRecorded": grounds(REF, reasoning="Alice's account shows fraud"),
+    "PersonalDataRectified": rectify(REF, "e-1", reason="Alice moved"),
 }
 
 

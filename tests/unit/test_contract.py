@@ -28,6 +28,7 @@ from tests.builders import (
     lift,
     memory_ledger,
     object_to,
+    rectify,
     release,
     restrict,
     withdraw,
@@ -47,6 +48,7 @@ EXAMPLES = {
     "RestrictionLifted": lift(REF),
     "ObjectionRaised": object_to(REF),
     "CompellingGroundsRecorded": grounds(REF),
+    "PersonalDataRectified": rectify(REF, "e-1"),
 }
 SUBJECT_KINDS = sorted(contract.SUBJECT_TYPES)
 PERSONAL_VALUES = {
@@ -231,6 +233,7 @@ def _full_commands() -> list[Command]:
         lift(REF, note=PERSONAL_VALUES["note"]),
         object_to(REF, reason=PERSONAL_VALUES["reason"]),
         grounds(REF),
+        rectify(REF, "e-1", "evidence", PERSONAL_VALUES["evidence"], reason="typo"),
     ]
 
 
@@ -254,8 +257,19 @@ def test_record_to_command_and_back_is_the_same_record(cmd: Command) -> None:
         (restrict(REF, ["Not A Code"]), "purposes[]"),
         (restrict(REF, reference=" "), "restriction_reference"),
         (grounds(REF, reference=""), "grounds_reference"),
+        (rectify(REF, "e-1", value=None), "value"),
+        (rectify(REF, "e-1", "subject_ref"), "field must be one of"),
+        (rectify(REF, " "), "corrects_event_id"),
     ],
-    ids=["grounds-without-reasoning", "bad-purpose", "blank-reference", "blank-grounds-ref"],
+    ids=[
+        "grounds-without-reasoning",
+        "bad-purpose",
+        "blank-reference",
+        "blank-grounds-ref",
+        "correction-without-value",
+        "uncorrectable-field",
+        "blank-target",
+    ],
 )
 def test_rights_events_are_refused_without_what_they_need(cmd: Command, named: str) -> None:
     assert named in _refused(cmd.kind, _record(cmd)).detail
@@ -280,9 +294,10 @@ def _recorded_ledger_records() -> list[tuple[dict[str, Any], bytes]]:
             define_purpose(),
             define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS),
             grant(REF, evidence=PERSONAL_VALUES["evidence"]),
-            collect(REF, description=PERSONAL_VALUES["description"]),
+            collect(REF, "newsletter", "c-1", description=PERSONAL_VALUES["description"]),
             disclose(REF, note=PERSONAL_VALUES["note"]),
             withdraw(REF, evidence=PERSONAL_VALUES["evidence"]),
+            rectify(REF, "c-1", value=PERSONAL_VALUES["description"]),
             restrict(REF, note=PERSONAL_VALUES["note"]),
             lift(REF, note=PERSONAL_VALUES["note"]),
             object_to(REF, reason=PERSONAL_VALUES["reason"]),
@@ -290,7 +305,7 @@ def _recorded_ledger_records() -> list[tuple[dict[str, Any], bytes]]:
             erase(REF, reason=PERSONAL_VALUES["reason"]),
         ]
     )
-    assert [o.status for o in outcomes] == ["recorded"] * 11
+    assert [o.status for o in outcomes] == ["recorded"] * 12
     out = []
     for n in ledger.store.select_notifications(1, 100):
         record = contract.ledger_record(
@@ -318,6 +333,7 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
         "PersonalDataCollected",
         "DataDisclosed",
         "ConsentWithdrawn",
+        "PersonalDataRectified",
         "ProcessingRestricted",
         "RestrictionLifted",
         "ObjectionRaised",
@@ -325,7 +341,7 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
         "ErasureRequested",
         "KeysShredded",
     ]
-    assert [r["sequence"] for _, r in decoded] == list(range(1, 16))
+    assert [r["sequence"] for _, r in decoded] == list(range(1, 17))
     assert {r["tenant"] for _, r in decoded} == {"acme"}
     for _, record in decoded:
         name, body = record["event"]
