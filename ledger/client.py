@@ -351,6 +351,23 @@ class LedgerClient:
         kind = "CompellingGroundsRecorded"
         return self._send(kind, tenant, subject_ref, facts, personal, **envelope)
 
+    def rectify(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        corrects_event_id: str,
+        field: str,
+        value: str,
+        source: str,
+        reason: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        """GDPR art. 16: corrects ``field`` of the subject's event ``corrects_event_id``."""
+        facts = {"corrects_event_id": corrects_event_id, "field": field, "source": source}
+        personal: dict[str, str | None] = {"value": value, "reason": reason}
+        return self._send("PersonalDataRectified", tenant, subject_ref, facts, personal, **envelope)
+
     def send_raw(self, value: bytes, key: bytes | None = None) -> None:
         """Sends bytes unchecked. For tests and demos of the ledger's refusals only."""
         self._futures.append(self._producer.send(self.topic, key=key, value=value))

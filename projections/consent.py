@@ -14,6 +14,9 @@ Tables (schema ``<ledger>_consent``):
   lifted restriction's row is deleted.
 - ``objections``: each subject's latest objection to a purpose (art. 21), and the compelling
   grounds that answered it, if any. The note, reason and reasoning stay sealed.
+- ``rectifications``: every correction of a personal field (art. 16): which event and field,
+  when, by which producer. The corrected value itself replaces the old one in the row that
+  shows it (here a consent row's; in the records view a collection's or disclosure's).
 
 Every row carries ``position``: the view position of the batch that last changed it (indexed),
 so a reader holding answers as of one position can ask which subjects, and which tenants'
@@ -128,6 +131,19 @@ CREATE TABLE IF NOT EXISTS {schema}.objections (
     reasoning bytea,
     PRIMARY KEY (subject_id, purpose)
 );
+CREATE TABLE IF NOT EXISTS {schema}.rectifications (
+    event_id text NOT NULL,
+    tenant text NOT NULL,
+    subject_id uuid NOT NULL,
+    corrects_event_id text NOT NULL,
+    field text NOT NULL,
+    rectified_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    producer text NOT NULL,
+    source text NOT NULL,
+    PRIMARY KEY (tenant, event_id)
+);
+CREATE INDEX IF NOT EXISTS rectifications_by_subject ON {schema}.rectifications (subject_id);
 ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS direct_marketing boolean NOT NULL
     DEFAULT false;
 ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS allowed_under_restriction boolean
@@ -155,6 +171,7 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
             Subject.RestrictionLifted: self.restriction_lifted,
             Subject.ObjectionRaised: self.objection_raised,
             Subject.CompellingGroundsRecorded: self.compelling_grounds_recorded,
+            Subject.PersonalDataRectified: self.personal_data_rectified,
         }
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
@@ -167,6 +184,7 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
         registered = [e for e in events if type(e) is Subject.Registered]
         consents = [e for e in events if type(e) in _CONSENT_EVENTS]
         others = [e for e in events if type(e) in _ONE_BY_ONE]
+        rectified = [e for e in events if type(e) is Subject.PersonalDataRectified]
         if registered:
             curs.execute(
                 self.sql(
@@ -188,6 +206,8 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
                     self.handlers[type(e)](curs, e)
         if consents:
             self._fold_consents(curs, consents)
+        for e in rectified:  # after the fold: a correction may follow its grant in the batch
+            self.personal_data_rectified(curs, e)
 
     def _fold_consents(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
         keys = list({(e.originator_id, e.purpose) for e in events})

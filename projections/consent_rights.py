@@ -1,4 +1,5 @@
-"""The consent view's fold of restrictions (art. 18) and objections (art. 21).
+"""The consent view's fold of rectifications (art. 16), restrictions (art. 18) and objections
+(art. 21).
 
 Mixed into :class:`projections.consent.ConsentView`, whose docstring describes the
 ``restrictions`` and ``objections`` tables. Every change moves the subject row's position, so
@@ -99,9 +100,46 @@ class RightsFold:
         )
         self._moved(curs, e)
 
+    def personal_data_rectified(self, curs: Cursor[DictRow], e: Any) -> None:
+        """Records the correction, and puts the new value in the consent row that shows the
+        corrected event (if it is the row's current one: older grants are history)."""
+        curs.execute(
+            self.sql(
+                "INSERT INTO {schema}.rectifications (event_id, tenant, subject_id, "
+                "corrects_event_id, field, rectified_at, recorded_at, producer, source) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant, event_id) DO NOTHING"
+            ),
+            [
+                e.event_id,
+                e.tenant,
+                e.originator_id,
+                e.corrects_event_id,
+                e.field,
+                e.occurred_at,
+                e.timestamp,
+                e.producer,
+                e.source,
+            ],
+        )
+        column = _CONSENT_FIELDS.get(e.field)
+        if column is not None:
+            curs.execute(
+                self.sql(
+                    f"UPDATE {{schema}}.consents SET {column} = %s "
+                    "WHERE subject_id = %s AND event_id = %s"
+                ),
+                [sealed_bytes(e.value), e.originator_id, e.corrects_event_id],
+            )
+
     def _moved(self, curs: Cursor[DictRow], e: Any) -> None:
         """What decides the subject's purpose checks changed: its row's position says so."""
         curs.execute(
             self.sql("UPDATE {schema}.subjects SET position = %s WHERE subject_id = %s"),
             [self.batch_position, e.originator_id],
         )
+
+
+# Fields a rectification may correct that a consent row shows: the column holding each (a
+# fixed set, so the name can be part of the statement).
+_CONSENT_FIELDS = {"ip_address": "ip_address", "user_agent": "user_agent", "evidence": "evidence"}

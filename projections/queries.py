@@ -179,6 +179,24 @@ class Queries:
         )
         return restrictions, await cur.fetchall()
 
+    async def rectifications(
+        self, conn: Conn, tenant: str, subject_id: UUID
+    ) -> dict[str, list[DictRow]]:
+        """The corrections of the subject's personal fields, by the event they correct, oldest
+        first."""
+        cur = await conn.execute(
+            self.sql(
+                "SELECT corrects_event_id, field, event_id, rectified_at, recorded_at, producer, "
+                "source FROM {consent}.rectifications WHERE subject_id = %s AND tenant = %s "
+                "ORDER BY recorded_at, event_id"
+            ),
+            [subject_id, tenant],
+        )
+        found: dict[str, list[DictRow]] = {}
+        for row in await cur.fetchall():
+            found.setdefault(row["corrects_event_id"], []).append(row)
+        return found
+
     def purpose_check_sql(self) -> bytes:
         """One indexed lookup: the purpose, whether the reference belonged to an erased
         subject, the subject (if known) and its consent row.

@@ -6,6 +6,9 @@ Tables (schema ``<ledger>_records``), one row per recorded event:
   reference, when it happened (``disclosed_at``), and the sealed note.
 - ``collections``: purpose, data categories, source, when, and the sealed description.
 
+A rectification (``PersonalDataRectified``) of a collection's description or a disclosure's
+note puts the new sealed value in the entry's row; the consent view records when and by whom.
+
 **Retention.** An entry is kept for a configurable horizon (default one year) from the date
 it was *last used* (the privacy statements' wording): ``last_used_at`` starts at the event's
 own time and moves forward whenever a later collection or disclosure of the same subject
@@ -90,10 +93,23 @@ CREATE INDEX IF NOT EXISTS collections_by_use ON {schema}.collections (last_used
         at the batch's earliest event — are read once; each collection or disclosure is then
         applied in ledger order in memory (:class:`RetentionFold`: the retention rule, then
         the new entry); the new entries are inserted and the moved clocks updated, one
-        statement per table. Per event this used to cost three statements."""
+        statement per table. Per event this used to cost three statements. A rectification
+        (rare) is one statement of its own, after the fold."""
         uses = [e for e in events if isinstance(e, _USES)]
-        if not uses:
-            return
+        if uses:
+            self._fold(curs, uses)
+        for e in events:  # after the fold: a correction may follow its entry in the batch
+            if type(e) is Subject.PersonalDataRectified and e.field in _CORRECTED:
+                table, column = _CORRECTED[e.field]
+                curs.execute(
+                    self.sql(
+                        f"UPDATE {{schema}}.{table} SET {column} = %s "
+                        "WHERE tenant = %s AND event_id = %s"
+                    ),
+                    [sealed_bytes(e.value), e.tenant, e.corrects_event_id],
+                )
+
+    def _fold(self, curs: Cursor[DictRow], uses: Sequence[Any]) -> None:
         fold = RetentionFold(self.horizons)
         fold.load(self._entries_in_reach(curs, uses))
         for e in uses:
@@ -159,6 +175,9 @@ CREATE INDEX IF NOT EXISTS collections_by_use ON {schema}.collections (last_used
 
 
 _USES = (Subject.DataDisclosed, Subject.PersonalDataCollected)
+# Fields a rectification may correct that an entry shows: its table and column (a fixed set,
+# so the names can be part of the statement).
+_CORRECTED = {"description": ("collections", "description"), "note": ("disclosures", "note")}
 _TABLE = {Subject.DataDisclosed: "disclosures", Subject.PersonalDataCollected: "collections"}
 _INSERT = {  # categories travel as JSON: unnest cannot carry an array of arrays
     "disclosures": (

@@ -1,19 +1,26 @@
-"""``ledger rights``: restriction of processing (GDPR art. 18) and objection (art. 21).
+"""``ledger rights``: rectification (GDPR art. 16), restriction of processing (art. 18) and
+objection (art. 21).
 
 Each command records the fact a producer would send over Kafka, as ``cli``. A reference is
-personal data: pass ``-`` to read it from standard input instead of the command line.
+personal data: pass ``-`` to read it from standard input instead of the command line. A
+corrected value is personal data too, and is always read from standard input (after the
+reference, when that comes from there as well).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
+from ledger.cli.common import fail
 from ledger.cli.erasure import RefArg, TenantArg, record_command
 from ledger.domain.rights import RESTRICTION_GROUNDS
 
-rights = typer.Typer(help="Restriction of processing (art. 18) and objection (art. 21).")
+rights = typer.Typer(
+    help="Rectification (art. 16), restriction of processing (art. 18) and objection (art. 21)."
+)
 
 ReferenceArg = Annotated[
     str, typer.Argument(help="The restriction's own, non-personal reference (a case number).")
@@ -22,6 +29,43 @@ PurposeArg = Annotated[str, typer.Argument(help="Purpose code.")]
 Source = Annotated[str, typer.Option(help="How the request arrived.")]
 Note = Annotated[str | None, typer.Option(help="A note (personal: stored sealed).")]
 EventId = Annotated[str | None, typer.Option(help="Your id; makes a retry safe.")]
+
+
+@rights.command("rectify")
+def rectify(
+    tenant: TenantArg,
+    ref: RefArg,
+    corrects_event_id: Annotated[str, typer.Argument(help="The event whose field is corrected.")],
+    field: Annotated[
+        str,
+        typer.Argument(help="ip_address, user_agent, evidence, description or note."),
+    ],
+    source: Source = "cli",
+    reason: Annotated[str | None, typer.Option(help="Why (personal: stored sealed).")] = None,
+    event_id: EventId = None,
+) -> None:
+    """Correct a personal field of one of the subject's events; the new value is read from
+    standard input."""
+    if ref == "-":
+        ref = sys.stdin.readline().strip()  # the reference first, then the value
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        fail("no corrected value on standard input")
+    events = record_command(
+        "PersonalDataRectified",
+        tenant,
+        ref,
+        event_id,
+        corrects_event_id=corrects_event_id,
+        field=field,
+        value=value,
+        source=source,
+        reason=reason,
+    )
+    typer.echo(
+        f"subject {events[-1].originator_id}: {field} of {corrects_event_id} corrected "
+        f"(event {events[-1].event_id})"
+    )
 
 
 @rights.command("restrict")

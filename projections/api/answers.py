@@ -7,8 +7,11 @@ caller; a subject of another tenant is not found, exactly like one that does not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from uuid import UUID
+
+from psycopg.rows import DictRow
 
 from projections.api.access import Principal
 from projections.api.context import Reading
@@ -20,6 +23,7 @@ from projections.api.models import (
     ErasureRequest,
     LegalHold,
     PurposeDecision,
+    Rectification,
     SubjectCollections,
     SubjectConsents,
     SubjectDisclosures,
@@ -63,6 +67,7 @@ async def subject_header(
 async def consents(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -> SubjectConsents:
     header, opener = await subject_header(ctx, conn, who, subject_id)
     rows = {r["purpose"]: r for r in await ctx.queries.consents(conn, who.tenant, subject_id)}
+    corrected = await ctx.queries.rectifications(conn, who.tenant, subject_id)
     states = []
     for p in await ctx.queries.purposes(conn, who.tenant):
         base = {"purpose": p["purpose"], "required": p["required"], "legal_basis": p["legal_basis"]}
@@ -71,7 +76,8 @@ async def consents(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -
             states.append(ConsentState(**base, state="never"))
             continue
         personal = ("evidence", "ip_address", "user_agent")
-        states.append(opener.model(ConsentState, {**row, **base}, *personal))
+        fixes = _fixes(corrected, row["event_id"])
+        states.append(opener.model(ConsentState, {**row, **base}, *personal, rectifications=fixes))
     return SubjectConsents(**header, consents=states)  # type: ignore[arg-type]
 
 
@@ -89,7 +95,10 @@ async def disclosures(
     f = DisclosureFilter(start, end, recipient, subject_id)
     rows = await ctx.queries.disclosures(conn, who.tenant, f)
     horizon = ctx.settings.retention_disclosures
-    items: list[Disclosure] = [disclosure(row, opener, horizon) for row in rows]
+    corrected = await ctx.queries.rectifications(conn, who.tenant, subject_id)
+    items: list[Disclosure] = [
+        disclosure(row, opener, horizon, _fixes(corrected, row["event_id"])) for row in rows
+    ]
     return SubjectDisclosures(**header, since=start, until=end, disclosures=items)  # type: ignore[arg-type]
 
 
@@ -98,11 +107,22 @@ async def collections(
 ) -> SubjectCollections:
     header, opener = await subject_header(ctx, conn, who, subject_id)
     horizon = ctx.settings.retention_collections
+    corrected = await ctx.queries.rectifications(conn, who.tenant, subject_id)
     items = [
-        opener.model(Collection, r, "description", retained_until=r["last_used_at"] + horizon)
+        opener.model(
+            Collection,
+            r,
+            "description",
+            retained_until=r["last_used_at"] + horizon,
+            rectifications=_fixes(corrected, r["event_id"]),
+        )
         for r in await ctx.queries.collections(conn, who.tenant, subject_id)
     ]
     return SubjectCollections(**header, collections=items)  # type: ignore[arg-type]
+
+
+def _fixes(corrected: Mapping[str, list[DictRow]], event_id: str) -> list[Rectification]:
+    return [Rectification(**r) for r in corrected.get(event_id, ())]
 
 
 async def erasure(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -> SubjectErasure:

@@ -80,6 +80,25 @@ class PurposeDecisions(BaseModel):
     decisions: list[PurposeDecision]
 
 
+class Rectification(BaseModel):
+    """A correction of one personal field of the entry (GDPR art. 16); the entry shows the
+    corrected value."""
+
+    field: str
+    event_id: str = Field(description="The PersonalDataRectified event.")
+    rectified_at: datetime = Field(description="When it happened upstream.")
+    recorded_at: datetime
+    producer: str = Field(description="Who sent it: a producer's name, api:<key id> or cli.")
+    source: str
+
+
+def _corrections() -> Any:
+    return Field(
+        default_factory=list,
+        description="Corrections of this entry's personal fields, oldest first.",
+    )
+
+
 class ConsentState(BaseModel):
     purpose: str
     state: Literal["granted", "withdrawn", "never"]
@@ -94,6 +113,7 @@ class ConsentState(BaseModel):
     evidence: str | None = None
     ip_address: str | None = None
     user_agent: str | None = None
+    rectifications: list[Rectification] = _corrections()
 
 
 class SubjectHeader(BaseModel):
@@ -120,6 +140,7 @@ class Disclosure(BaseModel):
     retained_until: datetime
     personal_data: PersonalData
     note: str | None = None
+    rectifications: list[Rectification] = _corrections()
 
 
 class SubjectDisclosures(SubjectHeader):
@@ -146,6 +167,7 @@ class Collection(BaseModel):
     recorded_at: datetime
     retained_until: datetime
     description: str | None = None
+    rectifications: list[Rectification] = _corrections()
 
 
 class SubjectCollections(SubjectHeader):
@@ -234,6 +256,19 @@ class GroundsCommand(SubjectQuery):
     purpose: str = Field(min_length=1, max_length=100)
     grounds_reference: str = Field(min_length=1, max_length=200)
     reasoning: str = Field(min_length=1, max_length=10_000)
+
+
+class RectificationCommand(SubjectQuery):
+    """Correct one personal field of one of the subject's events (GDPR art. 16): the
+    ``ip_address``, ``user_agent`` or ``evidence`` of a grant, the ``evidence`` of a
+    withdrawal, the ``description`` of a collection, the ``note`` of a disclosure."""
+
+    corrects_event_id: str = Field(min_length=1, max_length=200)
+    field: Literal["ip_address", "user_agent", "evidence", "description", "note"]
+    value: str = Field(min_length=1, max_length=10_000)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=10_000)
+    event_id: str | None = Field(default=None, max_length=200)
 
 
 class Restriction(BaseModel):

@@ -35,7 +35,7 @@ Ctx = Annotated[ApiContext, Depends(context)]
 Auditor = Annotated[Principal, Depends(require(Scope.AUDITOR, Scope.ADMIN))]
 Reader = Annotated[Principal, Depends(require(Scope.READER, Scope.AUDITOR, Scope.ADMIN))]
 DEFAULT_WINDOW = timedelta(days=365)
-CSV_COLUMNS = list(Disclosure.model_fields)
+CSV_COLUMNS = [f for f in Disclosure.model_fields if f != "rectifications"]  # tenant-wide: none
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -55,13 +55,18 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def disclosure(row: DictRow, opener: Opener, horizon: timedelta) -> Disclosure:
+def disclosure(
+    row: DictRow, opener: Opener, horizon: timedelta, rectifications: Any = ()
+) -> Disclosure:
+    """A disclosure from its row; ``rectifications``: the corrections of its note, if the
+    caller read them (a subject's answers do; the tenant-wide log does not)."""
     return opener.model(
         Disclosure,
         row,
         "note",
         retained_until=row["last_used_at"] + horizon,
         personal_data=opener.state,
+        rectifications=list(rectifications),
     )
 
 

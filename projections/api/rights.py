@@ -1,13 +1,14 @@
-"""Restriction of processing (GDPR art. 18) and objection (art. 21): recording them, and the
-subject's state of both.
+"""Rectification (GDPR art. 16), restriction of processing (art. 18) and objection (art. 21):
+recording them, and the subject's state of the last two.
 
 Recording is for ``admin`` keys, as for erasure and legal holds (``projections.api.commands``):
 each route builds the command a producer would send over Kafka and records it, a ledger rule's
 refusal being a 409 problem with the rule's ``reason`` (``restriction_exists``,
 ``restriction_unknown``, ``objection_not_applicable``, ``objection_exists``,
-``objection_unknown``, ``objection_absolute``, ``unknown_purpose``, ``unknown_subject``,
-``subject_erased``). Reading is for ``reader``, ``auditor`` and ``admin`` keys; notes, reasons
-and reasoning are personal and opened for auditors and admins only.
+``objection_unknown``, ``objection_absolute``, ``rectification_target_unknown``,
+``field_not_rectifiable``, ``unknown_purpose``, ``unknown_subject``, ``subject_erased``).
+Reading is for ``reader``, ``auditor`` and ``admin`` keys; notes, reasons and reasoning are
+personal and opened for auditors and admins only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from projections.api.models import (
     LiftCommand,
     Objection,
     ObjectionCommand,
+    RectificationCommand,
     Restriction,
     RestrictionCommand,
     SubjectQuery,
@@ -40,6 +42,25 @@ router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["rights"])
 Ctx = Annotated[ApiContext, Depends(context)]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 Reader = Annotated[Principal, Depends(require(Scope.READER, Scope.AUDITOR, Scope.ADMIN))]
+
+
+@router.post("/subject/rectifications", status_code=201)
+async def rectify(body: RectificationCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Correct a personal field of one of the subject's events: every answer and report shows
+    the new value from then on, with when and by whom it changed; the event keeps the old
+    ciphertext for audit."""
+    command = build_command(
+        "PersonalDataRectified",
+        who,
+        body.subject_ref,
+        body.event_id,
+        corrects_event_id=body.corrects_event_id,
+        field=body.field,
+        value=body.value,
+        source=body.source,
+        reason=body.reason,
+    )
+    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/restrictions", status_code=201)

@@ -6,7 +6,8 @@ Where each part comes from:
   erasure status, restrictions and objections: the views, through
   :class:`projections.queries.Queries` (tenant-scoped);
 - consent **history** (every grant and withdrawal, with its text version, source and proving
-  event): the subject's events in the ledger, since the consent view keeps only the latest.
+  event): the subject's events in the ledger, since the consent view keeps only the latest;
+  a rectification among them replaces the value it corrects.
 
 Personal values are opened with the subject's key through an :class:`Opener` made for this
 report alone, and only when the requester may see them; an erased subject's opener opens
@@ -36,6 +37,7 @@ from projections.reports.model import (
     HoldEntry,
     ObjectionEntry,
     PurposeConsent,
+    RectificationEntry,
     Requester,
     RestrictionEntry,
     SubjectReport,
@@ -77,6 +79,7 @@ async def assemble(
     current = await queries.consents(conn, tenant, subject_id)
     history = consent_history(facts.events, purposes, opener)
     restrictions, objections = await queries.rights(conn, tenant, subject_id)
+    corrected = await queries.rectifications(conn, tenant, subject_id)
     marketing = {p["purpose"] for p in purposes if p["direct_marketing"]}
     return SubjectReport(
         report_id=request.report_id,
@@ -89,9 +92,9 @@ async def assemble(
         registered_at=row["registered_at"],
         requester=request.requester,
         purposes=purpose_consents(purposes, current, history),
-        collections=await _collections(queries, conn, request, opener),
+        collections=await _collections(queries, conn, request, opener, corrected),
         disclosures_since=request.generated_at - DISCLOSURE_WINDOW,
-        disclosures=await _disclosures(queries, conn, request, opener),
+        disclosures=await _disclosures(queries, conn, request, opener, corrected),
         erasure=await _erasure(queries, conn, request),
         restrictions=[opener.model(RestrictionEntry, r, "note") for r in restrictions],
         objections=[
@@ -115,8 +118,15 @@ def consent_history(
     events: Iterable[Any], purposes: Iterable[Mapping[str, Any]], opener: Opener
 ) -> dict[str, list[ConsentChange]]:
     """Each purpose's grants and withdrawals in ledger order; a withdrawal names the version
-    it withdrew (the one last granted)."""
+    it withdrew (the one last granted). Rectified fields show their latest value."""
+    events = list(events)
     texts = {p["purpose"]: p["texts"] for p in purposes}
+    fixes: dict[tuple[str, str], Sealed | None] = {}
+    corrections: dict[str, list[RectificationEntry]] = {}
+    for e in events:
+        if isinstance(e, Subject.PersonalDataRectified):
+            fixes[(e.corrects_event_id, e.field)] = e.value
+            corrections.setdefault(e.corrects_event_id, []).append(_correction(e))
     granted: dict[str, str] = {}
     out: dict[str, list[ConsentChange]] = {}
     for e in events:
@@ -126,6 +136,10 @@ def consent_history(
             continue
         version = granted.get(e.purpose, "")
         granting = isinstance(e, Subject.ConsentGranted)
+
+        def value(field: str, stored: Sealed | None, event_id: str = e.event_id) -> str | None:
+            return _open(opener, field, fixes.get((event_id, field), stored))
+
         out.setdefault(e.purpose, []).append(
             ConsentChange(
                 action="granted" if granting else "withdrawn",
@@ -136,12 +150,36 @@ def consent_history(
                 source=e.source,
                 event_id=e.event_id,
                 producer=e.producer,
-                ip_address=_open(opener, "ip_address", e.ip_address) if granting else None,
-                user_agent=_open(opener, "user_agent", e.user_agent) if granting else None,
-                evidence=_open(opener, "evidence", e.evidence),
+                ip_address=value("ip_address", e.ip_address) if granting else None,
+                user_agent=value("user_agent", e.user_agent) if granting else None,
+                evidence=value("evidence", e.evidence),
+                rectifications=corrections.get(e.event_id, []),
             )
         )
     return out
+
+
+def _correction(e: Any) -> RectificationEntry:
+    return RectificationEntry(
+        field=e.field,
+        event_id=e.event_id,
+        rectified_at=e.occurred_at,
+        producer=e.producer,
+        source=e.source,
+    )
+
+
+def _fixes(corrected: Mapping[str, list[DictRow]], event_id: str) -> list[RectificationEntry]:
+    return [
+        RectificationEntry(
+            field=r["field"],
+            event_id=r["event_id"],
+            rectified_at=r["rectified_at"],
+            producer=r["producer"],
+            source=r["source"],
+        )
+        for r in corrected.get(event_id, ())
+    ]
 
 
 def purpose_consents(
@@ -173,23 +211,40 @@ def purpose_consents(
 
 
 async def _collections(
-    queries: Queries, conn: Conn, request: ReportRequest, opener: Opener
+    queries: Queries,
+    conn: Conn,
+    request: ReportRequest,
+    opener: Opener,
+    corrected: Mapping[str, list[DictRow]],
 ) -> list[CollectionEntry]:
     horizon = queries.horizons["collections"]
     rows = await queries.collections(conn, request.tenant, request.subject_id)
     return [
-        opener.model(CollectionEntry, r, "description", retained_until=r["last_used_at"] + horizon)
+        opener.model(
+            CollectionEntry,
+            r,
+            "description",
+            retained_until=r["last_used_at"] + horizon,
+            rectifications=_fixes(corrected, r["event_id"]),
+        )
         for r in rows
     ]
 
 
 async def _disclosures(
-    queries: Queries, conn: Conn, request: ReportRequest, opener: Opener
+    queries: Queries,
+    conn: Conn,
+    request: ReportRequest,
+    opener: Opener,
+    corrected: Mapping[str, list[DictRow]],
 ) -> list[DisclosureEntry]:
     until = request.generated_at
     window = DisclosureFilter(until - DISCLOSURE_WINDOW, until, None, request.subject_id)
     rows = await queries.disclosures(conn, request.tenant, window)
-    return [opener.model(DisclosureEntry, r, "note") for r in rows]
+    return [
+        opener.model(DisclosureEntry, r, "note", rectifications=_fixes(corrected, r["event_id"]))
+        for r in rows
+    ]
 
 
 async def _erasure(queries: Queries, conn: Conn, request: ReportRequest) -> ErasureStatus:

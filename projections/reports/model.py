@@ -14,7 +14,7 @@ Rules the model keeps:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,21 @@ Personal = Field(default=None, description="Personal: null unless personal_data 
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RectificationEntry(_Part):
+    """A correction of one personal field of the entry (GDPR art. 16); the entry shows the
+    corrected value."""
+
+    field: str
+    event_id: str = Field(description="The PersonalDataRectified event.")
+    rectified_at: datetime
+    producer: str
+    source: str
+
+
+def _corrections() -> Any:
+    return Field(default_factory=list, description="Corrections of its personal fields.")
 
 
 class ConsentChange(_Part):
@@ -48,6 +63,7 @@ class ConsentChange(_Part):
     ip_address: str | None = Personal
     user_agent: str | None = Personal
     evidence: str | None = Personal
+    rectifications: list[RectificationEntry] = _corrections()
 
 
 class PurposeConsent(_Part):
@@ -80,6 +96,7 @@ class CollectionEntry(_Part):
     collected_at: datetime
     retained_until: datetime
     description: str | None = Personal
+    rectifications: list[RectificationEntry] = _corrections()
 
 
 class DisclosureEntry(_Part):
@@ -91,6 +108,7 @@ class DisclosureEntry(_Part):
     reference: str
     disclosed_at: datetime
     note: str | None = Personal
+    rectifications: list[RectificationEntry] = _corrections()
 
 
 class HoldEntry(_Part):

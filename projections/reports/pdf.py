@@ -29,7 +29,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from projections.api.personal import PersonalData
-from projections.reports.model import PurposeConsent, SubjectReport
+from projections.reports.model import PurposeConsent, RectificationEntry, SubjectReport
 
 TITLE = "Subject access report"
 FONT, BOLD = "Vera", "VeraBd"
@@ -134,7 +134,10 @@ def _purpose(p: PurposeConsent) -> list[Flowable]:
                 c.action,
                 c.consent_text_version,
                 c.consent_text,
-                _source(c.source, ip=c.ip_address, browser=c.user_agent, evidence=c.evidence),
+                _corrected(
+                    _source(c.source, ip=c.ip_address, browser=c.user_agent, evidence=c.evidence),
+                    c.rectifications,
+                ),
                 c.event_id,
             )
             for c in p.history
@@ -146,6 +149,14 @@ def _purpose(p: PurposeConsent) -> list[Flowable]:
 
 def _source(source: str, **personal: str | None) -> str:
     return "; ".join([source, *(f"{name} {value}" for name, value in personal.items() if value)])
+
+
+def _corrected(value: str | None, rectifications: Sequence[RectificationEntry]) -> str | None:
+    """The value, and when it was last corrected (art. 16), if it was."""
+    if not rectifications:
+        return value
+    last = rectifications[-1]
+    return f"{value or ''} (corrected {_text(last.rectified_at)} by {last.producer})".strip()
 
 
 def _grid(
@@ -160,13 +171,27 @@ def _story(report: SubjectReport) -> list[Flowable]:
     story += _section("Consents and their history", *(consents or [_none("purposes")]))
     widths = (0.16, 0.14, 0.2, 0.14, 0.16, 0.2)
     rows: list[Sequence[Any]] = [
-        (c.collected_at, c.purpose, c.categories, c.source, c.retained_until, c.description)
+        (
+            c.collected_at,
+            c.purpose,
+            c.categories,
+            c.source,
+            c.retained_until,
+            _corrected(c.description, c.rectifications),
+        )
         for c in report.collections
     ]
     header = ("Collected", "Purpose", "Categories", "Source", "Kept until", "Description")
     story += _section("Personal data collected", _grid(header, rows, widths, "collections"))
     rows = [
-        (d.disclosed_at, d.recipient, d.purpose, d.categories, d.legal_basis, d.note)
+        (
+            d.disclosed_at,
+            d.recipient,
+            d.purpose,
+            d.categories,
+            d.legal_basis,
+            _corrected(d.note, d.rectifications),
+        )
         for d in report.disclosures
     ]
     header = ("Disclosed", "Recipient", "Purpose", "Categories", "Legal basis", "Note")

@@ -52,6 +52,7 @@ PERSONAL = [
     "Erin asked by phone to be forgotten",
     "Erin disputes the address on file",
     "Erin objects to being profiled",
+    "Erin's new address, 9 Oak Road",
 ]
 SERVICES = ("ingest", "relay", "project", "serve", "notify")
 
@@ -102,8 +103,8 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 
 def send_history(s: Settings) -> None:
-    """Erin: a consent, a collection, disclosures to two recipients, a restriction and an
-    objection. Bob: a consent."""
+    """Erin: a consent, a collection (then corrected), disclosures to two recipients, a
+    restriction and an objection. Bob: a consent."""
     ledger = open_ledger(s)
     ledger.register_tenant(b.TENANT, "Acme")
     analytics = b.define_purpose("analytics", "", text="", basis=LegalBasis.LEGITIMATE_INTERESTS)
@@ -112,10 +113,10 @@ def send_history(s: Settings) -> None:
     )
     key = ledger.ingest_keys.public_key_for(b.TENANT)
     ledger.close()
-    _, ip, agent, evidence, description, note, _, dispute, objection = PERSONAL
+    _, ip, agent, evidence, description, note, _, dispute, objection, corrected = PERSONAL
     commands = [
         b.grant(ERIN, ip_address=ip, user_agent=agent, evidence=evidence),
-        b.collect(ERIN, description=description),
+        b.collect(ERIN, event_id="erin-collection", description=description),
         b.disclose(ERIN, recipient="Mailer Co", event_id="disclosure-mailer"),
         b.disclose(
             ERIN, "billing", LegalBasis.CONTRACT, "disclosure-bank", recipient="Bank", note=note
@@ -123,6 +124,7 @@ def send_history(s: Settings) -> None:
         b.grant("bob@example.org"),
         b.restrict(ERIN, ["analytics"], note=dispute),
         b.object_to(ERIN, "analytics", reason=objection),
+        b.rectify(ERIN, "erin-collection", "description", corrected),
     ]
     with LedgerClient(
         s.require_kafka(), producer="crm", topic=s.topics.ingest, ingest_key=key
@@ -194,7 +196,13 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
 
     wait_until(rights_visible, timeout=30, what="Erin's restriction and objection in the API")
     rights = api.call("POST", "/v1/subject/rights", {"subject_ref": ERIN}).data
-    assert set(readable(rights)) == {ERIN, *PERSONAL[7:]}  # opened for the admin key
+    assert set(readable(rights)) == {ERIN, *PERSONAL[7:9]}  # opened for the admin key
+
+    def corrected_visible() -> bool:
+        found = api.json("POST", "/v1/subject/collections", {"subject_ref": ERIN})
+        return [c["description"] for c in found["collections"]] == [PERSONAL[9]]
+
+    wait_until(corrected_visible, timeout=30, what="Erin's corrected address in the API")
     before = api.call("POST", "/v1/subject/consents", {"subject_ref": ERIN}).data
     assert readable(before) == PERSONAL[:4]  # reference, IP, user agent, evidence: readable now
     erin = UUID(json.loads(before)["subject_id"])
@@ -204,7 +212,7 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
     pg_dump = pg_tool("pg_dump", database_url)
     subprocess.run([pg_dump, "-Fc", "-n", f"{schema}*", "-f", backup, database_url], check=True)
     assert key_rows(database_url, schema, erin) == 1
-    ingest_before = dump_topic(s, s.topics.ingest, 7)
+    ingest_before = dump_topic(s, s.topics.ingest, 8)
     ledger_before = dump_topic(s, s.topics.ledger, recorded(s))
 
     request = {"subject_ref": ERIN, "reason": PERSONAL[6], "source": "phone"}
@@ -239,7 +247,7 @@ def test_after_erasure_no_copy_holds_a_readable_personal_value(
 
     # Both topics, as dumped before the erasure and as they are now.
     topics = [ingest_before, ledger_before, dump_topic(s, s.topics.ledger, recorded(s))]
-    topics.append(dump_topic(s, s.topics.ingest, 7))
+    topics.append(dump_topic(s, s.topics.ingest, 8))
     assert [readable(t) for t in topics] == [[], [], [], []]
 
     # The API's answers and the exports: facts without persons.

@@ -3,6 +3,7 @@ check's answers, refusals with the rule's reason, and the subject's state of bot
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -166,3 +167,65 @@ def test_bad_rights_requests_are_problems_that_name_the_field(
     unknown = post(api, admin, "/v1/subject/restrictions", {**RESTRICT, "purposes": ["nope"]})
     assert unknown.status_code == 409 and unknown.json()["reason"] == "unknown_purpose"
     assert ALICE not in unknown.text
+
+
+def test_a_rectification_shows_the_new_value_everywhere_and_says_who_changed_it(
+    api: TestClient,
+    tokens: dict[str, str],
+    ledger: Ledger,
+    reader: LedgerReader,
+    settings_db_only: Settings,
+    history: dict[str, str],
+) -> None:
+    admin = tokens["admin"]
+    now = datetime.now(UTC)  # inside the records' one-year horizon
+    ledger.record(
+        [
+            b.at(b.collect(ALICE, event_id="c-77", description="Alice's address, 12 Rose"), now),
+            b.at(b.disclose(ALICE, event_id="d-77", note="to alice@old.example"), now),
+        ]
+    )
+    fixes = [
+        ("c-77", "description", "Alice's address, 14 Rose Lane"),
+        ("d-77", "note", "to alice@new.example"),
+        (history["regrant"], "evidence", "form 12, signed"),
+    ]
+    for target, field, value in fixes:
+        body = {"subject_ref": ALICE, "corrects_event_id": target, "field": field, "value": value}
+        made = post(api, admin, "/v1/subject/rectifications", body)
+        assert made.status_code == 201, made.text
+    wrong = {"subject_ref": ALICE, "corrects_event_id": "c-77", "field": "note", "value": "x"}
+    refused = post(api, admin, "/v1/subject/rectifications", wrong)
+    assert (refused.status_code, refused.json()["reason"]) == (409, "field_not_rectifiable")
+    catch_up(settings_db_only, reader)
+
+    alice = subject_id(ledger, ALICE)
+    collections = call(api, admin, "GET", f"/v1/subjects/{alice}/collections").json()
+    [collection] = [c for c in collections["collections"] if c["event_id"] == "c-77"]
+    assert collection["description"] == "Alice's address, 14 Rose Lane"
+    [fix] = collection["rectifications"]
+    assert (fix["field"], fix["producer"]) == ("description", f"api:{_key_id(admin)}")
+    window = "?since=2000-01-01T00:00:00Z"
+    disclosures = call(api, admin, "GET", f"/v1/subjects/{alice}/disclosures{window}").json()
+    [disclosure] = [d for d in disclosures["disclosures"] if d["event_id"] == "d-77"]
+    assert disclosure["note"] == "to alice@new.example" and disclosure["rectifications"]
+    consents = call(api, admin, "GET", f"/v1/subjects/{alice}/consents").json()
+    [newsletter] = [c for c in consents["consents"] if c["purpose"] == "newsletter"]
+    assert newsletter["evidence"] == "form 12, signed"
+    assert [r["field"] for r in newsletter["rectifications"]] == ["evidence"]
+    withheld = call(api, tokens["reader"], "GET", f"/v1/subjects/{alice}/collections").json()
+    assert all(c["description"] is None for c in withheld["collections"])
+
+    report = post(api, admin, "/v1/subject/report", {"subject_ref": ALICE, "format": "json"})
+    body = report.json()
+    history_entries = {
+        c["event_id"]: c for p in body["purposes"] for c in p["history"] if c["rectifications"]
+    }
+    assert history_entries[history["regrant"]]["evidence"] == "form 12, signed"
+    [reported] = [c for c in body["collections"] if c["event_id"] == "c-77"]
+    assert reported["description"] == "Alice's address, 14 Rose Lane"
+    assert reported["rectifications"][0]["event_id"] == fix["event_id"]
+
+
+def _key_id(token: str) -> str:
+    return token.split("_")[1]

@@ -8,7 +8,7 @@ from ledger.cli.main import app
 from ledger.domain.values import LegalBasis
 from ledger.process.runtime import open_ledger
 from ledger.process.settings import load
-from tests.builders import REF, define_purpose, grant
+from tests.builders import REF, collect, define_purpose, grant
 from tests.erasure_cases import events_of, kinds
 from tests.ledger_cases import ready
 
@@ -51,5 +51,40 @@ def test_each_right_from_the_command_line(settings_environ: dict[str, str]) -> N
             "RestrictionLifted",
             "ObjectionRaised",
         ]
+    finally:
+        ledger.close()
+
+
+def test_a_correction_from_the_command_line_reads_the_value_from_stdin(
+    settings_environ: dict[str, str],
+) -> None:
+    ledger = open_ledger(load(settings_environ))
+    try:
+        ready(ledger)
+        ledger.record([collect(REF, event_id="c-1", description="12 Rose Lane")])
+    finally:
+        ledger.close()
+    rectify = ("rights", "rectify", "acme", "-", "c-1", "description", "--reason", "typo")
+    result = CliRunner().invoke(
+        app, list(rectify), env=settings_environ, input=f"{REF}\n14 Rose Lane\n"
+    )
+    assert result.exit_code == 0 and "description of c-1 corrected" in result.output
+    assert "14 Rose Lane" not in result.output and REF not in result.output
+    refused = CliRunner().invoke(
+        app,
+        ["rights", "rectify", "acme", "-", "c-1", "note"],
+        env=settings_environ,
+        input=f"{REF}\nx\n",
+    )
+    assert refused.exit_code == 1 and "field_not_rectifiable" in refused.output
+    empty = CliRunner().invoke(app, list(rectify), env=settings_environ, input=f"{REF}\n\n")
+    assert empty.exit_code == 2 and "no corrected value" in empty.output
+
+    ledger = open_ledger(load(settings_environ))
+    try:
+        found = ledger.find_subject("acme", REF)
+        assert found is not None
+        fixed = ledger.subject_events(found.id)[-1]
+        assert ledger.keys.open(found.id, "description", fixed.value) == "14 Rose Lane"
     finally:
         ledger.close()
