@@ -238,6 +238,47 @@ def rectify(
     )
 
 
+def open_request(
+    ref: str,
+    kind: str = "ACCESS",
+    *,
+    tenant: str = TENANT,
+    event_id: str | None = None,
+    verified: bool = True,
+    details: str | None = None,
+) -> Command:
+    facts = {"kind": kind, "channel": "web-form", "identity_verified": verified}
+    return Command(
+        "RequestOpened",
+        envelope(ref, tenant=tenant, event_id=event_id),
+        facts,
+        {"details": details},
+    )
+
+
+def verify(ref: str, request_id: str, *, tenant: str = TENANT) -> Command:
+    facts = {"request_id": request_id, "method": "id-document"}
+    return Command("RequestIdentityVerified", envelope(ref, tenant=tenant), facts, {})
+
+
+def extend(ref: str, request_id: str, months: int = 1, *, tenant: str = TENANT) -> Command:
+    facts = {"request_id": request_id, "months": months, "extension_reason": "many requests"}
+    return Command("RequestExtended", envelope(ref, tenant=tenant), facts, {})
+
+
+def complete(
+    ref: str,
+    request_id: str,
+    resolved_by: str = "",
+    *,
+    outcome: str = "FULFILLED",
+    tenant: str = TENANT,
+    reason: str | None = None,
+) -> Command:
+    facts = {"request_id": request_id, "outcome": outcome, "resolved_by_event_id": resolved_by}
+    return Command("RequestCompleted", envelope(ref, tenant=tenant), facts, {"reason": reason})
+
+
 def grounds(
     ref: str,
     purpose: str = "analytics",

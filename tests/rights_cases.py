@@ -9,14 +9,19 @@ from tests.builders import (
     REF,
     TENANT,
     collect,
+    complete,
     define_purpose,
     erase,
+    extend,
     grant,
     grounds,
+    hold,
     lift,
     object_to,
+    open_request,
     rectify,
     restrict,
+    verify,
 )
 from tests.erasure_cases import events_of, kinds
 from tests.ledger_cases import ready, reasons, statuses
@@ -143,3 +148,42 @@ class RightsCases:
         assert reasons(ledger.record([rectify(REF, "bobs", "evidence")])) == [
             "rectification_target_unknown"
         ]
+
+    def test_a_request_is_opened_extended_and_completed_once(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        opened = open_request(REF, "RECTIFICATION", event_id="r-1", details="Alice's address")
+        assert statuses(ledger.record([opened])) == ["recorded"]
+        assert statuses(ledger.record([verify(REF, "r-1"), extend(REF, "r-1", 1)])) == [
+            "recorded",
+            "recorded",
+        ]
+        assert reasons(ledger.record([extend(REF, "r-1", 2)])) == ["extension_exceeded"]
+        assert statuses(ledger.record([extend(REF, "r-1", 1)])) == ["recorded"]
+        granted = events_of(ledger, REF)[2].event_id  # the grant: not a rectification
+        assert reasons(ledger.record([complete(REF, "r-1", granted)])) == ["resolution_mismatch"]
+        ledger.record([collect(REF, event_id="c-1"), rectify(REF, "c-1", event_id="fix-1")])
+        assert statuses(ledger.record([complete(REF, "r-1", "fix-1")])) == ["recorded"]
+        assert reasons(ledger.record([complete(REF, "r-1", "fix-1")])) == ["request_settled"]
+        assert reasons(ledger.record([extend(REF, "r-1")])) == ["request_settled"]
+        assert reasons(ledger.record([verify(REF, "r-9")])) == ["request_unknown"]
+
+    def test_a_refusal_needs_a_reason_and_an_erasure_request_settles_itself(
+        self, ledger: Ledger
+    ) -> None:
+        rights_ready(ledger)
+        ledger.record([open_request(REF, "ACCESS", event_id="r-2")])
+        bare = complete(REF, "r-2", outcome="REFUSED")
+        assert reasons(ledger.record([bare])) == ["schema_invalid"]
+        refused = complete(REF, "r-2", outcome="REFUSED", reason="Alice asked twice this week")
+        assert statuses(ledger.record([refused])) == ["recorded"]
+        ledger.record([hold(REF, "case-1"), erase(REF, event_id="erase-1")])  # refused: a hold
+        assert reasons(ledger.record([complete(REF, "erase-1", "x")])) == [
+            "request_completed_by_erasure"
+        ]
+        assert reasons(ledger.record([extend(REF, "erase-1")])) == ["request_settled"]
+
+    def test_someone_the_tenant_holds_nothing_on_may_still_ask(self, ledger: Ledger) -> None:
+        rights_ready(ledger)
+        stranger = "erin@example.net"
+        assert statuses(ledger.record([open_request(stranger, "ACCESS")])) == ["recorded"]
+        assert reasons(ledger.record([extend(stranger, "nope")])) == ["request_unknown"]

@@ -24,6 +24,10 @@ ERASURE_COMMANDS = {
     "LegalHoldReleased": "release_legal_hold",
     "RestrictionLifted": "lift_restriction",
     "PersonalDataRectified": "rectify",
+    "RequestOpened": "open_request",
+    "RequestIdentityVerified": "verify_request",
+    "RequestExtended": "extend_request",
+    "RequestCompleted": "complete_request",
 }
 # Commands for a subject the ledger must already know: they answer something it did.
 EXISTING_SUBJECT_ONLY = frozenset(
@@ -34,6 +38,9 @@ EXISTING_SUBJECT_ONLY = frozenset(
         "ObjectionRaised",
         "CompellingGroundsRecorded",
         "PersonalDataRectified",
+        "RequestIdentityVerified",
+        "RequestExtended",
+        "RequestCompleted",
     }
 )
 BATCH_ATTEMPTS = 2

@@ -89,6 +89,7 @@ class ProcessingRestricted(Fact):
         restrictions[self.restriction_reference] = Restriction(
             tuple(self.purposes), self.event_id, self.occurred_at
         )
+        aggregate.answers[self.event_id] = "ProcessingRestricted"  # type: ignore[attr-defined]
 
 
 class RestrictionLifted(Fact):
@@ -110,6 +111,7 @@ class ObjectionRaised(Fact):
     def apply(self, aggregate: Aggregate) -> None:
         objections: dict[str, Objection] = aggregate.objections  # type: ignore[attr-defined]
         objections[self.purpose] = Objection(self.event_id, self.occurred_at)
+        aggregate.answers[self.event_id] = "ObjectionRaised"  # type: ignore[attr-defined]
 
 
 class CompellingGroundsRecorded(Fact):
@@ -136,7 +138,7 @@ class PersonalDataRectified(Fact):
     reason: Sealed | None
 
     def apply(self, aggregate: Aggregate) -> None:
-        pass
+        aggregate.answers[self.event_id] = "PersonalDataRectified"  # type: ignore[attr-defined]
 
 
 def check_rectification(kinds: dict[str, str], corrects_event_id: str, field: str) -> None:

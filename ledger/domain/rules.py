@@ -165,3 +165,33 @@ class FieldNotRectifiable(RuleViolation):
     """A correction names a field the corrected event does not hold as a personal value."""
 
     code = "field_not_rectifiable"
+
+
+class RequestUnknown(RuleViolation):
+    """A request id the subject has no request under."""
+
+    code = "request_unknown"
+
+
+class RequestSettled(RuleViolation):
+    """The request is already completed or refused: it is settled once."""
+
+    code = "request_settled"
+
+
+class ExtensionExceeded(RuleViolation):
+    """A deadline extended by more than two months in all (GDPR art. 12(3))."""
+
+    code = "extension_exceeded"
+
+
+class ResolutionMismatch(RuleViolation):
+    """A request marked fulfilled by an event that is not the subject's answer of its kind."""
+
+    code = "resolution_mismatch"
+
+
+class RequestCompletedByErasure(RuleViolation):
+    """An erasure request completed by hand: the erasure workflow settles it."""
+
+    code = "request_completed_by_erasure"

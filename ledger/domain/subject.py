@@ -33,7 +33,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from ledger.domain import rights
+from ledger.domain import requests, rights
 from ledger.domain.facts import Fact
 from ledger.domain.rules import (
     ConsentNotGranted,
@@ -129,6 +129,7 @@ class Subject(Aggregate):
             assert isinstance(aggregate, Subject)
             aggregate.erasure_requested_at = self.occurred_at
             aggregate.erasure_request_id = self.event_id
+            aggregate.requests[self.event_id] = requests.Request("ERASURE", self.occurred_at)
 
     class LegalHoldPlaced(Fact):
         hold_reference: str
@@ -157,6 +158,7 @@ class Subject(Aggregate):
             assert isinstance(aggregate, Subject)
             aggregate.erasure_requested_at = None
             aggregate.erasure_request_id = None
+            aggregate.settle(self.request_event_id)
 
     class KeysShredded(Fact):
         """The subject's data key and reference lookup were deleted in this event's
@@ -187,6 +189,7 @@ class Subject(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Subject)
             aggregate.erasure_completed = True
+            aggregate.settle(self.request_event_id)
 
     class AccessReportGenerated(Fact):
         """A subject access report (GDPR art. 15, 20) was generated and delivered. The report
@@ -201,7 +204,8 @@ class Subject(Aggregate):
         report_version: int
 
         def apply(self, aggregate: Aggregate) -> None:
-            pass
+            assert isinstance(aggregate, Subject)
+            aggregate.answers[self.event_id] = "AccessReportGenerated"
 
     # Restriction (art. 18) and objection (art. 21): defined in ``ledger.domain.rights``.
     ProcessingRestricted = rights.ProcessingRestricted
@@ -209,6 +213,11 @@ class Subject(Aggregate):
     ObjectionRaised = rights.ObjectionRaised
     CompellingGroundsRecorded = rights.CompellingGroundsRecorded
     PersonalDataRectified = rights.PersonalDataRectified
+    # The register of requests (art. 12(3)): defined in ``ledger.domain.requests``.
+    RequestOpened = requests.RequestOpened
+    RequestIdentityVerified = requests.RequestIdentityVerified
+    RequestExtended = requests.RequestExtended
+    RequestCompleted = requests.RequestCompleted
 
     def __init__(self, tenant: str, subject_ref: Sealed) -> None:
         self.tenant = tenant
@@ -220,6 +229,9 @@ class Subject(Aggregate):
         self.objections: dict[str, rights.Objection] = {}
         # Events holding personal fields a rectification may correct: event id → kind.
         self.correctable: dict[str, str] = {}
+        self.requests: dict[str, requests.Request] = {}
+        # Events that may answer a request: event id → kind.
+        self.answers: dict[str, str] = {}
         self.erasure_requested_at: datetime | None = None
         self.erasure_request_id: str | None = None
         self.shredded_at: datetime | None = None
@@ -409,6 +421,50 @@ class Subject(Aggregate):
         self.trigger_event(
             self.PersonalDataRectified, corrects_event_id=corrects_event_id, field=field, **fields
         )
+
+    def open_request(self, *, kind: str, **fields: object) -> None:
+        self.check_not_erased()
+        requests.check_open(kind)
+        self.trigger_event(self.RequestOpened, kind=kind, **fields)
+
+    # Verifying, extending and completing are accountability records: accepted after erasure.
+
+    def verify_request(self, *, request_id: str, **fields: object) -> None:
+        requests.check_pending(self.requests, request_id)
+        self.trigger_event(self.RequestIdentityVerified, request_id=request_id, **fields)
+
+    def extend_request(self, *, request_id: str, months: int, **fields: object) -> None:
+        requests.check_extension(self.requests, request_id, months)
+        self.trigger_event(self.RequestExtended, request_id=request_id, months=months, **fields)
+
+    def complete_request(
+        self,
+        *,
+        request_id: str,
+        outcome: str,
+        resolved_by_event_id: str,
+        reason: Sealed | None,
+        **fields: object,
+    ) -> None:
+        requests.check_completion(
+            self.requests, self.answers, request_id, outcome, resolved_by_event_id, bool(reason)
+        )
+        self.trigger_event(
+            self.RequestCompleted,
+            request_id=request_id,
+            outcome=outcome,
+            resolved_by_event_id=resolved_by_event_id,
+            reason=reason,
+            **fields,
+        )
+
+    def settle(self, request_id: str) -> None:
+        """Marks a request settled (by the erasure workflow's own events)."""
+        held = self.requests.get(request_id)
+        if held is not None:
+            self.requests[request_id] = requests.Request(
+                held.kind, held.received_at, held.extended_months, settled=True
+            )
 
     def record_report(self, **fields: object) -> None:
         """Records a report's generation. Unlike every other fact it is accepted after erasure:

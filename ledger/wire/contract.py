@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ledger.domain.requests import OUTCOMES, REQUEST_KINDS
 from ledger.domain.rights import RECTIFIABLE, RESTRICTION_GROUNDS
 from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
@@ -41,6 +42,10 @@ INGEST_TYPES = (
     "ObjectionRaised",
     "CompellingGroundsRecorded",
     "PersonalDataRectified",
+    "RequestOpened",
+    "RequestIdentityVerified",
+    "RequestExtended",
+    "RequestCompleted",
 )
 SUBJECT_TYPES = frozenset(INGEST_TYPES) - {"PurposeDefined"}
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "producer", "tenant")
@@ -223,6 +228,10 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
         "restriction_reference",
         "grounds_reference",
         "corrects_event_id",
+        "channel",
+        "method",
+        "request_id",
+        "extension_reason",
     ):
         if name in facts:
             _check_text(name, facts[name], 200)
@@ -231,6 +240,14 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
             raise InvalidEvent(f"purposes may list at most {MAX_CATEGORIES} purposes")
         if not all(PURPOSE_CODE.match(code) for code in facts["purposes"]):
             raise InvalidEvent("purposes[] is not a valid purpose code")
+    if facts.get("resolved_by_event_id"):
+        _check_text("resolved_by_event_id", facts["resolved_by_event_id"], 200)
+    if kind == "RequestOpened" and facts["kind"] not in REQUEST_KINDS:
+        raise InvalidEvent(f"kind must be one of {', '.join(sorted(REQUEST_KINDS))}")
+    if kind == "RequestCompleted" and facts["outcome"] not in OUTCOMES:
+        raise InvalidEvent(f"outcome must be one of {', '.join(sorted(OUTCOMES))}")
+    if kind == "RequestExtended" and facts["months"] not in (1, 2):
+        raise InvalidEvent("months must be 1 or 2")
     if kind == "PersonalDataRectified" and facts["field"] not in RECTIFIABLE_FIELDS:
         raise InvalidEvent(f"field must be one of {', '.join(sorted(RECTIFIABLE_FIELDS))}")
     if "grounds" in facts and facts["grounds"] not in RESTRICTION_GROUNDS:

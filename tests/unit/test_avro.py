@@ -12,17 +12,21 @@ from tests.builders import (
     IP,
     REF,
     collect,
+    complete,
     define_purpose,
     disclose,
     erase,
+    extend,
     grant,
     grounds,
     hold,
     lift,
     object_to,
+    open_request,
     rectify,
     release,
     restrict,
+    verify,
     withdraw,
 )
 
@@ -66,6 +70,10 @@ INGEST_COMMANDS = {
     "ObjectionRaised": object_to(REF, reason="Alice does not want to be profiled"),
     "CompellingGroundsRecorded": grounds(REF, reasoning="Alice's account shows fraud"),
     "PersonalDataRectified": rectify(REF, "e-1", reason="Alice moved"),
+    "RequestOpened": open_request(REF, details="Alice wants her file"),
+    "RequestIdentityVerified": verify(REF, "r-1"),
+    "RequestExtended": extend(REF, "r-1", 2),
+    "RequestCompleted": complete(REF, "r-1", outcome="REFUSED", reason="Alice asked twice"),
 }
 
 

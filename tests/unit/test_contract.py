@@ -19,18 +19,22 @@ from tests.builders import (
     REF,
     USER_AGENT,
     collect,
+    complete,
     define_purpose,
     disclose,
     erase,
+    extend,
     grant,
     grounds,
     hold,
     lift,
     memory_ledger,
     object_to,
+    open_request,
     rectify,
     release,
     restrict,
+    verify,
     withdraw,
 )
 from tests.sealing import received_in_clear
@@ -49,6 +53,10 @@ EXAMPLES = {
     "ObjectionRaised": object_to(REF),
     "CompellingGroundsRecorded": grounds(REF),
     "PersonalDataRectified": rectify(REF, "e-1"),
+    "RequestOpened": open_request(REF),
+    "RequestIdentityVerified": verify(REF, "r-1"),
+    "RequestExtended": extend(REF, "r-1"),
+    "RequestCompleted": complete(REF, "r-1", "e-1"),
 }
 SUBJECT_KINDS = sorted(contract.SUBJECT_TYPES)
 PERSONAL_VALUES = {
@@ -234,6 +242,10 @@ def _full_commands() -> list[Command]:
         object_to(REF, reason=PERSONAL_VALUES["reason"]),
         grounds(REF),
         rectify(REF, "e-1", "evidence", PERSONAL_VALUES["evidence"], reason="typo"),
+        open_request(REF, "PORTABILITY", details=PERSONAL_VALUES["reason"]),
+        verify(REF, "r-1"),
+        extend(REF, "r-1", 2),
+        complete(REF, "r-1", outcome="REFUSED", reason=PERSONAL_VALUES["reason"]),
     ]
 
 
@@ -260,6 +272,9 @@ def test_record_to_command_and_back_is_the_same_record(cmd: Command) -> None:
         (rectify(REF, "e-1", value=None), "value"),
         (rectify(REF, "e-1", "subject_ref"), "field must be one of"),
         (rectify(REF, " "), "corrects_event_id"),
+        (extend(REF, "r-1", 3), "months"),
+        (open_request(REF, "GOSSIP"), "kind"),
+        (complete(REF, "r-1", outcome="MAYBE"), "outcome"),
     ],
     ids=[
         "grounds-without-reasoning",
@@ -269,6 +284,9 @@ def test_record_to_command_and_back_is_the_same_record(cmd: Command) -> None:
         "correction-without-value",
         "uncorrectable-field",
         "blank-target",
+        "three-months",
+        "unknown-kind",
+        "unknown-outcome",
     ],
 )
 def test_rights_events_are_refused_without_what_they_need(cmd: Command, named: str) -> None:
