@@ -11,6 +11,8 @@ Tables (schema ``<ledger>_erasure``):
   (GDPR art. 12(3)) — and its status: ``requested`` → ``shredded`` → ``notified`` →
   ``completed``, or ``refused`` (with the reason and the holds that caused it). A request that
   is neither completed nor refused after its due date is overdue.
+- ``requests``: the register of every request, erasure requests included
+  (``projections.register``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from ledger.domain.subject import Subject
+from projections.register import REGISTER_DDL, RegisterFold
 from projections.view import Handler, View
 
 
-class ErasureView(View):
+class ErasureView(View, RegisterFold):
     name = "erasure"
-    ddl = """
+    ddl = (
+        """
 CREATE TABLE IF NOT EXISTS {schema}.subject_keys (
     subject_id uuid PRIMARY KEY,
     tenant text NOT NULL,
@@ -62,8 +66,10 @@ ALTER TABLE {schema}.erasure_requests ADD COLUMN IF NOT EXISTS deliveries jsonb;
 CREATE INDEX IF NOT EXISTS erasure_requests_by_subject
     ON {schema}.erasure_requests (subject_id);
 CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
-    ON {schema}.erasure_requests (tenant, due_by) WHERE status NOT IN ('completed', 'refused')
+    ON {schema}.erasure_requests (tenant, due_by) WHERE status NOT IN ('completed', 'refused');
 """
+        + REGISTER_DDL
+    )
 
     def event_handlers(self) -> dict[type, Handler]:
         return {
@@ -75,6 +81,7 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
             Subject.ErasureCompleted: self.erasure_completed,
             Subject.LegalHoldPlaced: self.legal_hold_placed,
             Subject.LegalHoldReleased: self.legal_hold_released,
+            **self.register_handlers(),
         }
 
     def apply(self, curs: Cursor[DictRow], events: Sequence[Any]) -> None:
@@ -129,6 +136,7 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
                 "recorded": e.timestamp,
             },
         )
+        self.erasure_request_opened(curs, e)
 
     def _status(self, curs: Cursor[DictRow], e: Any, status: str, **columns: object) -> None:
         sets = "".join(f", {name} = %({name})s" for name in columns)
@@ -149,6 +157,7 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
 
     def erasure_refused(self, curs: Cursor[DictRow], e: Any) -> None:
         self._status(curs, e, "refused", refusal_reason=e.reason, hold_references=e.hold_references)
+        self.settle(curs, e, e.request_event_id, "refused", None, e.reason)
 
     def keys_shredded(self, curs: Cursor[DictRow], e: Any) -> None:
         self._status(curs, e, "shredded")
@@ -165,6 +174,7 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
 
     def erasure_completed(self, curs: Cursor[DictRow], e: Any) -> None:
         self._status(curs, e, "completed")
+        self.settle(curs, e, e.request_event_id, "fulfilled", e.event_id, None)
 
     def legal_hold_placed(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(

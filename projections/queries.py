@@ -24,6 +24,7 @@ from psycopg.sql import SQL, Composable, Identifier
 
 from ledger.process.settings import Settings
 from projections.catalog import VIEWS, live_schema
+from projections.register import DUE_SOON
 
 Conn = AsyncConnection[DictRow]
 
@@ -196,6 +197,49 @@ class Queries:
         for row in await cur.fetchall():
             found.setdefault(row["corrects_event_id"], []).append(row)
         return found
+
+    async def requests(
+        self,
+        conn: Conn,
+        tenant: str,
+        *,
+        state: str = "open",
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int = 1000,
+    ) -> list[DictRow]:
+        """The register, by due date: ``state`` is ``open``, ``overdue`` (open past its due
+        date), ``due_soon`` (open, due within the next ``due_soon`` interval), ``settled`` or
+        ``all``; as of now, or a replay's instant."""
+        filters = {
+            "open": "status = 'open'",
+            "overdue": "status = 'open' AND due_at < {now}",
+            "due_soon": "status = 'open' AND due_at >= {now} AND due_at < {now} + %(soon)s",
+            "settled": "status <> 'open'",
+            "all": "true",
+        }
+        cur = await conn.execute(
+            self.sql(
+                "SELECT request_id, subject_id, kind, channel, identity_verified, received_at, "
+                "recorded_at, extended_months, extensions, due_at, status, settled_at, "
+                "resolution_event_id, refusal_code, details, reason, "
+                "status = 'open' AND due_at < {now} AS overdue, "
+                "status = 'open' AND due_at >= {now} AND due_at < {now} + %(soon)s AS due_soon "
+                "FROM {erasure}.requests WHERE tenant = %(tenant)s AND "
+                + filters[state]
+                + " AND (%(kind)s::text IS NULL OR kind = %(kind)s) "
+                "AND (%(subject)s::uuid IS NULL OR subject_id = %(subject)s) "
+                "ORDER BY due_at, request_id LIMIT %(limit)s"
+            ),
+            {
+                "tenant": tenant,
+                "kind": kind,
+                "subject": subject_id,
+                "limit": limit,
+                "soon": DUE_SOON,
+            },
+        )
+        return await cur.fetchall()
 
     def purpose_check_sql(self) -> bytes:
         """One indexed lookup: the purpose, whether the reference belonged to an erased

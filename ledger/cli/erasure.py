@@ -33,13 +33,13 @@ def _reference(ref: str) -> str:
 
 
 def record_command(
-    kind: str, tenant: str, ref: str, event_id: str | None, **fields: Any
+    event_type: str, tenant: str, ref: str, event_id: str | None, /, **fields: Any
 ) -> list[Any]:
     """Records one command; returns the subject's events, newest last. A refusal is a
     message naming the rule's reason, and exit status 1."""
     try:
         command = subject_command(
-            kind,
+            event_type,
             tenant=tenant,
             subject_ref=_reference(ref),
             producer="cli",

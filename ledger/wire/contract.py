@@ -134,6 +134,7 @@ def command_from_record(
     facts = {k: v for k, v in record.items() if k != "envelope" and k not in personal_names}
     _check_facts(kind, facts)
     _check_required_personal(kind, personal)
+    _check_outcome(kind, facts, personal)
     if "legal_basis" in facts:
         facts["legal_basis"] = LegalBasis[facts["legal_basis"]]
     return Command(kind, env, facts, personal, frozenset(personal_values.in_clear))
@@ -276,6 +277,18 @@ def _check_required_personal(kind: str, personal: Mapping[str, str | None]) -> N
     for name in REQUIRED_PERSONAL.get(kind, ()):
         if not personal.get(name):
             raise InvalidEvent(f"{kind} needs {name}")
+
+
+def _check_outcome(kind: str, facts: Mapping[str, Any], personal: Mapping[str, Any]) -> None:
+    """A request FULFILLED names the event that answered it; one REFUSED gives the reason."""
+    if kind != "RequestCompleted":
+        return
+    if facts["outcome"] == "FULFILLED" and not facts.get("resolved_by_event_id"):
+        raise InvalidEvent("a FULFILLED request needs resolved_by_event_id")
+    if facts["outcome"] == "REFUSED" and (
+        facts.get("resolved_by_event_id") or not personal.get("reason")
+    ):
+        raise InvalidEvent("a REFUSED request needs a reason and names no resolved_by_event_id")
 
 
 def record_from_command(cmd: Command) -> dict[str, Any]:
@@ -454,26 +467,31 @@ def command_from_message(
 
 def subject_command(
     kind: str,
+    /,
     *,
     tenant: str,
     subject_ref: str,
     producer: str,
     event_id: str | None = None,
+    occurred_at: datetime | None = None,
     **values: Any,
 ) -> Command:
-    """A subject command built in process (the CLI, the admin API), happening now: the values
-    are split into facts and personal fields by the event's schema. The content rules of
-    ingest apply: InvalidEvent (``schema_invalid``, naming the field, never its value)."""
+    """A subject command built in process (the CLI, the admin API), happening now or at
+    ``occurred_at``: the values are split into facts and personal fields by the event's
+    schema. The content rules of ingest apply: InvalidEvent (``schema_invalid``, naming the
+    field, never its value)."""
     personal_names = personal_fields(kind)
-    envelope = Envelope(
-        event_id or new_event_id(), tenant, subject_ref, datetime.now(UTC), producer
-    )
+    at = datetime.now(UTC) if occurred_at is None else occurred_at
+    if at.tzinfo is None or at > datetime.now(UTC) + MAX_FUTURE:
+        raise InvalidEvent("occurred_at must carry a time zone and not be in the future")
+    envelope = Envelope(event_id or new_event_id(), tenant, subject_ref, at, producer)
     facts = {k: v for k, v in values.items() if k not in personal_names}
     personal = {k: v for k, v in values.items() if k in personal_names}
     _check_text("event_id", envelope.event_id, 200)
     _check_text("producer", producer, 100)
     _check_facts(kind, facts)
     _check_required_personal(kind, personal)
+    _check_outcome(kind, facts, personal)
     for name, text in [(SUBJECT_REF_FIELD, subject_ref), *personal.items()]:
         if text is not None and len(text) > MAX_TEXT:
             raise InvalidEvent(f"{name} is longer than {MAX_TEXT} characters")

@@ -31,6 +31,7 @@ from projections.api import (
     metrics,
     problems,
     records,
+    register,
     replays,
     reports,
     rights,
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(subjects.router)
     app.include_router(commands.router)
     app.include_router(rights.router)
+    app.include_router(register.router)
     app.include_router(records.router)
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)

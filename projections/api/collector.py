@@ -12,6 +12,7 @@ from psycopg.rows import DictRow, dict_row
 
 from ledger.process.settings import Settings
 from projections.catalog import live_schema
+from projections.register import DUE_SOON
 from projections.status import oldest_write_query, parse_status, status_query
 
 
@@ -33,6 +34,7 @@ class LedgerCollector:
             status, counts, erasures = self._read()
             operations = list(self._operations(status[0].head if status else 0))
             writes = list(self._writes())
+            register = list(self._register())
         except psycopg.Error:
             self._conn = None
             up.add_metric([], 0)
@@ -65,6 +67,43 @@ class LedgerCollector:
         yield from _erasure_metrics(erasures)
         yield from operations
         yield from writes
+        yield from register
+
+    def _register(self) -> Iterator[Metric]:
+        """The register of requests (``projections.register``): open, overdue and due-soon
+        requests by tenant and kind, erasure requests included."""
+        assert self._conn is not None
+        rows = self._conn.execute(
+            psycopg.sql.SQL(
+                "SELECT tenant, kind, count(*) AS open, "
+                "count(*) FILTER (WHERE due_at < now()) AS overdue, "
+                "count(*) FILTER (WHERE due_at >= now() AND due_at < now() + %s) AS due_soon "
+                "FROM {}.requests WHERE status = 'open' GROUP BY tenant, kind "
+                "ORDER BY tenant, kind"
+            ).format(psycopg.sql.Identifier(live_schema(self._settings, "erasure"))),
+            [DUE_SOON],
+        ).fetchall()
+        families = {
+            "open": GaugeMetricFamily(
+                "ledger_requests_open",
+                "Requests in the register not yet settled.",
+                labels=["tenant", "kind"],
+            ),
+            "overdue": GaugeMetricFamily(
+                "ledger_requests_overdue",
+                "Open requests past their due date (GDPR art. 12(3)).",
+                labels=["tenant", "kind"],
+            ),
+            "due_soon": GaugeMetricFamily(
+                "ledger_requests_due_soon",
+                "Open requests due within 7 days.",
+                labels=["tenant", "kind"],
+            ),
+        }
+        for row in rows:
+            for name, family in families.items():
+                family.add_metric([row["tenant"], row["kind"]], row[name])
+        yield from families.values()
 
     def _writes(self) -> Iterator[Metric]:
         assert self._conn is not None

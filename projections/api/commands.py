@@ -29,13 +29,13 @@ Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 def build_command(
-    kind: str, who: Principal, ref: str, event_id: str | None, **fields: Any
+    event_type: str, who: Principal, ref: str, event_id: str | None, /, **fields: Any
 ) -> Command:
     """The command, or a 422 problem when a value breaks the content rules producers' events
     must keep (a non-printable id or hold reference, say): nothing unfit is recorded."""
     try:
         return subject_command(
-            kind,
+            event_type,
             tenant=who.tenant,
             subject_ref=ref,
             producer=f"api:{who.key_id}",

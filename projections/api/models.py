@@ -271,6 +271,79 @@ class RectificationCommand(SubjectQuery):
     event_id: str | None = Field(default=None, max_length=200)
 
 
+RequestKind = Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION"]
+
+
+class RequestCommand(SubjectQuery):
+    """Open a request in the register (GDPR art. 12(3)): due one month after ``received_at``
+    (default now). An erasure request is ``POST /v1/subject/erasure``."""
+
+    kind: RequestKind
+    channel: str = Field(min_length=1, max_length=200)
+    identity_verified: bool = False
+    details: str | None = Field(default=None, max_length=10_000)
+    received_at: datetime | None = Field(
+        default=None, description="When the request arrived (with a time zone); default now."
+    )
+    event_id: str | None = Field(
+        default=None, max_length=200, description="Becomes the request's id; default random."
+    )
+
+
+class RequestStep(SubjectQuery):
+    request_id: str = Field(min_length=1, max_length=200)
+
+
+class VerifyCommand(RequestStep):
+    method: str = Field(min_length=1, max_length=200)
+
+
+class ExtendCommand(RequestStep):
+    months: Literal[1, 2]
+    reason: str = Field(min_length=1, max_length=1000, description="Not personal: it is published.")
+
+
+class CompleteCommand(RequestStep):
+    outcome: Literal["FULFILLED", "REFUSED"]
+    resolved_by_event_id: str = Field(
+        default="",
+        max_length=200,
+        description="FULFILLED: the subject's event that answered the request.",
+    )
+    reason: str | None = Field(
+        default=None, max_length=10_000, description="REFUSED: why (personal: stored sealed)."
+    )
+
+
+class RegisterEntry(BaseModel):
+    request_id: str
+    subject_id: UUID
+    kind: Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION", "ERASURE"]
+    channel: str
+    identity_verified: bool
+    received_at: datetime
+    recorded_at: datetime
+    due_at: datetime = Field(description="One month after it arrived, plus any extension.")
+    extended_months: int
+    extensions: list[dict[str, Any]] = Field(description="Each extension: event, months, reason.")
+    status: Literal["open", "fulfilled", "refused"]
+    settled_at: datetime | None = None
+    resolution_event_id: str | None = Field(
+        default=None, description="The event that answered it (an erasure: ErasureCompleted)."
+    )
+    refusal_code: str | None = Field(
+        default=None, description="A refused erasure request: why (legal_hold)."
+    )
+    overdue: bool = Field(description="Open past its due date.")
+    due_soon: bool = Field(description="Open and due within the next 7 days.")
+    details: str | None = Field(default=None, description="Personal: for auditors and admins.")
+    reason: str | None = Field(default=None, description="Personal: a refusal's reason.")
+
+
+class Register(BaseModel):
+    requests: list[RegisterEntry]
+
+
 class Restriction(BaseModel):
     restriction_reference: str
     grounds: RestrictionGrounds

@@ -30,12 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from ledger.plumbing.logs import get as get_logger
 from ledger.process.runtime import open_reader
 from ledger.process.settings import Settings
-from projections.api import answers, rights
+from projections.api import answers, register, rights
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, Reading, context
 from projections.api.decisions import decide
 from projections.api.models import (
     PurposeDecision,
+    Register,
+    RegisterEntry,
     SubjectCollections,
     SubjectConsents,
     SubjectDisclosures,
@@ -256,6 +258,24 @@ async def replay_rights(replay_id: str, subject_id: UUID, ctx: Ctx, who: Staff) 
     reading = await _ready(ctx, who, replay_id)
     async with ctx.connection() as conn:
         return await rights.rights(reading, conn, who, subject_id)
+
+
+@router.get("/{replay_id}/requests")
+async def replay_register(
+    replay_id: str,
+    ctx: Ctx,
+    who: Staff,
+    state: register.State = "all",
+    kind: register.Kind | None = None,
+) -> Register:
+    """The register of requests as it stood at the replay's instant: due, overdue and due
+    soon as of then."""
+    reading = await _ready(ctx, who, replay_id)
+    async with ctx.connection() as conn:
+        rows = await reading.queries.requests(conn, who.tenant, state=state, kind=kind)
+    return Register(
+        requests=[RegisterEntry(**{**r, "details": None, "reason": None}) for r in rows]
+    )
 
 
 async def _row(ctx: ApiContext, who: Principal, replay_id: str) -> ReplayRow:

@@ -186,3 +186,29 @@ def test_a_replay_gives_the_restrictions_in_place_at_its_instant(
         assert call(api, admin, "POST", f"{base}/purpose-check", check).json()["reason"] == reason
         rights = call(api, admin, "GET", f"{base}/subjects/{alice}/rights").json()
         assert [r["restriction_reference"] for r in rights["restrictions"]] == in_place
+
+
+def test_a_replay_gives_the_register_as_it_stood_then(
+    api: TestClient, tokens: dict[str, str], ledger: Ledger, history: dict[str, str]
+) -> None:
+    admin = tokens["admin"]
+    arrived = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    body = {"subject_ref": ALICE, "kind": "ACCESS", "channel": "email", "received_at": arrived}
+    request_id = call(api, admin, "POST", "/v1/subject/requests", body).json()["event_id"]
+    time.sleep(0.01)
+    before = datetime.now(UTC)
+    time.sleep(0.01)
+    report = {"subject_ref": ALICE, "format": "json"}
+    answer = call(api, admin, "POST", "/v1/subject/report", report).json()["report_id"]
+    done = {
+        "subject_ref": ALICE,
+        "request_id": request_id,
+        "outcome": "FULFILLED",
+        "resolved_by_event_id": answer,
+    }
+    assert call(api, admin, "POST", "/v1/subject/requests/complete", done).status_code == 200
+    for as_of, status, overdue in [(before, "open", True), (datetime.now(UTC), "fulfilled", False)]:
+        base = f"/v1/replays/{replay(api, admin, as_of)['replay_id']}"
+        found = call(api, admin, "GET", f"{base}/requests?kind=ACCESS").json()["requests"]
+        [entry] = [r for r in found if r["request_id"] == request_id]
+        assert (entry["status"], entry["overdue"]) == (status, overdue)
