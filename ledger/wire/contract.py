@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ledger.domain.requests import OUTCOMES, REQUEST_KINDS
+from ledger.domain.requests import OUTCOMES, check_open
 from ledger.domain.rights import RECTIFIABLE, RESTRICTION_GROUNDS
 from ledger.domain.rules import IngestSealInvalid, InvalidEvent
 from ledger.domain.tenant import check_consent_text
@@ -243,8 +243,8 @@ def _check_facts(kind: str, facts: Mapping[str, Any]) -> None:
             raise InvalidEvent("purposes[] is not a valid purpose code")
     if facts.get("resolved_by_event_id"):
         _check_text("resolved_by_event_id", facts["resolved_by_event_id"], 200)
-    if kind == "RequestOpened" and facts["kind"] not in REQUEST_KINDS:
-        raise InvalidEvent(f"kind must be one of {', '.join(sorted(REQUEST_KINDS))}")
+    if kind == "RequestOpened":
+        check_open(facts["kind"])
     if kind == "RequestCompleted" and facts["outcome"] not in OUTCOMES:
         raise InvalidEvent(f"outcome must be one of {', '.join(sorted(OUTCOMES))}")
     if kind == "RequestExtended" and facts["months"] not in (1, 2):

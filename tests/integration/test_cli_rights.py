@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from typer.testing import CliRunner
 
 from ledger.cli.main import app
 from ledger.domain.values import LegalBasis
-from ledger.process.runtime import open_ledger
+from ledger.process.runtime import open_ledger, open_reader
 from ledger.process.settings import load
 from tests.builders import REF, collect, define_purpose, grant
 from tests.erasure_cases import events_of, kinds
+from tests.history import catch_up
 from tests.ledger_cases import ready
 
 
@@ -88,3 +91,50 @@ def test_a_correction_from_the_command_line_reads_the_value_from_stdin(
         assert ledger.keys.open(found.id, "description", fixed.value) == "14 Rose Lane"
     finally:
         ledger.close()
+
+
+def test_the_register_from_the_command_line(settings_environ: dict[str, str]) -> None:
+    settings = load(settings_environ)
+    ledger = open_ledger(settings)
+    try:
+        ready(ledger)
+        ledger.record([grant(REF)])
+    finally:
+        ledger.close()
+    env = settings_environ
+    arrived = "2026-10-01T09:00:00+00:00"  # more than a month ago: overdue
+    code, out = run(
+        env,
+        "requests",
+        "open",
+        "acme",
+        "-",
+        "ACCESS",
+        "--channel",
+        "letter",
+        "--received-at",
+        arrived,
+        "--event-id",
+        "req-1",
+    )
+    assert code == 0 and "request req-1 opened" in out
+    code, out = run(env, "requests", "open", "acme", "-", "ERASURE", "--channel", "letter")
+    assert code == 2 and "an erasure request is an ErasureRequested" in out
+    code, out = run(
+        env, "requests", "extend", "acme", "-", "req-1", "--months", "3", "--reason", "many"
+    )
+    assert code == 2 and "months must be 1 or 2" in out
+    code, out = run(env, "requests", "complete", "acme", "-", "req-1")
+    assert code == 2 and "either --fulfilled-by" in out
+    reader = open_reader(settings)
+    try:
+        catch_up(settings, reader)
+    finally:
+        reader.close()
+    listed = CliRunner().invoke(app, ["requests", "list", "acme", "--state", "overdue"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [entry] = [json.loads(line) for line in listed.output.splitlines()]
+    assert (entry["request_id"], entry["kind"], entry["overdue"]) == ("req-1", "ACCESS", True)
+    assert "details" not in entry
+    code, out = run(env, "requests", "complete", "acme", "-", "req-1", "--refused", "no id")
+    assert code == 0 and "request req-1: refused" in out
