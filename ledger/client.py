@@ -368,6 +368,55 @@ class LedgerClient:
         personal: dict[str, str | None] = {"value": value, "reason": reason}
         return self._send("PersonalDataRectified", tenant, subject_ref, facts, personal, **envelope)
 
+    def open_request(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        kind: str,
+        channel: str,
+        identity_verified: bool = False,
+        details: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        """Opens a request in the register (GDPR art. 12(3)); the returned event id is the
+        request's id. It is due one month after ``occurred_at`` (default now)."""
+        facts = {"kind": kind, "channel": channel, "identity_verified": identity_verified}
+        personal = {"details": details}
+        return self._send("RequestOpened", tenant, subject_ref, facts, personal, **envelope)
+
+    def extend_request(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        request_id: str,
+        months: int,
+        reason: str,
+        **envelope: Any,
+    ) -> str:
+        facts = {"request_id": request_id, "months": months, "extension_reason": reason}
+        return self._send("RequestExtended", tenant, subject_ref, facts, {}, **envelope)
+
+    def complete_request(
+        self,
+        *,
+        tenant: str,
+        subject_ref: str,
+        request_id: str,
+        resolved_by_event_id: str = "",
+        refused_because: str | None = None,
+        **envelope: Any,
+    ) -> str:
+        """FULFILLED by ``resolved_by_event_id``, or REFUSED with ``refused_because``."""
+        facts = {
+            "request_id": request_id,
+            "outcome": "REFUSED" if refused_because else "FULFILLED",
+            "resolved_by_event_id": resolved_by_event_id,
+        }
+        personal = {"reason": refused_because}
+        return self._send("RequestCompleted", tenant, subject_ref, facts, personal, **envelope)
+
     def send_raw(self, value: bytes, key: bytes | None = None) -> None:
         """Sends bytes unchecked. For tests and demos of the ledger's refusals only."""
         self._futures.append(self._producer.send(self.topic, key=key, value=value))

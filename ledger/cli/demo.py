@@ -3,8 +3,9 @@
 The story is an e-signature service (tenant ``demo``): sign-up consents, a newsletter
 consent re-granted under a new text version and withdrawn, the record of collection for a
 signed document, disclosures to a hosting provider and a mailing service, an erasure, an
-objection to marketing and a restriction of processing during a dispute — plus the mistakes
-producers make, which the ledger refuses with a reason. The demo waits
+objection to marketing, a restriction of processing during a dispute, a correction, and
+requests in the register answered on time and late — plus the mistakes producers make, which
+the ledger refuses with a reason. The demo waits
 until every event is recorded or rejected and prints what happened to each.
 
 Like a real producer it seals every personal field to the ledger's ingest key (read here from
@@ -20,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -186,10 +188,70 @@ def _story(tenant: str, carol: str, dana: str) -> list[Step]:
 
 
 def _rights(t: dict[str, Any], dana: str, grant: Callable[..., Any]) -> list[Step]:
-    """Objection to marketing, and a restriction while dana disputes her data (art. 18, 21)."""
-    case = f"dispute-{dana.rsplit('-', 1)[-1]}"  # each run's customer has a case of her own
+    """Objection to marketing, a restriction while dana disputes her data, a correction of
+    it, and her requests in the register: one answered on time, one late (art. 12(3), 16, 18,
+    21). Event ids are each run's own, since dana is."""
+    run = dana.rsplit("-", 1)[-1]
+    case, signed, fix = f"dispute-{run}", f"signed-{run}", f"fix-{run}"
     who = {**t, "subject_ref": dana}
+    late = datetime.now(UTC) - timedelta(days=40)
     return [
+        Step(
+            "dana asks to correct her address (a request)",
+            "recorded",
+            lambda c, **kw: c.open_request(
+                **who, kind="RECTIFICATION", channel="email", **{**kw, "event_id": f"rq1-{run}"}
+            ),
+        ),
+        Step(
+            "dana's access request, 40 days ago, never answered",
+            "recorded",
+            lambda c, **kw: c.open_request(
+                **who,
+                kind="ACCESS",
+                channel="letter",
+                occurred_at=late,
+                **{**kw, "event_id": f"rq2-{run}"},
+            ),
+        ),
+        Step(
+            "dana signs a document (collection)",
+            "recorded",
+            lambda c, **kw: c.record_collection(
+                **who,
+                purpose=SIGN,
+                source="data-subject",
+                categories=["contact.postal"],
+                description="Lease for 12 Rose Lane",
+                **{**kw, "event_id": signed},
+            ),
+        ),
+        Step(
+            "the address on dana's document is corrected",
+            "recorded",
+            lambda c, **kw: c.rectify(
+                **who,
+                corrects_event_id=signed,
+                field="description",
+                value="Lease for 14 Rose Lane",
+                source="email",
+                **{**kw, "event_id": fix},
+            ),
+        ),
+        Step(
+            "dana's correction request answered on time",
+            "recorded",
+            lambda c, **kw: c.complete_request(
+                **who, request_id=f"rq1-{run}", resolved_by_event_id=fix, **kw
+            ),
+        ),
+        Step(
+            "her request 'answered' by an unrelated event",
+            "resolution_mismatch",
+            lambda c, **kw: c.complete_request(
+                **who, request_id=f"rq2-{run}", resolved_by_event_id=signed, **kw
+            ),
+        ),
         Step("dana accepts the terms", "recorded", grant(dana, TERMS, "2026-01")),
         Step("dana subscribes to the newsletter", "recorded", grant(dana, NEWS, "2026-06")),
         Step(

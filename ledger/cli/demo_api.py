@@ -30,6 +30,14 @@ def _post(url: str, token: str, path: str, body: dict[str, str]) -> Any:
         return json.loads(response.read())
 
 
+def _get(url: str, token: str, path: str) -> Any:
+    request = urllib.request.Request(  # noqa: S310 (a local http URL from settings)
+        url + path, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
 def _key(s: Settings, tenant: str) -> str:
     with psycopg.connect(s.require_database(), autocommit=True) as conn:
         access.create_table(conn, s.database_schema)
@@ -69,6 +77,9 @@ def show(s: Settings, tenant: str, checks: list[tuple[str, str, str, str]], seco
         mark = "ok " if answer["reason"] == expected else "!! "
         ok &= answer["reason"] == expected
         typer.echo(f"{mark} purpose check: {label} → {verdict} ({answer['reason']})")
+    overdue = _get(url, token, "/v1/requests?state=overdue")["requests"]
+    kinds = ", ".join(sorted({r["kind"] for r in overdue})) or "none"
+    typer.echo(f"    the register: {len(overdue)} request(s) overdue ({kinds})")
     ref = checks[0][1]
     disclosures = _post(url, token, "/v1/subject/disclosures", {"subject_ref": ref})
     recipients = ", ".join(d["recipient"] for d in disclosures["disclosures"]) or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,6 +193,8 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         assert "objection_absolute" in demo.stdout and "restriction_unknown" in demo.stdout
         assert "newsletter → refused (processing_restricted)" in demo.stdout
         assert "audit trail (kept) → allowed (legal_basis)" in demo.stdout
+        assert "resolution_mismatch" in demo.stdout
+        assert re.search(r"the register: [1-9]\d* request\(s\) overdue \(ACCESS\)", demo.stdout)
         assert "last 12 months: Cloud Hosting Ltd, Mailer Co" in demo.stdout
 
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
