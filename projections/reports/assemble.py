@@ -3,7 +3,7 @@
 Where each part comes from:
 
 - current consent state, the purpose catalogue and its texts, collections, disclosures, the
-  erasure status, restrictions and objections: the views, through
+  erasure status, restrictions, objections and requests: the views, through
   :class:`projections.queries.Queries` (tenant-scoped);
 - consent **history** (every grant and withdrawal, with its text version, source and proving
   event): the subject's events in the ledger, since the consent view keeps only the latest;
@@ -38,6 +38,7 @@ from projections.reports.model import (
     ObjectionEntry,
     PurposeConsent,
     RectificationEntry,
+    RequestEntry,
     Requester,
     RestrictionEntry,
     SubjectReport,
@@ -80,6 +81,7 @@ async def assemble(
     history = consent_history(facts.events, purposes, opener)
     restrictions, objections = await queries.rights(conn, tenant, subject_id)
     corrected = await queries.rectifications(conn, tenant, subject_id)
+    asked = await queries.requests(conn, tenant, state="all", subject_id=subject_id)
     marketing = {p["purpose"] for p in purposes if p["direct_marketing"]}
     return SubjectReport(
         report_id=request.report_id,
@@ -107,6 +109,7 @@ async def assemble(
             )
             for o in objections
         ],
+        requests=[opener.model(RequestEntry, r, "details", "reason") for r in asked],
     )
 
 

@@ -162,6 +162,22 @@ class ObjectionEntry(_Part):
     reasoning: str | None = Personal
 
 
+class RequestEntry(_Part):
+    """A request the subject made, from the register (GDPR art. 12(3))."""
+
+    request_id: str
+    kind: str
+    channel: str
+    received_at: datetime
+    due_at: datetime
+    extended_months: int
+    status: Literal["open", "fulfilled", "refused"]
+    settled_at: datetime | None = None
+    resolution_event_id: str | None = None
+    details: str | None = Personal
+    reason: str | None = Personal
+
+
 class Requester(_Part):
     requested_by: Literal["staff", "subject"]
     scope: str = Field(description="auditor, admin, producer (the tenant's portal) or cli.")
@@ -204,4 +220,7 @@ class SubjectReport(_Part):
     )
     objections: list[ObjectionEntry] = Field(
         default_factory=list, description="Objections, by purpose, with their answers."
+    )
+    requests: list[RequestEntry] = Field(
+        default_factory=list, description="Every request the subject made, by due date."
     )

@@ -197,7 +197,17 @@ def _story(report: SubjectReport) -> list[Flowable]:
     header = ("Disclosed", "Recipient", "Purpose", "Categories", "Legal basis", "Note")
     window = f"Disclosures since {_text(report.disclosures_since)}"
     story += _section(window, _grid(header, rows, widths, "disclosures in the last 12 months"))
-    return story + _rights(report) + _erasure(report)
+    return story + _rights(report) + _requests(report) + _erasure(report)
+
+
+def _requests(report: SubjectReport) -> list[Flowable]:
+    rows = [
+        (r.received_at, r.kind, r.channel, r.due_at, r.status, r.resolution_event_id)
+        for r in report.requests
+    ]
+    header = ("Received", "Request", "Channel", "Due", "Status", "Answered by")
+    widths = (0.16, 0.14, 0.12, 0.16, 0.12, 0.3)
+    return _section("Requests", _grid(header, rows, widths, "requests"))
 
 
 def _rights(report: SubjectReport) -> list[Flowable]:
