@@ -187,3 +187,35 @@ class RightsCases:
         stranger = "erin@example.net"
         assert statuses(ledger.record([open_request(stranger, "ACCESS")])) == ["recorded"]
         assert reasons(ledger.record([extend(stranger, "nope")])) == ["request_unknown"]
+
+    def test_every_rights_fact_is_stored_under_the_subjects_own_topic(self, ledger: Ledger) -> None:
+        """Stored topics name classes: they must be the aggregate's (as every other fact's),
+        which the views key their handlers by, and must never move."""
+        rights_ready(ledger)
+        ledger.record(
+            [
+                collect(REF, event_id="c-1"),
+                rectify(REF, "c-1"),
+                restrict(REF),
+                lift(REF),
+                object_to(REF),
+                grounds(REF),
+                open_request(REF, event_id="r-1"),
+                verify(REF, "r-1"),
+                extend(REF, "r-1"),
+            ]
+        )
+        topics = {n.topic for n in ledger.store.select_notifications(1, 1000)}
+        facts = (
+            "PersonalDataRectified",
+            "ProcessingRestricted",
+            "RestrictionLifted",
+            "ObjectionRaised",
+            "CompellingGroundsRecorded",
+            "RequestOpened",
+            "RequestIdentityVerified",
+            "RequestExtended",
+        )
+        assert {f"ledger.domain.subject:Subject.{name}" for name in facts} <= topics
+        modules = {t.split(":")[0] for t in topics}
+        assert modules == {"ledger.domain.subject", "ledger.domain.tenant"}

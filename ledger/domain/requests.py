@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any, Protocol
 
 from eventsourcing.domain import Aggregate
 
@@ -164,3 +165,65 @@ def check_completion(
             f"a {request.kind} request is answered by one of the subject's {expected} events; "
             f"{resolved_by_event_id!r} is not one"
         )
+
+
+class _Subject(Protocol):
+    """What the commands below need of the subject they are mixed into."""
+
+    requests: dict[str, Request]
+    answers: dict[str, str]
+    # The aggregate's own subclasses of the facts above (see ``ledger.domain.rights``).
+    RequestOpened: type[Any]
+    RequestIdentityVerified: type[Any]
+    RequestExtended: type[Any]
+    RequestCompleted: type[Any]
+
+    def check_not_erased(self) -> None: ...
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None: ...
+
+
+class RequestCommands:
+    """The subject's commands for the register, mixed into
+    :class:`~ledger.domain.subject.Subject`. Verifying, extending and completing are
+    accountability records, so they do not check for an erasure request."""
+
+    def open_request(self: _Subject, *, kind: str, **fields: object) -> None:
+        self.check_not_erased()
+        check_open(kind)
+        self.trigger_event(self.RequestOpened, kind=kind, **fields)
+
+    def verify_request(self: _Subject, *, request_id: str, **fields: object) -> None:
+        check_pending(self.requests, request_id)
+        self.trigger_event(self.RequestIdentityVerified, request_id=request_id, **fields)
+
+    def extend_request(self: _Subject, *, request_id: str, months: int, **fields: object) -> None:
+        check_extension(self.requests, request_id, months)
+        self.trigger_event(self.RequestExtended, request_id=request_id, months=months, **fields)
+
+    def complete_request(
+        self: _Subject,
+        *,
+        request_id: str,
+        outcome: str,
+        resolved_by_event_id: str,
+        reason: Sealed | None,
+        **fields: object,
+    ) -> None:
+        check_completion(
+            self.requests, self.answers, request_id, outcome, resolved_by_event_id, bool(reason)
+        )
+        self.trigger_event(
+            self.RequestCompleted,
+            request_id=request_id,
+            outcome=outcome,
+            resolved_by_event_id=resolved_by_event_id,
+            reason=reason,
+            **fields,
+        )
+
+    def settle(self: _Subject, request_id: str) -> None:
+        """Marks a request settled (by the erasure workflow's own events)."""
+        held = self.requests.get(request_id)
+        if held is not None:
+            self.requests[request_id] = replace(held, settled=True)

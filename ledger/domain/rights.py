@@ -1,8 +1,9 @@
 """Rectification (GDPR art. 16), restriction of processing (art. 18) and objection (art. 21),
 as facts about a subject.
 
-The facts are defined here and carried by :class:`~ledger.domain.subject.Subject` (as
-``Subject.ProcessingRestricted`` and so on); their stored topics name this module. Rules:
+The facts are defined here and carried by :class:`~ledger.domain.subject.Subject`, whose
+metaclass makes each a subclass of its own (``Subject.ProcessingRestricted``...): that
+subclass is what is recorded, and its topic names the subject module. Rules:
 
 - **A restriction** names a reference of the tenant's own (a case or ticket number, not
   personal), the grounds of art. 18(1) and the purposes it covers (none named: all of them).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventsourcing.domain import Aggregate
 
@@ -42,6 +44,9 @@ from ledger.domain.rules import (
     RestrictionUnknown,
 )
 from ledger.domain.values import LegalBasis, Sealed
+
+if TYPE_CHECKING:
+    from ledger.domain.tenant import Purpose
 
 # GDPR art. 18(1)(a)-(d), the Avro enum compliance.RestrictionGrounds.
 RESTRICTION_GROUNDS = frozenset(
@@ -192,4 +197,73 @@ def check_grounds(objections: dict[str, Objection], purpose: str, direct_marketi
     if direct_marketing:
         raise ObjectionAbsolute(
             f"purpose {purpose!r} is direct marketing: no grounds override an objection to it"
+        )
+
+
+class _Subject(Protocol):
+    """What the commands below need of the subject they are mixed into."""
+
+    restrictions: dict[str, Restriction]
+    objections: dict[str, Objection]
+    correctable: dict[str, str]
+    # The aggregate's own subclasses of the facts above (its metaclass makes them, and their
+    # stored topics name the aggregate: ``ledger.domain.subject:Subject.ProcessingRestricted``).
+    ProcessingRestricted: type[Any]
+    RestrictionLifted: type[Any]
+    ObjectionRaised: type[Any]
+    CompellingGroundsRecorded: type[Any]
+    PersonalDataRectified: type[Any]
+
+    def check_not_erased(self) -> None: ...
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None: ...
+
+
+class RightsCommands:
+    """The subject's commands for rectification, restriction and objection, mixed into
+    :class:`~ledger.domain.subject.Subject`: each checks its rule, then records its fact."""
+
+    def restrict_processing(
+        self: _Subject,
+        purposes: list[Purpose],
+        *,
+        restriction_reference: str,
+        grounds: str,
+        **fields: object,
+    ) -> None:
+        self.check_not_erased()
+        codes = [p.code for p in purposes]
+        check_restriction(self.restrictions, restriction_reference, grounds, codes)
+        self.trigger_event(
+            self.ProcessingRestricted,
+            restriction_reference=restriction_reference,
+            grounds=grounds,
+            purposes=codes,
+            **fields,
+        )
+
+    def lift_restriction(self: _Subject, *, restriction_reference: str, **fields: object) -> None:
+        self.check_not_erased()
+        check_lift(self.restrictions, restriction_reference)
+        self.trigger_event(
+            self.RestrictionLifted, restriction_reference=restriction_reference, **fields
+        )
+
+    def object_to(self: _Subject, purpose: Purpose, **fields: object) -> None:
+        self.check_not_erased()
+        check_objection(
+            self.objections, purpose.code, purpose.legal_basis, purpose.direct_marketing
+        )
+        self.trigger_event(self.ObjectionRaised, purpose=purpose.code, **fields)
+
+    def record_compelling_grounds(self: _Subject, purpose: Purpose, **fields: object) -> None:
+        self.check_not_erased()
+        check_grounds(self.objections, purpose.code, purpose.direct_marketing)
+        self.trigger_event(self.CompellingGroundsRecorded, purpose=purpose.code, **fields)
+
+    def rectify(self: _Subject, *, corrects_event_id: str, field: str, **fields: object) -> None:
+        self.check_not_erased()
+        check_rectification(self.correctable, corrects_event_id, field)
+        self.trigger_event(
+            self.PersonalDataRectified, corrects_event_id=corrects_event_id, field=field, **fields
         )

@@ -65,7 +65,7 @@ class Consent:
     at: datetime
 
 
-class Subject(Aggregate):
+class Subject(rights.RightsCommands, requests.RequestCommands, Aggregate):
     class Registered(Aggregate.Created):
         tenant: str
         subject_ref: Sealed
@@ -376,95 +376,6 @@ class Subject(Aggregate):
                 f"subject {self.id} is under no legal hold {hold_reference!r} to release"
             )
         self.trigger_event(self.LegalHoldReleased, hold_reference=hold_reference, **fields)
-
-    def restrict_processing(
-        self,
-        purposes: list[Purpose],
-        *,
-        restriction_reference: str,
-        grounds: str,
-        **fields: object,
-    ) -> None:
-        self.check_not_erased()
-        codes = [p.code for p in purposes]
-        rights.check_restriction(self.restrictions, restriction_reference, grounds, codes)
-        self.trigger_event(
-            self.ProcessingRestricted,
-            restriction_reference=restriction_reference,
-            grounds=grounds,
-            purposes=codes,
-            **fields,
-        )
-
-    def lift_restriction(self, *, restriction_reference: str, **fields: object) -> None:
-        self.check_not_erased()
-        rights.check_lift(self.restrictions, restriction_reference)
-        self.trigger_event(
-            self.RestrictionLifted, restriction_reference=restriction_reference, **fields
-        )
-
-    def object_to(self, purpose: Purpose, **fields: object) -> None:
-        self.check_not_erased()
-        rights.check_objection(
-            self.objections, purpose.code, purpose.legal_basis, purpose.direct_marketing
-        )
-        self.trigger_event(self.ObjectionRaised, purpose=purpose.code, **fields)
-
-    def record_compelling_grounds(self, purpose: Purpose, **fields: object) -> None:
-        self.check_not_erased()
-        rights.check_grounds(self.objections, purpose.code, purpose.direct_marketing)
-        self.trigger_event(self.CompellingGroundsRecorded, purpose=purpose.code, **fields)
-
-    def rectify(self, *, corrects_event_id: str, field: str, **fields: object) -> None:
-        self.check_not_erased()
-        rights.check_rectification(self.correctable, corrects_event_id, field)
-        self.trigger_event(
-            self.PersonalDataRectified, corrects_event_id=corrects_event_id, field=field, **fields
-        )
-
-    def open_request(self, *, kind: str, **fields: object) -> None:
-        self.check_not_erased()
-        requests.check_open(kind)
-        self.trigger_event(self.RequestOpened, kind=kind, **fields)
-
-    # Verifying, extending and completing are accountability records: accepted after erasure.
-
-    def verify_request(self, *, request_id: str, **fields: object) -> None:
-        requests.check_pending(self.requests, request_id)
-        self.trigger_event(self.RequestIdentityVerified, request_id=request_id, **fields)
-
-    def extend_request(self, *, request_id: str, months: int, **fields: object) -> None:
-        requests.check_extension(self.requests, request_id, months)
-        self.trigger_event(self.RequestExtended, request_id=request_id, months=months, **fields)
-
-    def complete_request(
-        self,
-        *,
-        request_id: str,
-        outcome: str,
-        resolved_by_event_id: str,
-        reason: Sealed | None,
-        **fields: object,
-    ) -> None:
-        requests.check_completion(
-            self.requests, self.answers, request_id, outcome, resolved_by_event_id, bool(reason)
-        )
-        self.trigger_event(
-            self.RequestCompleted,
-            request_id=request_id,
-            outcome=outcome,
-            resolved_by_event_id=resolved_by_event_id,
-            reason=reason,
-            **fields,
-        )
-
-    def settle(self, request_id: str) -> None:
-        """Marks a request settled (by the erasure workflow's own events)."""
-        held = self.requests.get(request_id)
-        if held is not None:
-            self.requests[request_id] = requests.Request(
-                held.kind, held.received_at, held.extended_months, settled=True
-            )
 
     def record_report(self, **fields: object) -> None:
         """Records a report's generation. Unlike every other fact it is accepted after erasure:
