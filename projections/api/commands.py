@@ -52,11 +52,26 @@ def build_command(
         ) from None
 
 
+async def record(
+    ctx: ApiContext,
+    event_type: str,
+    who: Principal,
+    ref: str,
+    event_id: str | None,
+    /,
+    **fields: Any,
+) -> CommandOutcome:
+    """Builds the command (:func:`build_command`) and records it, in a worker thread."""
+    command = build_command(event_type, who, ref, event_id, **fields)
+    return await run_in_threadpool(ctx.writer.record, command)
+
+
 @router.post("/subject/erasure", status_code=202)
 async def request_erasure(body: ErasureCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Record an erasure request. Unless a legal hold refuses it, the subject's key and
     reference lookup are deleted in the same transaction; processors are notified next."""
-    command = build_command(
+    return await record(
+        ctx,
         "ErasureRequested",
         who,
         body.subject_ref,
@@ -64,13 +79,13 @@ async def request_erasure(body: ErasureCommand, ctx: Ctx, who: Admin) -> Command
         source=body.source,
         reason=body.reason,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/legal-holds", status_code=201)
 async def place_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Keep the subject's data: erasure requests are refused (and say why) while it holds."""
-    command = build_command(
+    return await record(
+        ctx,
         "LegalHoldPlaced",
         who,
         body.subject_ref,
@@ -78,12 +93,10 @@ async def place_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> Comm
         hold_reference=body.hold_reference,
         note=body.note,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/legal-holds/release")
 async def release_legal_hold(body: LegalHoldCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
-    command = build_command(
-        "LegalHoldReleased", who, body.subject_ref, None, hold_reference=body.hold_reference
+    return await record(
+        ctx, "LegalHoldReleased", who, body.subject_ref, None, hold_reference=body.hold_reference
     )
-    return await run_in_threadpool(ctx.writer.record, command)

@@ -16,11 +16,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from starlette.concurrency import run_in_threadpool
 
 from projections.api import answers
 from projections.api.access import Principal, Scope, require
-from projections.api.commands import build_command
+from projections.api.commands import record
 from projections.api.context import ApiContext, context
 from projections.api.models import (
     CommandOutcome,
@@ -44,7 +43,8 @@ Kind = Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTI
 @router.post("/subject/requests", status_code=201)
 async def open_request(body: RequestCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Open a request; its id is the outcome's ``event_id``. Due one month after it arrived."""
-    command = build_command(
+    return await record(
+        ctx,
         "RequestOpened",
         who,
         body.subject_ref,
@@ -55,12 +55,12 @@ async def open_request(body: RequestCommand, ctx: Ctx, who: Admin) -> CommandOut
         identity_verified=body.identity_verified,
         details=body.details,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/requests/verify")
 async def verify_identity(body: VerifyCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
-    command = build_command(
+    return await record(
+        ctx,
         "RequestIdentityVerified",
         who,
         body.subject_ref,
@@ -68,13 +68,13 @@ async def verify_identity(body: VerifyCommand, ctx: Ctx, who: Admin) -> CommandO
         request_id=body.request_id,
         method=body.method,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/requests/extend")
 async def extend(body: ExtendCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Move the deadline by one or two months (two at most in all), with the reason."""
-    command = build_command(
+    return await record(
+        ctx,
         "RequestExtended",
         who,
         body.subject_ref,
@@ -83,14 +83,14 @@ async def extend(body: ExtendCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
         months=body.months,
         extension_reason=body.reason,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/requests/complete")
 async def complete(body: CompleteCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Settle a request: FULFILLED by the subject's event that answered it, or REFUSED with
     the reason."""
-    command = build_command(
+    return await record(
+        ctx,
         "RequestCompleted",
         who,
         body.subject_ref,
@@ -100,7 +100,6 @@ async def complete(body: CompleteCommand, ctx: Ctx, who: Admin) -> CommandOutcom
         resolved_by_event_id=body.resolved_by_event_id,
         reason=body.reason,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.get("/requests")

@@ -17,11 +17,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
-from starlette.concurrency import run_in_threadpool
 
 from projections.api import answers
 from projections.api.access import Principal, Scope, require
-from projections.api.commands import build_command
+from projections.api.commands import record
 from projections.api.context import ApiContext, Reading, context
 from projections.api.models import (
     CommandOutcome,
@@ -49,7 +48,8 @@ async def rectify(body: RectificationCommand, ctx: Ctx, who: Admin) -> CommandOu
     """Correct a personal field of one of the subject's events: every answer and report shows
     the new value from then on, with when and by whom it changed; the event keeps the old
     ciphertext for audit."""
-    command = build_command(
+    return await record(
+        ctx,
         "PersonalDataRectified",
         who,
         body.subject_ref,
@@ -60,14 +60,14 @@ async def rectify(body: RectificationCommand, ctx: Ctx, who: Admin) -> CommandOu
         source=body.source,
         reason=body.reason,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/restrictions", status_code=201)
 async def restrict(body: RestrictionCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Restrict processing: the purpose check refuses every purpose the restriction covers
     (``processing_restricted``) except those catalogued as allowed under restriction."""
-    command = build_command(
+    return await record(
+        ctx,
         "ProcessingRestricted",
         who,
         body.subject_ref,
@@ -78,13 +78,13 @@ async def restrict(body: RestrictionCommand, ctx: Ctx, who: Admin) -> CommandOut
         source=body.source,
         note=body.note,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/restrictions/lift")
 async def lift(body: LiftCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Lift the restriction with this reference (tell the subject first: art. 18(3))."""
-    command = build_command(
+    return await record(
+        ctx,
         "RestrictionLifted",
         who,
         body.subject_ref,
@@ -93,14 +93,14 @@ async def lift(body: LiftCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
         source=body.source,
         note=body.note,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/objections", status_code=201)
 async def object_to(body: ObjectionCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Record the subject's objection to a purpose resting on legitimate interests or a
     public task, or catalogued as direct marketing: the purpose check answers ``objected``."""
-    command = build_command(
+    return await record(
+        ctx,
         "ObjectionRaised",
         who,
         body.subject_ref,
@@ -109,14 +109,14 @@ async def object_to(body: ObjectionCommand, ctx: Ctx, who: Admin) -> CommandOutc
         source=body.source,
         reason=body.reason,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/objections/grounds")
 async def compelling_grounds(body: GroundsCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
     """Record compelling legitimate grounds that override a standing objection (never one to
     direct marketing); the purpose is decided by its legal basis again."""
-    command = build_command(
+    return await record(
+        ctx,
         "CompellingGroundsRecorded",
         who,
         body.subject_ref,
@@ -125,7 +125,6 @@ async def compelling_grounds(body: GroundsCommand, ctx: Ctx, who: Admin) -> Comm
         grounds_reference=body.grounds_reference,
         reasoning=body.reasoning,
     )
-    return await run_in_threadpool(ctx.writer.record, command)
 
 
 @router.post("/subject/rights")
