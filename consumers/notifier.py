@@ -1,12 +1,14 @@
-"""The notifier: Kafka ``compliance.ledger`` → erasure webhooks to recipients and processors.
+"""The notifier: Kafka ``compliance.ledger`` → erasure and change webhooks to recipients and
+processors.
 
 Rules this process keeps:
 
 - **Own consumer group** (``LEDGER_NOTIFIER_GROUP``), so it reads the whole ledger topic
   whatever else consumes it, and scales like the ingest consumer: one process per partition
   at most, more processes split the partitions and the delivery work.
-- **Only ``KeysShredded`` matters.** Other records are skipped by their ``event_type``
-  header, without decoding.
+- **Only ``KeysShredded`` and ``ChangeNoticeDue`` matter** (an erasure; a rectification, a
+  restriction or its lifting, GDPR art. 19). Other records are skipped by their
+  ``event_type`` header, without decoding.
 - **Offsets are committed last.** A polled batch's erasures are planned in the outbox (one
   PostgreSQL transaction, ``ledger.webhooks.outbox``); the partition offsets are committed
   only after that transaction has committed. A crash before that redelivers the batch and
@@ -53,6 +55,8 @@ from ledger.webhooks.tables import create_tables
 from ledger.wire import avro
 
 ERASURE = "KeysShredded"
+CHANGE = "ChangeNoticeDue"
+NOTICES = {ERASURE.encode(), CHANGE.encode()}
 
 
 class UnreadableRecord(Exception):
@@ -63,15 +67,18 @@ RETRIED: tuple[type[BaseException], ...] = (UnreadableRecord, *RETRYABLE)
 
 
 def erasure_of(record: Any) -> Erasure | None:
-    """The erasure a ledger-topic record carries, or None for any other event."""
+    """The erasure or change notice a ledger-topic record carries, or None for any other
+    event."""
     event_type = dict(record.headers or []).get("event_type")
-    if event_type is not None and event_type != ERASURE.encode():
+    if event_type is not None and event_type not in NOTICES:
         return None
     try:
         _, decoded = avro.decode(record.value or b"")
     except (avro.UndecodableMessage, avro.UnknownSchema) as exc:
         where = f"partition {record.partition} offset {record.offset}"
         raise UnreadableRecord(f"{type(exc).__name__} at {where}") from exc
+    if decoded.get("event_type") == CHANGE:
+        return Erasure.from_change_record(decoded)
     if decoded.get("event_type") != ERASURE:
         return None
     return Erasure.from_record(decoded)
@@ -138,7 +145,7 @@ class Notifier:
         planned = self.outbox.plan(erasures, datetime.now(UTC))
         for erasure, deliveries in planned:
             self.log.info(
-                "erasure_planned",
+                "erasure_planned" if erasure.is_erasure else "change_notice_planned",
                 tenant=erasure.tenant,
                 subject_id=str(erasure.subject_id),
                 request_event_id=erasure.request_event_id,

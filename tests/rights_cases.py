@@ -11,6 +11,7 @@ from tests.builders import (
     collect,
     complete,
     define_purpose,
+    disclose,
     erase,
     extend,
     grant,
@@ -53,7 +54,12 @@ class RightsCases:
             "recorded"
         ]
         assert statuses(ledger.record([lift(REF)])) == ["recorded"]
-        assert kinds(events_of(ledger, REF))[-2:] == ["ProcessingRestricted", "RestrictionLifted"]
+        assert kinds(events_of(ledger, REF))[-4:] == [
+            "ProcessingRestricted",
+            "ChangeNoticeDue",
+            "RestrictionLifted",
+            "ChangeNoticeDue",
+        ]
 
     def test_one_restriction_per_reference_and_only_those_in_place_are_lifted(
         self, ledger: Ledger
@@ -123,8 +129,9 @@ class RightsCases:
         ledger.record([collect(REF, event_id="c-1", description="12 Rose Lane")])
         corrected = rectify(REF, "c-1", "description", "14 Rose Lane", reason="typo")
         assert statuses(ledger.record([corrected])) == ["recorded"]
-        fixed = events_of(ledger, REF)[-1]
-        assert kinds([fixed]) == ["PersonalDataRectified"]
+        fixed, notice = events_of(ledger, REF)[-2:]
+        assert kinds([fixed, notice]) == ["PersonalDataRectified", "ChangeNoticeDue"]
+        assert (notice.about_event_id, notice.change) == (fixed.event_id, "rectified")
         # Sealed bound to the field it corrects, so it opens as that field.
         subject = ledger.find_subject(TENANT, REF)
         assert subject is not None
@@ -188,6 +195,25 @@ class RightsCases:
         assert statuses(ledger.record([open_request(stranger, "ACCESS")])) == ["recorded"]
         assert reasons(ledger.record([extend(stranger, "nope")])) == ["request_unknown"]
 
+    def test_recipients_of_the_subjects_data_are_named_in_each_change_notice(
+        self, ledger: Ledger
+    ) -> None:
+        rights_ready(ledger)
+        ledger.record(
+            [
+                disclose(REF, recipient="mailer-inc", event_id="d-1"),
+                disclose(REF, recipient="mailer-inc", event_id="d-2"),
+                disclose(REF, "billing", LegalBasis.CONTRACT, "d-3", recipient="bank"),
+                restrict(REF, event_id="restriction-1"),
+            ]
+        )
+        notice = events_of(ledger, REF)[-1]
+        assert kinds([notice]) == ["ChangeNoticeDue"]
+        assert notice.producer == "ledger" and notice.about_event_id == "restriction-1"
+        assert notice.disclosed_to == {"bank": ["d-3"], "mailer-inc": ["d-1", "d-2"]}
+        again = ledger.record([restrict(REF, event_id="restriction-1")])
+        assert statuses(again) == ["duplicate"]  # a change is announced once
+
     def test_every_rights_fact_is_stored_under_the_subjects_own_topic(self, ledger: Ledger) -> None:
         """Stored topics name classes: they must be the aggregate's (as every other fact's),
         which the views key their handlers by, and must never move."""
@@ -215,6 +241,7 @@ class RightsCases:
             "RequestOpened",
             "RequestIdentityVerified",
             "RequestExtended",
+            "ChangeNoticeDue",
         )
         assert {f"ledger.domain.subject:Subject.{name}" for name in facts} <= topics
         modules = {t.split(":")[0] for t in topics}

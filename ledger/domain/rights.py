@@ -20,6 +20,10 @@ subclass is what is recorded, and its topic names the subject module. Rules:
   (:data:`RECTIFIABLE` lists which); the new value is sealed under the subject's key bound to
   the field it corrects, the event keeps the old ciphertext for audit, and every answer shows
   the latest value. Erasure makes old and new unreadable alike.
+- **Recipients are told** (art. 19): a rectification, a restriction and its lifting are each
+  followed, in the same save, by ``ChangeNoticeDue`` — the ledger's own fact naming the
+  change and every recipient the subject's data was disclosed to, with the disclosures — from
+  which the notifier plans its webhooks, as it does for an erasure.
 - Nothing is recorded for a subject whose erasure was requested (``check_not_erased``).
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from uuid import NAMESPACE_URL, uuid5
 
 from eventsourcing.domain import Aggregate
 
@@ -146,6 +151,20 @@ class PersonalDataRectified(Fact):
         aggregate.answers[self.event_id] = "PersonalDataRectified"  # type: ignore[attr-defined]
 
 
+class ChangeNoticeDue(Fact):
+    """Recipients of the subject's data must be told of a change (art. 19): ``change`` is
+    ``rectified``, ``restricted`` or ``restriction_lifted``, ``about_event_id`` the event that
+    made it, ``disclosed_to`` each recipient with its disclosure event ids. Recorded by the
+    ledger (producer ``ledger``) with the change, never sent by a producer."""
+
+    about_event_id: str
+    change: str
+    disclosed_to: dict[str, list[str]]
+
+    def apply(self, aggregate: Aggregate) -> None:
+        pass
+
+
 def check_rectification(kinds: dict[str, str], corrects_event_id: str, field: str) -> None:
     """``kinds``: the subject's events that hold correctable fields, by event id."""
     kind = kinds.get(corrects_event_id)
@@ -203,9 +222,11 @@ def check_grounds(objections: dict[str, Objection], purpose: str, direct_marketi
 class _Subject(Protocol):
     """What the commands below need of the subject they are mixed into."""
 
+    tenant: str
     restrictions: dict[str, Restriction]
     objections: dict[str, Objection]
     correctable: dict[str, str]
+    disclosed_to: dict[str, list[str]]
     # The aggregate's own subclasses of the facts above (its metaclass makes them, and their
     # stored topics name the aggregate: ``ledger.domain.subject:Subject.ProcessingRestricted``).
     ProcessingRestricted: type[Any]
@@ -213,6 +234,7 @@ class _Subject(Protocol):
     ObjectionRaised: type[Any]
     CompellingGroundsRecorded: type[Any]
     PersonalDataRectified: type[Any]
+    ChangeNoticeDue: type[Any]
 
     def check_not_erased(self) -> None: ...
 
@@ -241,6 +263,7 @@ class RightsCommands:
             purposes=codes,
             **fields,
         )
+        _notice_due(self, "restricted", fields)
 
     def lift_restriction(self: _Subject, *, restriction_reference: str, **fields: object) -> None:
         self.check_not_erased()
@@ -248,6 +271,7 @@ class RightsCommands:
         self.trigger_event(
             self.RestrictionLifted, restriction_reference=restriction_reference, **fields
         )
+        _notice_due(self, "restriction_lifted", fields)
 
     def object_to(self: _Subject, purpose: Purpose, **fields: object) -> None:
         self.check_not_erased()
@@ -267,3 +291,24 @@ class RightsCommands:
         self.trigger_event(
             self.PersonalDataRectified, corrects_event_id=corrects_event_id, field=field, **fields
         )
+        _notice_due(self, "rectified", fields)
+
+
+LEDGER_PRODUCER = "ledger"
+_NOTICES = uuid5(NAMESPACE_URL, "urn:compliance-ledger:change-notice")
+
+
+def _notice_due(subject: _Subject, change: str, fields: dict[str, object]) -> None:
+    """``ChangeNoticeDue`` for the change just triggered (its envelope is ``fields``'): its
+    event id derives from the change's, so a change is announced once."""
+    about = str(fields["event_id"])
+    subject.trigger_event(
+        subject.ChangeNoticeDue,
+        event_id=f"notice:{uuid5(_NOTICES, about)}",
+        occurred_at=fields["occurred_at"],
+        producer=LEDGER_PRODUCER,
+        tenant=subject.tenant,
+        about_event_id=about,
+        change=change,
+        disclosed_to={r: list(ids) for r, ids in sorted(subject.disclosed_to.items())},
+    )

@@ -213,6 +213,7 @@ class Subject(rights.RightsCommands, requests.RequestCommands, Aggregate):
     ObjectionRaised = rights.ObjectionRaised
     CompellingGroundsRecorded = rights.CompellingGroundsRecorded
     PersonalDataRectified = rights.PersonalDataRectified
+    ChangeNoticeDue = rights.ChangeNoticeDue
     # The register of requests (art. 12(3)): defined in ``ledger.domain.requests``.
     RequestOpened = requests.RequestOpened
     RequestIdentityVerified = requests.RequestIdentityVerified

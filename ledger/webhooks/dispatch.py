@@ -26,6 +26,7 @@ from ledger.domain.rules import RuleViolation
 from ledger.keys.crypto import CannotOpen, KeyEncryptionKey
 from ledger.plumbing.backoff import Backoff
 from ledger.plumbing.logs import get as get_logger
+from ledger.webhooks import notice
 from ledger.webhooks.endpoints import open_secret
 from ledger.webhooks.outbox import Claim, Outbox, ReadyRequest, Result
 from ledger.webhooks.sender import Sender
@@ -133,6 +134,16 @@ class Dispatcher:
             "subject_id": str(ready.subject_id),
             "request_event_id": ready.request_event_id,
         }
+        if ready.notice_type != notice.EVENT_TYPE:  # a change notice: no ledger step after it
+            statuses = sorted(str(d["status"]) for d in ready.deliveries)
+            self.log.info(
+                "change_notice_settled",
+                notice_type=ready.notice_type,
+                deliveries=len(statuses),
+                statuses=statuses,
+                **context,
+            )
+            return True
         try:
             fresh = self.ledger.record_notification(
                 ready.subject_id, ready.deliveries, ready.settled_at

@@ -70,13 +70,15 @@ class Result:
 
 @dataclass(frozen=True)
 class ReadyRequest:
-    """A request whose deliveries are all settled: what ``ProcessorsNotified`` records."""
+    """A request whose deliveries are all settled: what ``ProcessorsNotified`` records (for
+    an erasure; a change notice records nothing more)."""
 
     tenant: str
     request_event_id: str
     subject_id: UUID
     deliveries: list[dict[str, object]]
     settled_at: datetime
+    notice_type: str = notice.EVENT_TYPE
 
 
 class Outbox:
@@ -119,8 +121,8 @@ class Outbox:
         inserted = conn.execute(
             self._q(
                 "INSERT INTO {s}.webhook_requests (tenant, request_event_id, subject_id,"
-                " ledger_sequence, erased_at, planned_at, check_after)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                " ledger_sequence, erased_at, planned_at, check_after, notice_type)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
             ),
             [
                 erasure.tenant,
@@ -130,6 +132,7 @@ class Outbox:
                 erasure.erased_at,
                 now,
                 now,
+                erasure.notice_type,
             ],
         ).rowcount
         return bool(inserted)
@@ -269,8 +272,8 @@ class Outbox:
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
                 self._q(
-                    "SELECT r.tenant, r.request_event_id, r.subject_id, r.planned_at"
-                    " FROM {s}.webhook_requests r"
+                    "SELECT r.tenant, r.request_event_id, r.subject_id, r.planned_at,"
+                    " r.notice_type FROM {s}.webhook_requests r"
                     " WHERE r.recorded_at IS NULL AND r.check_after <= %s AND NOT EXISTS ("
                     "  SELECT 1 FROM {s}.webhook_deliveries d WHERE d.tenant = r.tenant"
                     "  AND d.request_event_id = r.request_event_id AND d.status = 'pending')"
@@ -298,6 +301,7 @@ class Outbox:
         request_event_id: str,
         subject_id: UUID,
         planned_at: datetime,
+        notice_type: str,
     ) -> ReadyRequest:
         rows = conn.execute(
             self._q(
@@ -311,4 +315,6 @@ class Outbox:
             dict(zip(DELIVERY_KEYS, (r[0], str(r[1]), *r[2:5]), strict=True)) for r in rows
         ]
         settled_at = max((r[5] for r in rows), default=planned_at)
-        return ReadyRequest(tenant, request_event_id, subject_id, deliveries, settled_at)
+        return ReadyRequest(
+            tenant, request_event_id, subject_id, deliveries, settled_at, notice_type
+        )

@@ -3,8 +3,9 @@ processes starting together do not race on the DDL.
 
 - ``webhook_endpoints``: per tenant and name (a recipient as disclosures name it, or a
   processor), the URL, the kind and the signing secret wrapped by the KEK.
-- ``webhook_requests``: one row per carried-out erasure request; ``recorded_at`` is set once
-  ``ProcessorsNotified`` is in the ledger.
+- ``webhook_requests``: one row per carried-out erasure request, or per change notice
+  (``notice_type``); ``recorded_at`` is set once ``ProcessorsNotified`` is in the ledger (for
+  a change notice: once its deliveries are settled).
 - ``webhook_deliveries``: one row per target of a request, with its state.
 - ``webhook_attempts``: one row per attempt, written before the request is sent.
 """
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS {s}.webhook_requests (
     recorded_at timestamptz,
     PRIMARY KEY (tenant, request_event_id)
 );
+ALTER TABLE {s}.webhook_requests ADD COLUMN IF NOT EXISTS notice_type text NOT NULL
+    DEFAULT 'subject.erased';
 CREATE INDEX IF NOT EXISTS webhook_requests_open
     ON {s}.webhook_requests (check_after) WHERE recorded_at IS NULL;
 CREATE TABLE IF NOT EXISTS {s}.webhook_deliveries (

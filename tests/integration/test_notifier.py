@@ -235,3 +235,57 @@ def test_a_replayed_topic_or_a_crash_before_marking_sends_and_records_nothing_tw
     steps = [dict(r.headers)["event_type"] for r in later]
     assert sorted(steps) == [b"ErasureCompleted", b"ProcessorsNotified"]
     assert process.plan(published) == 0
+
+
+def test_a_restriction_and_a_correction_are_told_to_every_recipient_and_processor(
+    ledger: Ledger,
+    settings: Settings,
+    settings_environ: dict[str, str],
+    receivers: tuple[Receivers, str],
+    notifier: tuple[Notifier, Ledger],
+) -> None:
+    """GDPR art. 19: a change to the subject's data reaches whoever received it, signed, with
+    nothing personal; the ledger records no further step for it."""
+    inbox, base = receivers
+    for name, path, extra in [
+        ("mailer-inc", "mailer", ()),
+        ("payroll-co", "payroll", ("--processor",)),
+    ]:
+        printed = cli(settings_environ, "webhooks", "add", b.TENANT, name, f"{base}/{path}", *extra)
+        inbox.secrets[path] = printed.strip()
+    ledger.record([b.define_purpose()])
+    correction = "Alice's corrected note, to alice@new.example"
+    ledger.record(
+        [
+            b.grant(b.REF),
+            b.disclose(b.REF, event_id="d-mailer", recipient="mailer-inc", note=PERSONAL[2]),
+            b.restrict(b.REF, event_id="restriction-1"),
+            b.rectify(b.REF, "d-mailer", "note", correction, event_id="fix-1"),
+        ]
+    )
+    relay_everything(ledger, settings)
+
+    process, _ = notifier
+    stop = threading.Event()
+    running = threading.Thread(target=process.run, args=(stop,))
+    running.start()
+    try:
+        wait_until(
+            lambda: len(inbox.at("mailer")) == 2 and len(inbox.at("payroll")) == 2,
+            timeout=60,
+            what="both change notices delivered to both targets",
+        )
+    finally:
+        stop.set()
+        running.join(timeout=30)
+    assert all(r.verified for r in inbox.received)
+    bodies = sorted((json.loads(r.body) for r in inbox.at("mailer")), key=lambda n: n["type"])
+    assert [n["type"] for n in bodies] == ["subject.rectified", "subject.restricted"]
+    assert [n["data"]["event_id"] for n in bodies] == ["fix-1", "restriction-1"]
+    assert bodies[0]["data"]["disclosure_event_ids"] == ["d-mailer"]
+    for received in inbox.received:
+        for value in (*PERSONAL, correction):
+            assert value.encode() not in received.body
+    subject = ledger.find_subject(b.TENANT, b.REF)
+    assert subject is not None
+    assert "ProcessorsNotified" not in kinds(ledger.subject_events(subject.id))

@@ -352,14 +352,17 @@ def test_ledger_records_encode_as_ledger_record_for_every_event_type() -> None:
         "DataDisclosed",
         "ConsentWithdrawn",
         "PersonalDataRectified",
+        "ChangeNoticeDue",
         "ProcessingRestricted",
+        "ChangeNoticeDue",
         "RestrictionLifted",
+        "ChangeNoticeDue",
         "ObjectionRaised",
         "CompellingGroundsRecorded",
         "ErasureRequested",
         "KeysShredded",
     ]
-    assert [r["sequence"] for _, r in decoded] == list(range(1, 17))
+    assert [r["sequence"] for _, r in decoded] == list(range(1, 20))
     assert {r["tenant"] for _, r in decoded} == {"acme"}
     for _, record in decoded:
         name, body = record["event"]

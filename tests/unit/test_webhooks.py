@@ -257,6 +257,35 @@ def test_a_keys_shredded_record_becomes_an_erasure() -> None:
         )
 
 
+def test_a_change_notice_record_becomes_a_change_notice_with_its_own_body() -> None:
+    record = shredded_record()
+    envelope = dict(record["event"][1]["envelope"], event_id="notice:x")
+    body = {
+        "envelope": envelope,
+        "about_event_id": "fix-1",
+        "change": "rectified",
+        "disclosed_to": {"bank": ["d"]},
+    }
+    record.update(event_type="ChangeNoticeDue", event=("compliance.ChangeNoticeDue", body))
+    found = erasure_of(kafka_record(avro.encode("LedgerRecord", record), "ChangeNoticeDue"))
+    assert found is not None and not found.is_erasure
+    assert (found.notice_type, found.request_event_id) == ("subject.rectified", "fix-1")
+    did = uuid.uuid4()
+    sent = json.loads(notice.body(found, "bank", did))
+    assert sent["type"] == "subject.rectified"
+    assert sent["data"] == {
+        "delivery_id": str(did),
+        "tenant": "acme",
+        "subject_id": str(SUBJECT),
+        "event_id": "fix-1",
+        "changed_at": "2026-03-01T09:25:00Z",
+        "recorded_at": "2026-03-01T09:30:00Z",
+        "recipient": "bank",
+        "disclosure_event_ids": ["d"],
+        "ledger_sequence": 7,
+    }
+
+
 def test_other_records_are_skipped_by_their_header_without_decoding() -> None:
     assert erasure_of(kafka_record(b"not avro at all", "ConsentGranted")) is None
 
