@@ -161,6 +161,7 @@ CREATE INDEX IF NOT EXISTS erasure_requests_unsettled
 
     def keys_shredded(self, curs: Cursor[DictRow], e: Any) -> None:
         self._status(curs, e, "shredded")
+        self.close_by_erasure(curs, e)
         curs.execute(
             self.sql(
                 "UPDATE {schema}.subject_keys SET state = 'shredded', since = %s "

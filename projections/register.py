@@ -7,8 +7,11 @@ it arrived, plus the months it was extended (``make_interval``: a month is a cal
 and its status, ``open`` until ``fulfilled`` or ``refused``, with the event that answered it or
 the sealed reason for a refusal. An erasure request is the row of its ``ErasureRequested``: its
 status follows the workflow (``ErasureCompleted`` fulfils it, ``ErasureRefused`` refuses it with
-the code ``legal_hold``), so the register and the erasure status can never disagree. A request
-open after its due date is overdue; one due within :data:`DUE_SOON` is due soon.
+the code ``legal_hold``), so the register and the erasure status can never disagree. A
+subject's other requests still open when its keys are shredded are ``closed`` by the erasure
+(code ``subject_erased``, answered by the ``KeysShredded`` event): nothing is left to answer
+them with, and no one can reach them by reference any more. A request open after its due date
+is overdue; one due within :data:`DUE_SOON` is due soon.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ CREATE TABLE IF NOT EXISTS {schema}.requests (
     extended_months int NOT NULL DEFAULT 0,
     extensions jsonb NOT NULL DEFAULT '[]',
     due_at timestamptz NOT NULL,
-    status text NOT NULL CHECK (status IN ('open', 'fulfilled', 'refused')),
+    status text NOT NULL CHECK (status IN ('open', 'fulfilled', 'refused', 'closed')),
     settled_at timestamptz,
     resolution_event_id text,
     refusal_code text,
@@ -135,6 +138,16 @@ class RegisterFold:
     def request_completed(self, curs: Cursor[DictRow], e: Any) -> None:
         status = "fulfilled" if e.outcome == "FULFILLED" else "refused"
         self.settle(curs, e, e.request_id, status, e.resolved_by_event_id or None, None, e.reason)
+
+    def close_by_erasure(self, curs: Cursor[DictRow], e: Any) -> None:
+        curs.execute(
+            self.sql(
+                "UPDATE {schema}.requests SET status = 'closed', settled_at = %s, "
+                "resolution_event_id = %s, refusal_code = 'subject_erased' "
+                "WHERE tenant = %s AND subject_id = %s AND status = 'open' AND kind <> 'ERASURE'"
+            ),
+            [e.occurred_at, e.event_id, e.tenant, e.originator_id],
+        )
 
     def settle(
         self,

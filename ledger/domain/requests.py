@@ -14,6 +14,9 @@ Every request a subject makes is tracked from its arrival to its answer. Rules:
   ``PersonalDataRectified`` for rectification, a ``ProcessingRestricted`` for restriction, an
   ``ObjectionRaised`` for objection — or ``REFUSED`` with the reason (sealed: it may speak of
   the subject).
+- **An erasure closes the rest.** When the subject's keys are shredded, its other open
+  requests are settled: nothing is left to answer them with (the register shows them
+  ``closed``, ``subject_erased``).
 - Verifying, extending and completing are the controller's accountability records and carry
   nothing personal but a refusal's reason: the aggregate accepts them while an erasure request
   is pending too (an erasure request refused under a legal hold can still be extended).

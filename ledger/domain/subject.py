@@ -171,6 +171,9 @@ class Subject(rights.RightsCommands, requests.RequestCommands, Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Subject)
             aggregate.shredded_at = self.occurred_at
+            for request_id, request in list(aggregate.requests.items()):
+                if request.kind != "ERASURE":  # nothing is left to answer them with
+                    aggregate.settle(request_id)
             if aggregate.erasure_request_id is None:  # re-applied: the request is not here
                 aggregate.erasure_request_id = self.request_event_id
                 aggregate.erasure_requested_at = self.occurred_at

@@ -326,13 +326,18 @@ class RegisterEntry(BaseModel):
     due_at: datetime = Field(description="One month after it arrived, plus any extension.")
     extended_months: int
     extensions: list[dict[str, Any]] = Field(description="Each extension: event, months, reason.")
-    status: Literal["open", "fulfilled", "refused"]
+    status: Literal["open", "fulfilled", "refused", "closed"] = Field(
+        description="closed: the subject was erased before it was answered."
+    )
     settled_at: datetime | None = None
     resolution_event_id: str | None = Field(
-        default=None, description="The event that answered it (an erasure: ErasureCompleted)."
+        default=None,
+        description="The event that answered it (an erasure: ErasureCompleted; a request "
+        "closed by an erasure: its KeysShredded).",
     )
     refusal_code: str | None = Field(
-        default=None, description="A refused erasure request: why (legal_hold)."
+        default=None,
+        description="legal_hold: a refused erasure request; subject_erased: a closed request.",
     )
     overdue: bool = Field(description="Open past its due date.")
     due_soon: bool = Field(description="Open and due within the next 7 days.")

@@ -171,7 +171,7 @@ class RequestEntry(_Part):
     received_at: datetime
     due_at: datetime
     extended_months: int
-    status: Literal["open", "fulfilled", "refused"]
+    status: Literal["open", "fulfilled", "refused", "closed"]
     settled_at: datetime | None = None
     resolution_event_id: str | None = None
     details: str | None = Personal

@@ -143,3 +143,26 @@ def test_only_admin_keys_may_record_requests(api: TestClient, tokens: dict[str, 
     future = {**body, "received_at": (datetime.now(UTC) + timedelta(days=3)).isoformat()}
     refused = post(api, tokens["admin"], "/v1/subject/requests", future)
     assert refused.status_code == 422 and "future" in refused.json()["detail"]
+
+
+def test_an_erasure_closes_the_subjects_other_open_requests(
+    api: TestClient,
+    tokens: dict[str, str],
+    ledger: Ledger,
+    reader: LedgerReader,
+    settings_db_only: Settings,
+) -> None:
+    admin = tokens["admin"]
+    access = opened(api, admin, ALICE, "ACCESS", 3)
+    bobs = opened(api, admin, BOB, "ACCESS", 3)
+    erased = post(api, admin, "/v1/subject/erasure", {"subject_ref": ALICE})
+    assert erased.status_code == 202
+    catch_up(settings_db_only, reader)
+    entries = register(api, admin, "?state=all")
+    assert (entries[access]["status"], entries[access]["refusal_code"]) == (
+        "closed",
+        "subject_erased",
+    )
+    assert entries[access]["overdue"] is False
+    assert entries[bobs]["status"] == "open"  # another subject's request is untouched
+    assert access not in register(api, admin)  # no longer open
