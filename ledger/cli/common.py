@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -141,13 +141,23 @@ def stop_on_signals(grace: timedelta | None = None) -> threading.Event:
 
 
 def _exit_after_grace(stop: threading.Event, received: list[int], grace: timedelta) -> None:
+    """Exits ``grace`` after the stop, whatever happens to the log lines on the way: a child
+    whose parent died writes into a pipe nobody reads any more (BrokenPipeError), and a
+    failed log line must not end this thread and leave the process running for ever."""
     stop.wait()
-    name = signal.Signals(received[0]).name if received else None
-    log.info("shutdown_requested", signal=name, grace_s=grace.total_seconds())
-    time.sleep(grace.total_seconds())
-    log.error("shutdown_grace_expired", grace_s=grace.total_seconds())
-    sys.stderr.flush()
-    os._exit(1)
+    try:
+        name = signal.Signals(received[0]).name if received else None
+        _quietly(log.info, "shutdown_requested", signal=name, grace_s=grace.total_seconds())
+        time.sleep(grace.total_seconds())
+        _quietly(log.error, "shutdown_grace_expired", grace_s=grace.total_seconds())
+        _quietly(sys.stderr.flush)
+    finally:
+        os._exit(1)
+
+
+def _quietly(write: Callable[..., object], *args: object, **kwargs: object) -> None:
+    with suppress(OSError, ValueError):  # a closed or broken stream
+        write(*args, **kwargs)
 
 
 def invocation() -> str:

@@ -9,14 +9,16 @@ SIGTERM first — each process finishes the batch in hand — then SIGKILL after
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -27,11 +29,21 @@ LOG_FILE_BACKUPS = 3  # at most 4 files of LOG_FILE_BYTES per process
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def die_with_parent() -> None:
-    """Run in a forked child before exec: SIGTERM it when its parent dies (Linux)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """Run in a forked child before exec: SIGTERM it when its parent dies (Linux). Given the
+    ``parent``'s pid (taken before the fork), a child whose parent died between the fork and
+    this call — the kernel sends no signal for a death before ``prctl`` — ends itself at once
+    instead of running on as an orphan."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """A ``preexec_fn`` for :func:`die_with_parent` with this process as the parent."""
+    return functools.partial(die_with_parent, os.getpid())
 
 
 def spawn(
@@ -53,7 +65,7 @@ def spawn(
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         start_new_session=True,
-        preexec_fn=die_with_parent,  # only a prctl call: safe in the forked child
+        preexec_fn=dies_with_this_process(),  # prctl and getppid: safe in the forked child
     )
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from ledger.kafka.admin import replication_factor
-from ledger.plumbing.children import die_with_parent
+from ledger.plumbing.children import dies_with_this_process
 
 HOST = "127.0.0.1"
 # C1 only and the serial collector: measured here, a node serves about a second sooner
@@ -126,7 +126,7 @@ class Node:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # only a prctl call: safe in the forked child
+                preexec_fn=dies_with_this_process(),  # prctl, getppid: safe in the forked child
             )
         except OSError as exc:
             raise NodeError(f"could not run {jvm.java}: {exc}") from exc
@@ -225,7 +225,7 @@ def format_storage(nodes: Sequence[Node], jvm: Jvm, extra_args: Sequence[str] = 
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # only a prctl call: safe in the forked child
+            preexec_fn=dies_with_this_process(),  # prctl, getppid: safe in the forked child
         )
         for node in todo
     ]

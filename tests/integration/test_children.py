@@ -49,6 +49,17 @@ def test_a_child_is_stopped_when_its_parent_is_killed(settings_environ: dict[str
     assert not alive(child)
 
 
+def test_a_child_whose_parent_is_already_gone_ends_before_it_runs() -> None:
+    """The kernel sends the parent-death signal only for a death after ``prctl``: a child that
+    finds another parent than the one that forked it ends itself."""
+    not_my_parent = 1  # the spawning process is never pid 1 here
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        preexec_fn=lambda: children.die_with_parent(not_my_parent),
+    )
+    assert child.wait(timeout=10) == -signal.SIGTERM
+
+
 def test_a_childs_log_lines_go_to_the_terminal_and_to_its_file(
     settings_environ: dict[str, str], tmp_path: Path
 ) -> None:
