@@ -17,6 +17,7 @@ import typer
 from ledger.cli.common import fail
 from ledger.cli.erasure import RefArg, TenantArg, record_command
 from ledger.domain.rights import RESTRICTION_GROUNDS
+from ledger.domain.subject import Subject
 
 rights = typer.Typer(
     help="Rectification (art. 16), restriction of processing (art. 18) and objection (art. 21)."
@@ -62,9 +63,10 @@ def rectify(
         source=source,
         reason=reason,
     )
+    fixed = [e for e in events if isinstance(e, Subject.PersonalDataRectified)][-1]
     typer.echo(
-        f"subject {events[-1].originator_id}: {field} of {corrects_event_id} corrected "
-        f"(event {events[-1].event_id})"
+        f"subject {fixed.originator_id}: {field} of {corrects_event_id} corrected "
+        f"(event {fixed.event_id}); recipients are told next"
     )
 
 

@@ -29,16 +29,19 @@ LOG_FILE_BACKUPS = 3  # at most 4 files of LOG_FILE_BYTES per process
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
+ORPHANED = 70  # the exit status of a child that found its parent gone before it ran
+
+
 def die_with_parent(parent: int | None = None) -> None:
     """Run in a forked child before exec: SIGTERM it when its parent dies (Linux). Given the
     ``parent``'s pid (taken before the fork), a child whose parent died between the fork and
-    this call — the kernel sends no signal for a death before ``prctl`` — ends itself at once
-    instead of running on as an orphan."""
+    this call — the kernel sends no signal for a death before ``prctl`` — exits at once with
+    :data:`ORPHANED` instead of running on as an orphan."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if parent is not None and os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(ORPHANED)  # not a signal: a handler inherited from the parent would catch it
 
 
 def dies_with_this_process() -> Callable[[], None]:

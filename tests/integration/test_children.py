@@ -57,7 +57,11 @@ def test_a_child_whose_parent_is_already_gone_ends_before_it_runs() -> None:
         [sys.executable, "-c", "import time; time.sleep(30)"],
         preexec_fn=lambda: children.die_with_parent(not_my_parent),
     )
-    assert child.wait(timeout=10) == -signal.SIGTERM
+    try:
+        assert child.wait(timeout=10) == children.ORPHANED  # before exec: no sleep ran
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_childs_log_lines_go_to_the_terminal_and_to_its_file(

@@ -49,9 +49,11 @@ def test_each_right_from_the_command_line(settings_environ: dict[str, str]) -> N
 
     ledger = open_ledger(load(settings_environ))
     try:
-        assert kinds(events_of(ledger, REF))[-3:] == [
+        assert kinds(events_of(ledger, REF))[-5:] == [
             "ProcessingRestricted",
+            "ChangeNoticeDue",
             "RestrictionLifted",
+            "ChangeNoticeDue",
             "ObjectionRaised",
         ]
     finally:
@@ -87,7 +89,7 @@ def test_a_correction_from_the_command_line_reads_the_value_from_stdin(
     try:
         found = ledger.find_subject("acme", REF)
         assert found is not None
-        fixed = ledger.subject_events(found.id)[-1]
+        fixed, _notice = ledger.subject_events(found.id)[-2:]
         assert ledger.keys.open(found.id, "description", fixed.value) == "14 Rose Lane"
     finally:
         ledger.close()

@@ -317,7 +317,9 @@ def test_restriction_and_objection_travel_sealed_and_refusals_carry_their_reason
     wait_until(lambda: recorded(ledger, ids), what="the rights events recorded")
     found = ledger.find_subject(b.TENANT, b.REF)
     assert found is not None
-    restricted, objected, answered, _ = ledger.subject_events(found.id)[-4:]
+    events = {type(e).__name__: e for e in ledger.subject_events(found.id)}
+    restricted = events["ProcessingRestricted"]
+    objected, answered = events["ObjectionRaised"], events["CompellingGroundsRecorded"]
     assert restricted.purposes == ["newsletter"] and restricted.grounds == "UNLAWFUL_PROCESSING"
     assert ledger.keys.open(found.id, "note", restricted.note) == NOTE
     assert ledger.keys.open(found.id, "reason", objected.reason) == NOTE
