@@ -160,7 +160,8 @@ class Queries:
     async def rights(
         self, conn: Conn, tenant: str, subject_id: UUID
     ) -> tuple[list[DictRow], list[DictRow]]:
-        """The subject's restrictions in place (earliest first) and objections, by purpose."""
+        """The subject's restrictions in place (earliest first) and objections, by purpose, each
+        with whether it still ``standing``."""
         cur = await conn.execute(
             self.sql(
                 "SELECT restriction_reference, grounds, purposes, restricted_at, recorded_at, "
@@ -172,9 +173,13 @@ class Queries:
         restrictions = await cur.fetchall()
         cur = await conn.execute(
             self.sql(
-                "SELECT purpose, objected_at, recorded_at, source, event_id, reason, "
-                "grounds_event_id, grounds_reference, grounds_at, reasoning "
-                "FROM {consent}.objections WHERE subject_id = %s AND tenant = %s ORDER BY purpose"
+                "SELECT o.purpose, o.objected_at, o.recorded_at, o.source, o.event_id, o.reason, "
+                "o.grounds_event_id, o.grounds_reference, o.grounds_at, o.reasoning, "
+                # standing: it refuses the purpose now (the rule of projections.api.decisions)
+                "o.grounds_event_id IS NULL OR coalesce(p.direct_marketing, false) AS standing "
+                "FROM {consent}.objections o LEFT JOIN {consent}.purposes p "
+                "ON p.tenant = o.tenant AND p.purpose = o.purpose "
+                "WHERE o.subject_id = %s AND o.tenant = %s ORDER BY o.purpose"
             ),
             [subject_id, tenant],
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -272,6 +273,7 @@ class RectificationCommand(SubjectQuery):
 
 
 RequestKind = Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION"]
+RegisterKind = Literal[RequestKind, "ERASURE"]  # an erasure request is listed too
 
 
 class RequestCommand(SubjectQuery):
@@ -318,7 +320,7 @@ class CompleteCommand(RequestStep):
 class RegisterEntry(BaseModel):
     request_id: str
     subject_id: UUID
-    kind: Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION", "ERASURE"]
+    kind: RegisterKind
     channel: str
     identity_verified: bool
     received_at: datetime
@@ -347,6 +349,12 @@ class RegisterEntry(BaseModel):
 
 class Register(BaseModel):
     requests: list[RegisterEntry]
+
+    @classmethod
+    def impersonal(cls, rows: Sequence[Mapping[str, Any]]) -> Register:
+        """The register of a tenant-wide list: a request's details and a refusal's reason
+        are left out (a subject's own list opens them)."""
+        return cls(requests=[RegisterEntry(**{**r, "details": None, "reason": None}) for r in rows])
 
 
 class Restriction(BaseModel):

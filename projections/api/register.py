@@ -27,6 +27,7 @@ from projections.api.models import (
     ExtendCommand,
     Register,
     RegisterEntry,
+    RegisterKind,
     RequestCommand,
     VerifyCommand,
 )
@@ -37,7 +38,6 @@ Ctx = Annotated[ApiContext, Depends(context)]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 Reader = Annotated[Principal, Depends(require(Scope.READER, Scope.AUDITOR, Scope.ADMIN))]
 State = Literal["open", "overdue", "due_soon", "settled", "all"]
-Kind = Literal["ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION", "ERASURE"]
 
 
 @router.post("/subject/requests", status_code=201)
@@ -107,16 +107,14 @@ async def register(
     ctx: Ctx,
     who: Reader,
     state: Annotated[State, Query(description="Which requests; default the open ones.")] = "open",
-    kind: Kind | None = None,
+    kind: RegisterKind | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Register:
     """The tenant's register, by due date, with overdue and due-soon flags (no personal
     values: a subject's own list has them)."""
     async with ctx.connection() as conn:
         rows = await ctx.queries.requests(conn, who.tenant, state=state, kind=kind, limit=limit)
-    return Register(
-        requests=[RegisterEntry(**{**r, "details": None, "reason": None}) for r in rows]
-    )
+    return Register.impersonal(rows)
 
 
 @router.get("/subjects/{subject_id}/requests")

@@ -37,7 +37,7 @@ from projections.api.decisions import decide
 from projections.api.models import (
     PurposeDecision,
     Register,
-    RegisterEntry,
+    RegisterKind,
     SubjectCollections,
     SubjectConsents,
     SubjectDisclosures,
@@ -266,16 +266,14 @@ async def replay_register(
     ctx: Ctx,
     who: Staff,
     state: register.State = "all",
-    kind: register.Kind | None = None,
+    kind: RegisterKind | None = None,
 ) -> Register:
     """The register of requests as it stood at the replay's instant: due, overdue and due
     soon as of then."""
     reading = await _ready(ctx, who, replay_id)
     async with ctx.connection() as conn:
         rows = await reading.queries.requests(conn, who.tenant, state=state, kind=kind)
-    return Register(
-        requests=[RegisterEntry(**{**r, "details": None, "reason": None}) for r in rows]
-    )
+    return Register.impersonal(rows)
 
 
 async def _row(ctx: ApiContext, who: Principal, replay_id: str) -> ReplayRow:

@@ -143,20 +143,8 @@ async def rights_by_id(subject_id: UUID, ctx: Ctx, who: Reader) -> SubjectRights
 async def rights(ctx: Reading, conn: Conn, who: Principal, subject_id: UUID) -> SubjectRights:
     header, opener = await answers.subject_header(ctx, conn, who, subject_id)
     restrictions, objections = await ctx.queries.rights(conn, who.tenant, subject_id)
-    marketing = {
-        p["purpose"] for p in await ctx.queries.purposes(conn, who.tenant) if p["direct_marketing"]
-    }
     return SubjectRights(
         **header,  # type: ignore[arg-type]
         restrictions=[opener.model(Restriction, r, "note") for r in restrictions],
-        objections=[
-            opener.model(
-                Objection,
-                o,
-                "reason",
-                "reasoning",
-                standing=o["grounds_event_id"] is None or o["purpose"] in marketing,
-            )
-            for o in objections
-        ],
+        objections=[opener.model(Objection, o, "reason", "reasoning") for o in objections],
     )

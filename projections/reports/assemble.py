@@ -82,7 +82,6 @@ async def assemble(
     restrictions, objections = await queries.rights(conn, tenant, subject_id)
     corrected = await queries.rectifications(conn, tenant, subject_id)
     asked = await queries.requests(conn, tenant, state="all", subject_id=subject_id)
-    marketing = {p["purpose"] for p in purposes if p["direct_marketing"]}
     return SubjectReport(
         report_id=request.report_id,
         generated_at=request.generated_at,
@@ -99,16 +98,7 @@ async def assemble(
         disclosures=await _disclosures(queries, conn, request, opener, corrected),
         erasure=await _erasure(queries, conn, request),
         restrictions=[opener.model(RestrictionEntry, r, "note") for r in restrictions],
-        objections=[
-            opener.model(
-                ObjectionEntry,
-                o,
-                "reason",
-                "reasoning",
-                standing=o["grounds_event_id"] is None or o["purpose"] in marketing,
-            )
-            for o in objections
-        ],
+        objections=[opener.model(ObjectionEntry, o, "reason", "reasoning") for o in objections],
         requests=[opener.model(RequestEntry, r, "details", "reason") for r in asked],
     )
 
