@@ -17,9 +17,13 @@ import typer
 
 from ledger.cli.common import DATABASE_DOWN, fail, settings
 from ledger.integrity import audit as audit_run
+from ledger.integrity import witnesses
+from ledger.integrity.audit import WitnessPolicy
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
+from ledger.integrity.notes import NoteError, VerifierKey
 from ledger.integrity.sources import export_line, store_items
+from ledger.integrity.witnesses import Witnessing
 from ledger.process.runtime import open_reader
 from ledger.process.settings import ConfigError, Settings
 
@@ -48,7 +52,7 @@ def _public_keys(s: Settings, given: list[str] | None) -> list[bytes] | None:
         except ValueError:
             fail("--public-key must be base64")
     if s.checkpoint_key is not None:
-        return [CheckpointSigner(s.checkpoint_key).public_key]
+        return [CheckpointSigner(s.checkpoint_key, s.log_origin).public_key]
     return None
 
 
@@ -62,6 +66,39 @@ def _read_checkpoints(paths: list[Path] | None) -> list[Checkpoint]:
     return out
 
 
+WitnessKeys = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="A witness's verifier key (C2SP vkey, type 0x04); repeatable. Default: the keys "
+        "in LEDGER_WITNESSES.",
+    ),
+]
+Quorum = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        min=0,
+        help="Witness cosignatures each checkpoint must carry. Default: LEDGER_WITNESS_QUORUM.",
+    ),
+]
+
+
+def witness_policy(s: Settings, given: list[str] | None, quorum: int | None) -> WitnessPolicy:
+    try:
+        keys = (
+            [VerifierKey.parse(k) for k in given]
+            if given
+            else [w.key for w in witnesses.parse(s.witnesses)]
+        )
+    except NoteError as exc:
+        fail(f"--witness: {exc}")
+    wanted = s.witness_quorum if quorum is None else quorum
+    if wanted > len(keys):
+        fail(f"--quorum {wanted} is more than the {len(keys)} witness keys known")
+    return WitnessPolicy(keys, wanted)
+
+
 @audit.command("verify")
 def verify_command(
     checkpoint: CheckpointFiles = None,
@@ -69,13 +106,18 @@ def verify_command(
     topic: Annotated[
         bool, typer.Option("--topic", help="Verify a dump of the Kafka ledger topic instead.")
     ] = False,
+    witness: WitnessKeys = None,
+    quorum: Quorum = None,
 ) -> None:
-    """Verify the whole chain and every checkpoint; print the first bad position."""
+    """Verify the whole chain, the Merkle log and every checkpoint; print the first bad
+    position."""
     s = settings()
     key = _public_keys(s, public_key)
     held = _read_checkpoints(checkpoint)
+    policy = witness_policy(s, witness, quorum)
     try:
-        result = _verify_topic(s, held, key) if topic else _verify_store(s, held, key)
+        source = _verify_topic if topic else _verify_store
+        result = source(s, held, key, policy)
     except ConfigError as exc:
         fail(str(exc))
     except DATABASE_DOWN as exc:
@@ -87,18 +129,27 @@ def verify_command(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _verify_store(s: Settings, held: list[Checkpoint], key: list[bytes] | None) -> audit_run.Audit:
+def _verify_store(
+    s: Settings, held: list[Checkpoint], key: list[bytes] | None, policy: WitnessPolicy
+) -> audit_run.Audit:
     with closing(open_reader(s)) as reader:
         with psycopg.connect(s.require_database(), autocommit=True) as conn:
             stored = CheckpointTable(conn, s.database_schema).all()
-        return audit_run.run("event store", store_items(reader.store), [*stored, *held], key)
+        result = audit_run.run(
+            "event store", store_items(reader.store), [*stored, *held], key, witnesses=policy
+        )
+        result.extra += audit_run.stored_tree_problems(reader.store, result.report)
+        return result
 
 
-def _verify_topic(s: Settings, held: list[Checkpoint], key: list[bytes] | None) -> audit_run.Audit:
+def _verify_topic(
+    s: Settings, held: list[Checkpoint], key: list[bytes] | None, policy: WitnessPolicy
+) -> audit_run.Audit:
     from ledger.integrity.topic import read_topic  # Kafka only when asked for
 
     dump = read_topic(s.require_kafka(), s.topics.ledger, s.topics.checkpoints)
-    return audit_run.run(f"topic {s.topics.ledger}", dump.items, [*dump.checkpoints, *held], key)
+    checkpoints = [*dump.checkpoints, *held]
+    return audit_run.run(f"topic {s.topics.ledger}", dump.items, checkpoints, key, witnesses=policy)
 
 
 @audit.command("export")
@@ -126,26 +177,36 @@ def checkpoint_command() -> None:
     s = settings()
     if s.checkpoint_key is None:
         fail("no checkpoint key: set LEDGER_CHECKPOINT_KEY (`ledger audit keygen` prints one)")
-    signer = CheckpointSigner(s.checkpoint_key)
+    signer = CheckpointSigner(s.checkpoint_key, s.log_origin)
     with closing(open_reader(s)) as reader:
         head = reader.store.max_notification_id() or 0
         with psycopg.connect(s.require_database(), autocommit=True) as conn:
+            table = CheckpointTable(conn, s.database_schema)
             try:
-                made = make_checkpoint(
-                    reader.store, CheckpointTable(conn, s.database_schema), signer, head
-                )
+                made = make_checkpoint(reader.store, table, signer, head)
             except ChainBroken as exc:
                 fail(f"the chain does not verify, no checkpoint signed: {exc}", code=1)
+            if made is not None and s.witnesses:
+                Witnessing(witnesses.parse(s.witnesses)).cosign(reader.store, table, made)
+                made = table.latest()
     typer.echo(json.dumps(made.to_json()) if made else "no new events since the last checkpoint")
 
 
 @audit.command("key")
-def key_command() -> None:
+def key_command(
+    vkey: Annotated[
+        bool,
+        typer.Option("--vkey", help="Print the C2SP verifier key of the log's checkpoints."),
+    ] = False,
+) -> None:
     """Print the public checkpoint key (base64) and its key id: what auditors verify with."""
     s = settings()
     if s.checkpoint_key is None:
         fail("no checkpoint key configured (LEDGER_CHECKPOINT_KEY)")
-    signer = CheckpointSigner(s.checkpoint_key)
+    signer = CheckpointSigner(s.checkpoint_key, s.log_origin)
+    if vkey:
+        typer.echo(str(signer.notes.vkey))
+        return
     typer.echo(f"{base64.b64encode(signer.public_key).decode()} {signer.key_id}")
 
 

@@ -11,8 +11,10 @@ from ledger.application.service import Ledger
 from ledger.cli import common
 from ledger.cli.common import fail, kafka_refused, settings, stop_on_signals
 from ledger.cli.keys import before_serving
+from ledger.integrity import witnesses
 from ledger.integrity.checkpointer import Checkpointer, table_opener
 from ledger.integrity.checkpoints import CheckpointSigner
+from ledger.integrity.witnesses import Witnessing
 from ledger.kafka.admin import (
     BrokerUnavailable,
     default_partitions,
@@ -108,10 +110,11 @@ def checkpointer(s: Settings, ledger: Ledger, producer: KafkaProducer) -> Checkp
     return Checkpointer(
         ledger.store,
         table_opener(s.require_database(), s.database_schema),
-        CheckpointSigner(s.checkpoint_key),
+        CheckpointSigner(s.checkpoint_key, s.log_origin),
         publish,
         every=s.checkpoint_every,
         interval=s.checkpoint_interval,
+        witnessing=Witnessing(witnesses.parse(s.witnesses)) if s.witnesses else None,
     )
 
 

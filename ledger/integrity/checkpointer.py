@@ -11,8 +11,10 @@ Rules this module keeps:
   within the interval instead of waiting for more traffic.
 - **A broken chain is never signed** (``checkpoint_store.make_checkpoint``); the refusal is
   logged as an error with the position and reason, and the relay keeps publishing.
-- **Stored, then published** on the checkpoint topic (``compliance.Checkpoint``); a checkpoint
-  that failed to publish is still in the table and the API.
+- **Stored, cosigned, then published** on the checkpoint topic (``compliance.Checkpoint``):
+  the configured witnesses are asked for their cosignatures first (``ledger.integrity.
+  witnesses``), so the published note carries those that came. A checkpoint that failed to
+  publish is still in the table and the API.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import psycopg
 
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
+from ledger.integrity.witnesses import Witnessing
 from ledger.plumbing.logs import get as get_logger
 from ledger.storage.store import LedgerStore
 from ledger.wire import avro
@@ -56,6 +59,9 @@ def encode(checkpoint: Checkpoint) -> bytes:
             "time_us": c.time_us,
             "key_id": c.key_id,
             "signature": c.signature,
+            "tree_size": c.tree_size,
+            "root": c.root,
+            "note": c.note,
         },
     )
 
@@ -70,9 +76,11 @@ class Checkpointer:
         *,
         every: int,
         interval: timedelta,
+        witnessing: Witnessing | None = None,
     ) -> None:
         self.store, self.open_table, self.signer, self.publish = store, open_table, signer, publish
         self.every = every
+        self.witnessing = witnessing
         self.interval_s = interval.total_seconds()
         self.pending = 0
         self.position = 0  # the last position published
@@ -100,6 +108,9 @@ class Checkpointer:
         try:
             with self.open_table() as table:
                 made = make_checkpoint(self.store, table, self.signer, position)
+                if made is not None and self.witnessing is not None:
+                    self.witnessing.cosign(self.store, table, made)
+                    made = next(c for c in table.all(limit=1) if c.sequence == made.sequence)
         except ChainBroken as exc:
             self.log.error(
                 "checkpoint_refused_chain_broken",

@@ -11,6 +11,11 @@ Rules this module keeps (``docs/audit.md`` states the format for outside verifie
   ``key_id`` is the first 8 bytes of SHA-256 of the raw 32-byte public key, in hex.
 - **The private key never leaves configuration** (``LEDGER_CHECKPOINT_KEY`` or
   ``LEDGER_CHECKPOINT_KEY_FILE``: 32 random bytes, base64); errors never echo it.
+- **One key, two statements, one checkpoint.** The same key also signs the Merkle log's tree
+  head as a C2SP signed note (``ledger.integrity.notes``), which witnesses cosign: a
+  checkpoint made since the Merkle log existed carries ``tree_size``, ``root`` and ``note``.
+  The two signed messages cannot be confused: one starts with the 20 bytes above, the other
+  with the origin line, and an origin never contains a NUL byte.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ledger.integrity.notes import Note, NoteSigner, TreeHead
 
 DOMAIN = b"ledger-checkpoint-v1"
 _U64 = struct.Struct(">Q")
@@ -53,6 +60,13 @@ class Checkpoint:
     time_us: int
     key_id: str
     signature: bytes
+    tree_size: int | None = None  # None: signed before the Merkle log existed
+    root: bytes | None = None
+    note: str | None = None  # the signed note, with any witness cosignatures
+
+    @property
+    def signed_note(self) -> Note | None:
+        return Note.parse(self.note) if self.note else None
 
     @property
     def time(self) -> str:
@@ -68,6 +82,9 @@ class Checkpoint:
             "time": self.time,
             "key_id": self.key_id,
             "signature": base64.b64encode(self.signature).decode("ascii"),
+            "tree_size": self.tree_size,
+            "root": base64.b64encode(self.root).decode("ascii") if self.root else None,
+            "note": self.note,
         }
 
     @classmethod
@@ -75,25 +92,48 @@ class Checkpoint:
         """Raises ValueError (or KeyError) for anything that is not a version-1 checkpoint."""
         if body.get("version") != 1:
             raise ValueError("not a version 1 checkpoint")
+        root, size = body.get("root"), body.get("tree_size")
         return cls(
             sequence=int(body["sequence"]),
             head=bytes.fromhex(body["head"]),
             time_us=int(body["time_us"]),
             key_id=str(body["key_id"]),
             signature=base64.b64decode(body["signature"], validate=True),
+            tree_size=None if size is None else int(size),
+            root=None if root is None else base64.b64decode(root, validate=True),
+            note=None if body.get("note") is None else str(body["note"]),
         )
 
 
+DEFAULT_ORIGIN = "compliance-ledger"
+
+
 class CheckpointSigner:
-    def __init__(self, private_key: bytes) -> None:
+    def __init__(self, private_key: bytes, origin: str = DEFAULT_ORIGIN) -> None:
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
         self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_id = key_id(self.public_key)
+        self.notes = NoteSigner(private_key, origin)
 
-    def sign(self, sequence: int, head: bytes, at: datetime) -> Checkpoint:
+    @property
+    def origin(self) -> str:
+        return self.notes.vkey.name
+
+    def sign(
+        self, sequence: int, head: bytes, at: datetime, tree: tuple[int, bytes] | None = None
+    ) -> Checkpoint:
+        """Signs the chain head and, given ``tree`` (size, root), the tree head as a note."""
         time_us = micros(at)
         signature = self._key.sign(signed_bytes(sequence, head, time_us))
-        return Checkpoint(sequence, head, time_us, self.key_id, signature)
+        if tree is None:
+            return Checkpoint(sequence, head, time_us, self.key_id, signature)
+        size, root = tree
+        note = self.notes.sign(TreeHead(self.origin, size, root))
+        return Checkpoint(sequence, head, time_us, self.key_id, signature, size, root, note.text)
+
+    def sign_document(self, message: bytes) -> bytes:
+        """Signs a receipt's or certificate's bytes (``ledger.integrity.documents``)."""
+        return self._key.sign(message)
 
 
 def verify_signature(checkpoint: Checkpoint, public_key: bytes) -> bool:

@@ -128,8 +128,16 @@ def read_topic(
 
 
 def _checkpoint(body: dict[str, Any]) -> Checkpoint:
+    root = body.get("root")
     return Checkpoint(
-        body["sequence"], bytes(body["head"]), body["time_us"], body["key_id"], body["signature"]
+        body["sequence"],
+        bytes(body["head"]),
+        body["time_us"],
+        body["key_id"],
+        body["signature"],
+        body.get("tree_size"),
+        None if root is None else bytes(root),
+        body.get("note"),
     )
 
 

@@ -13,6 +13,9 @@ Rules this module keeps:
   order), ``deleted`` (a link without its event, or a link naming a missing predecessor),
   ``inserted`` (an event that is not in the chain, or that the next link skips),
   ``unchained`` (an event without a link).
+- **The Merkle log is recomputed in the same pass** (from genesis: leaf by leaf over the
+  events as they are, ``ledger.storage.merkle``); at each watched sequence the report keeps
+  the tree's (size, root) there, which a checkpoint's tree head must equal.
 - **Streaming.** Memory grows with the number of aggregates, not of events.
 """
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ledger.storage.chain import GENESIS, Link, Row, Stored, link_hash, row_hash, stored
+from ledger.storage.merkle import Frontier, leaf, leaf_hash
 
 MAX_PROBLEMS = 20
 
@@ -85,6 +89,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     recomputed_at: dict[int, bytes] = field(default_factory=dict)
+    tree: Frontier = field(default_factory=Frontier)  # over the events fed (from genesis)
+    tree_at: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # watched: (size, root)
 
     @property
     def ok(self) -> bool:
@@ -140,8 +146,20 @@ class ChainVerifier:
         report.recomputed_head = link_hash(report.recomputed_head, event, report.last_event)
         report.last_event = event.sequence
         report.events += 1
+        report.tree.add(
+            leaf_hash(
+                leaf(
+                    event.sequence,
+                    str(event.originator_id),
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                )
+            )
+        )
         if event.sequence in self._watch:
             report.recomputed_at[event.sequence] = report.recomputed_head
+            report.tree_at[event.sequence] = (report.tree.size, report.tree.root())
         originator = str(event.originator_id)
         seen = self._versions.get(originator, 0)
         self._versions[originator] = max(seen, event.originator_version)
@@ -156,6 +174,7 @@ class ChainVerifier:
         rows, links = page.rows, page.links
         report, watch, versions = self.report, self._watch, self._versions
         head, last = report.recomputed_head, report.last_event
+        tree, tree_at = report.tree, report.tree_at
         done = 0
         if (self._stored_prev.sequence, self._stored_prev.hash) == (last, head):
             for row, link in zip(rows, links, strict=False):  # a shorter list: a surprise
@@ -166,8 +185,10 @@ class ChainVerifier:
                 if digest != link.hash or versions.get(originator, 0) >= version:
                     break
                 versions[originator] = version
+                tree.add(leaf_hash(leaf(*row)))
                 if sequence in watch:
                     report.recomputed_at[sequence] = digest
+                    tree_at[sequence] = (tree.size, tree.root())
                 head, last = digest, sequence
                 done += 1
         if done:

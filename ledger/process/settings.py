@@ -83,6 +83,11 @@ class Settings:
     checkpoint_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
+    # The Merkle log's identity in its C2SP checkpoints, and the witnesses that cosign them:
+    # (vkey, submission URL) pairs, parsed by ``ledger.integrity.witnesses``.
+    log_origin: str = "compliance-ledger"
+    witnesses: tuple[tuple[str, str], ...] = ()
+    witness_quorum: int = 0
     kafka_replication: TopicReplication = field(default_factory=TopicReplication)
     # TLS and SASL of every Kafka client (``ledger.kafka.security``).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
@@ -380,6 +385,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             env.get("LEDGER_CHECKPOINT_INTERVAL"),
             timedelta(minutes=10),
         ),
+        log_origin=_origin(env.get("LEDGER_LOG_ORIGIN")),
+        witnesses=_witnesses(env.get("LEDGER_WITNESSES")),
+        witness_quorum=_quorum(env),
         subject_cache_size=_positive_int(
             "LEDGER_SUBJECT_CACHE_SIZE", env.get("LEDGER_SUBJECT_CACHE_SIZE"), 50_000
         ),
@@ -407,6 +415,39 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             timedelta(seconds=10),
         ),
     )
+
+
+def _origin(raw: str | None) -> str:
+    origin = (raw or "").strip() or "compliance-ledger"
+    if any(c.isspace() or c == "+" for c in origin) or not origin.isprintable():
+        raise ConfigError("LEDGER_LOG_ORIGIN must be a name without spaces or '+'")
+    return origin
+
+
+def _witnesses(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``LEDGER_WITNESSES``: comma-separated ``VKEY URL`` pairs (a witness's verifier key, of
+    type 0x04, and its tlog-witness submission prefix)."""
+    out = []
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        fields = part.split()
+        if len(fields) != 2 or fields[0].count("+") != 2:
+            raise ConfigError(
+                "LEDGER_WITNESSES must be comma-separated pairs of a witness's verifier key "
+                "(name+keyid+key) and its URL"
+            )
+        if not fields[1].startswith(("http://", "https://")):
+            raise ConfigError("a witness URL in LEDGER_WITNESSES must be http:// or https://")
+        out.append((fields[0], fields[1]))
+    return tuple(out)
+
+
+def _quorum(env: Mapping[str, str]) -> int:
+    quorum = _whole("LEDGER_WITNESS_QUORUM", env.get("LEDGER_WITNESS_QUORUM"), 0, minimum=0)
+    if quorum > len(_witnesses(env.get("LEDGER_WITNESSES"))):
+        raise ConfigError("LEDGER_WITNESS_QUORUM is more than the witnesses in LEDGER_WITNESSES")
+    return quorum
 
 
 def _checkpoint_key(env: Mapping[str, str]) -> bytes | None:

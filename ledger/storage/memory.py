@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from threading import Event
 from typing import Any
 from uuid import UUID
@@ -11,6 +12,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
+from ledger.storage import merkle
 from ledger.storage.chain import Link, extend, stored
 from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 
@@ -26,6 +28,9 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         self.outcome_counts: dict[tuple[str, str], int] = {}
         self.locks: set[str] = set()
         self.chain: dict[int, Link] = {}
+        self.tree = merkle.Tree()
+        self.leaves: dict[int, int] = {}  # sequence -> leaf index
+        self.sequences: list[int] = []  # leaf index -> sequence
 
     def _insert_events(
         self,
@@ -61,6 +66,35 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         ]
         for link in extend(head, batch):
             self.chain[link.sequence] = link
+        for event in sorted(batch, key=lambda e: e.sequence):
+            self.leaves[event.sequence] = self.tree.size
+            self.sequences.append(event.sequence)
+            data = merkle.leaf(
+                event.sequence,
+                str(event.originator_id),
+                event.originator_version,
+                event.topic,
+                event.state,
+            )
+            self.tree.extend([merkle.leaf_hash(data)])
+
+    def tree_size(self, upto: int | None = None) -> int:
+        with self._database_lock:
+            if upto is None:
+                return self.tree.size
+            return bisect_right(self.sequences, upto)
+
+    def merkle_nodes(self, keys: Iterable[merkle.Key]) -> dict[merkle.Key, bytes]:
+        with self._database_lock:
+            return {k: self.tree.nodes[k] for k in keys if k in self.tree.nodes}
+
+    def leaf_index(self, sequence: int) -> int | None:
+        with self._database_lock:
+            return self.leaves.get(sequence)
+
+    def leaf_sequence(self, index: int) -> int | None:
+        with self._database_lock:
+            return self.sequences[index] if 0 <= index < len(self.sequences) else None
 
     def select_chain(self, start: int, limit: int, stop: int | None = None) -> list[Link]:
         with self._database_lock:

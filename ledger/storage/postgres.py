@@ -5,7 +5,7 @@ reference and receipt tables, written in the events' own transaction (see
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from threading import Event
 from typing import Any
@@ -24,7 +24,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.storage import chain_postgres
+from ledger.storage import chain_postgres, merkle, merkle_postgres
 from ledger.storage.chain import Link, Row
 from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
 from ledger.storage.write_watch import WriteWatch
@@ -135,10 +135,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if statement.strip():
                 self.sql_create_statements.append(self._sql(statement))
         self.sql_create_statements += chain_postgres.create_statements(self.schema)
+        self.sql_create_statements += merkle_postgres.create_statements(self.schema)
         self._create_types_once()
 
     def create_table(self) -> None:
-        """Creates the tables, then chains any event recorded before the chain existed.
+        """Creates the tables, then chains any event recorded before the chain existed and
+        makes a leaf of any event recorded before the Merkle log existed.
 
         A process starting while another records events can deadlock with it: ``CREATE INDEX
         IF NOT EXISTS`` share-locks its table even when the index exists, in another order
@@ -156,6 +158,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         with self.datastore.transaction(commit=True) as curs:
             if chain_postgres.behind(curs, self.schema, self.events_table):
                 chain_postgres.chain_unchained(curs, self.schema, self.events_table)
+            if merkle_postgres.behind(curs, self.schema, self.events_table):
+                merkle_postgres.grow_behind(curs, self.schema, self.events_table)
 
     def _create_types_once(self) -> None:
         """Wraps the library's CREATE TYPE in a check (``_CREATE_TYPE_ONCE``). The statement
@@ -214,6 +218,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             assert ids is not None
             chain_postgres.append(curs, self.schema, stored_events, ids)
+            merkle_postgres.append_rows(curs, self.schema, _rows(stored_events, ids))
             return ids
 
     def _insert_stored_events(
@@ -408,6 +413,24 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 curs, self.schema, start, limit, _MAX_ID if stop is None else stop
             )
 
+    def tree_size(self, upto: int | None = None) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            if upto is None:
+                return merkle_postgres.size(curs, self.schema)
+            return merkle_postgres.size_at(curs, self.schema, upto)
+
+    def merkle_nodes(self, keys: Iterable[merkle.Key]) -> dict[merkle.Key, bytes]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return merkle_postgres.nodes(curs, self.schema, keys)
+
+    def leaf_index(self, sequence: int) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return merkle_postgres.leaf_index(curs, self.schema, sequence)
+
+    def leaf_sequence(self, index: int) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return merkle_postgres.leaf_sequence(curs, self.schema, index)
+
     def get_position(self, name: str) -> int:
         rows = self._fetch("SELECT position FROM {schema}.positions WHERE name = %s", [name])
         return int(rows[0]["position"]) if rows else 0
@@ -494,3 +517,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if conn is not None:
                 conn.close()
         self._listener = self._lock_conn = None
+
+
+def _rows(events: Sequence[StoredEvent], ids: Sequence[int]) -> list[Row]:
+    return [
+        (i, str(e.originator_id), e.originator_version, e.topic, bytes(e.state))
+        for e, i in zip(events, ids, strict=True)
+    ]

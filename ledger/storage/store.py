@@ -26,7 +26,7 @@ tests. The contract tests in ``tests/`` run the same cases against both.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from threading import Event
 from uuid import UUID
@@ -34,6 +34,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
 from ledger.storage.chain import Link, Row
+from ledger.storage.merkle import Key
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,23 @@ class LedgerStore(ApplicationRecorder):
         """Chain links from notification id ``start`` to ``stop`` (inclusive), at most
         ``limit``, in id order (``ledger.integrity``): written in the transaction that
         records their events."""
+
+    @abstractmethod
+    def tree_size(self, upto: int | None = None) -> int:
+        """Leaves in the Merkle log (``ledger.storage.merkle``): all of them, or those of the
+        events up to notification id ``upto``. Grown in the transaction that records them."""
+
+    @abstractmethod
+    def merkle_nodes(self, keys: Iterable[Key]) -> dict[Key, bytes]:
+        """The stored nodes among ``keys`` ((level, index) pairs)."""
+
+    @abstractmethod
+    def leaf_index(self, sequence: int) -> int | None:
+        """The leaf index of the event at notification id ``sequence``, if there is one."""
+
+    @abstractmethod
+    def leaf_sequence(self, index: int) -> int | None:
+        """The notification id of the event at leaf ``index``, if the tree has that leaf."""
 
     @abstractmethod
     def get_position(self, name: str) -> int:

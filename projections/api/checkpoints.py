@@ -19,7 +19,9 @@ from fastapi import APIRouter, Depends, Query
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
+from ledger.integrity.checkpoint_store import from_row, with_cosignatures
 from ledger.integrity.checkpoints import Checkpoint as Signed
+from ledger.integrity.notes import ED25519, VerifierKey
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
 from projections.api.problems import PROBLEM_RESPONSES
@@ -39,12 +41,26 @@ class Checkpoint(BaseModel):
     time: str = Field(description="The same time, ISO 8601 UTC (not signed).")
     key_id: str
     signature: str = Field(description="Ed25519 signature, base64, over the signed bytes.")
+    tree_size: int | None = Field(
+        None,
+        description="Leaves in the Merkle log at this checkpoint; null if signed before it.",
+    )
+    root: str | None = Field(None, description="The Merkle log's root at tree_size, base64.")
+    note: str | None = Field(
+        None,
+        description="The tree head as a C2SP checkpoint (signed note), with the witness "
+        "cosignatures received so far.",
+    )
 
 
 class CheckpointKey(BaseModel):
     key_id: str = Field(description="First 8 bytes of SHA-256 of the public key, hex.")
     algorithm: str = "Ed25519"
     public_key: str = Field(description="Raw Ed25519 public key (32 bytes), base64.")
+    vkey: str = Field(
+        description="The same key as a C2SP verifier key for the log's checkpoint notes, "
+        "receipts and certificates: origin+key id+base64(0x01 ‖ key)."
+    )
 
 
 async def _rows(ctx: ApiContext, query: str, params: list[Any]) -> list[Any]:
@@ -62,17 +78,24 @@ async def checkpoints(
     ctx: Ctx, who: Auditor, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[Checkpoint]:
     """Signed checkpoints, newest first (the first is the latest)."""
+    return [Checkpoint(**s.to_json()) for s in await stored_checkpoints(ctx, limit)]
+
+
+async def stored_checkpoints(ctx: ApiContext, limit: int) -> list[Signed]:
+    """Newest first, each note with its cosignatures (``checkpoint_store.CheckpointTable``)."""
     rows = await _rows(
-        ctx,
-        "SELECT sequence, head, time_us, key_id, signature FROM {schema}.checkpoints "
-        "ORDER BY sequence DESC LIMIT %s",
-        [limit],
+        ctx, "SELECT * FROM {schema}.checkpoints ORDER BY sequence DESC LIMIT %s", [limit]
     )
-    signed = [
-        Signed(r["sequence"], bytes(r["head"]), r["time_us"], r["key_id"], bytes(r["signature"]))
-        for r in rows
-    ]
-    return [Checkpoint(**s.to_json()) for s in signed]
+    lines: dict[int, list[str]] = {}
+    cosigned = await _rows(
+        ctx,
+        "SELECT sequence, line FROM {schema}.checkpoint_cosignatures "
+        "WHERE sequence = ANY(%s) ORDER BY added_at, line",
+        [[r["sequence"] for r in rows]],
+    )
+    for row in cosigned:
+        lines.setdefault(row["sequence"], []).append(row["line"])
+    return [with_cosignatures(from_row(r), lines.get(r["sequence"], [])) for r in rows]
 
 
 @router.get("/checkpoint-key", response_model=list[CheckpointKey])
@@ -81,9 +104,12 @@ async def checkpoint_key(ctx: Ctx) -> list[CheckpointKey]:
     rows = await _rows(
         ctx, "SELECT key_id, public_key FROM {schema}.checkpoint_keys ORDER BY first_used", []
     )
+    origin = ctx.settings.log_origin
     return [
         CheckpointKey(
-            key_id=r["key_id"], public_key=base64.b64encode(bytes(r["public_key"])).decode()
+            key_id=r["key_id"],
+            public_key=base64.b64encode(bytes(r["public_key"])).decode(),
+            vkey=str(VerifierKey(origin, ED25519, bytes(r["public_key"]))),
         )
         for r in rows
     ]

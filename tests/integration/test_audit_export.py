@@ -90,12 +90,14 @@ def test_the_api_serves_checkpoints_to_auditors_and_the_key_to_anyone(
         refused = api.get("/v1/checkpoints", headers={"Authorization": f"Bearer {reader}"})
         assert refused.status_code == 403
         keys = api.get("/v1/checkpoint-key").json()
-    public = CheckpointSigner(settings.checkpoint_key or b"").public_key
+    signer = CheckpointSigner(settings.checkpoint_key or b"", settings.log_origin)
     assert keys == [
         {
             "key_id": signed["key_id"],
             "algorithm": "Ed25519",
-            "public_key": base64.b64encode(public).decode(),
+            "public_key": base64.b64encode(signer.public_key).decode(),
+            "vkey": str(signer.notes.vkey),
         }
     ]
+    assert signed["note"].startswith(f"{settings.log_origin}\n{signed['tree_size']}\n")
     ledger.record([grant("dave@example.com")])

@@ -1,0 +1,141 @@
+"""Inclusion and consistency proofs from a store's Merkle log, and their C2SP text form.
+
+Rules this module keeps (``docs/audit.md``, "Proofs"):
+
+- **A proof is computed from stored nodes only**: a few dozen, fetched at once
+  (``ledger.storage.merkle``), never by rehashing the ledger.
+- **A leaf comes with its event's stored columns**, so whoever holds the proof recomputes the
+  leaf hash itself rather than trusting one.
+- **The text form is c2sp.org/tlog-proof@v1**: ``index``, the audit path, a blank line and
+  the checkpoint, exactly as the spec writes it; :func:`tlog_proof` needs a signed checkpoint
+  of the proof's tree size.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.storage import merkle
+from ledger.storage.chain import Row
+from ledger.storage.store import LedgerStore
+
+TLOG_PROOF = "c2sp.org/tlog-proof@v1"
+
+
+class NotInTree(LookupError):
+    """The event, leaf or tree size asked for is not in the Merkle log (yet)."""
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    sequence: int
+    index: int
+    size: int
+    row: Row  # the event's stored columns: sequence, originator id, version, topic, state
+    path: list[bytes]
+    root: bytes
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(merkle.leaf(*self.row))
+
+    def verifies(self) -> bool:
+        return merkle.verify_inclusion(self.index, self.size, self.leaf_hash, self.path, self.root)
+
+    def to_json(self) -> dict[str, Any]:
+        sequence, originator, version, topic, state = self.row
+        return {
+            "sequence": sequence,
+            "leaf_index": self.index,
+            "tree_size": self.size,
+            "root": b64(self.root),
+            "event": {
+                "originator_id": originator,
+                "originator_version": version,
+                "topic": topic,
+                "state": b64(state),
+            },
+            "leaf_hash": b64(self.leaf_hash),
+            "proof": [b64(h) for h in self.path],
+        }
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def root(store: LedgerStore, size: int) -> bytes:
+    if size > store.tree_size():
+        raise NotInTree(f"the tree has fewer than {size} leaves")
+    return merkle.root(size, store.merkle_nodes(merkle.root_keys(size)))
+
+
+def inclusion(store: LedgerStore, sequence: int, size: int | None = None) -> Inclusion:
+    """The proof that the event at ``sequence`` is in the tree of ``size`` leaves (default:
+    the whole tree now). Raises :class:`NotInTree`."""
+    index = store.leaf_index(sequence)
+    if index is None:
+        raise NotInTree(f"no event at sequence {sequence}")
+    size = store.tree_size() if size is None else size
+    if not index < size <= store.tree_size():
+        raise NotInTree(f"the event at sequence {sequence} is not in a tree of {size} leaves")
+    keys = merkle.inclusion_keys(index, size) | merkle.root_keys(size)
+    nodes = store.merkle_nodes(keys)
+    rows = store.select_rows(sequence, 1, sequence)
+    if not rows:
+        raise NotInTree(f"no event at sequence {sequence}")
+    return Inclusion(
+        sequence,
+        index,
+        size,
+        rows[0],
+        merkle.inclusion_proof(index, size, nodes),
+        merkle.root(size, nodes),
+    )
+
+
+@dataclass(frozen=True)
+class Consistency:
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: list[bytes]
+
+    def verifies(self) -> bool:
+        return merkle.verify_consistency(
+            self.first, self.second, self.first_root, self.second_root, self.path
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "second": self.second,
+            "first_root": b64(self.first_root),
+            "second_root": b64(self.second_root),
+            "proof": [b64(h) for h in self.path],
+        }
+
+
+def consistency(store: LedgerStore, first: int, second: int | None = None) -> Consistency:
+    """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
+    second = store.tree_size() if second is None else second
+    if not 0 <= first <= second <= store.tree_size():
+        raise NotInTree(f"no consistency proof from {first} to {second} leaves here")
+    keys = merkle.consistency_keys(first, second) | merkle.root_keys(first)
+    nodes = store.merkle_nodes(keys | merkle.root_keys(second))
+    return Consistency(
+        first,
+        second,
+        merkle.root(first, nodes),
+        merkle.root(second, nodes),
+        merkle.consistency_proof(first, second, nodes),
+    )
+
+
+def tlog_proof(index: int, path: list[bytes], checkpoint_note: str) -> str:
+    """c2sp.org/tlog-proof@v1 text: the checkpoint must be of the proof's tree size."""
+    lines = [TLOG_PROOF, f"index {index}", *(b64(h) for h in path), ""]
+    return "\n".join(lines) + "\n" + checkpoint_note

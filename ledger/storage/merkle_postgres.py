@@ -1,0 +1,167 @@
+"""The Merkle log on PostgreSQL: the ``merkle`` table, written in the events' own transaction.
+
+Rules this module keeps:
+
+- **Grown in the insert transaction**, right after the chain (``chain_postgres.append``), under
+  the same event table lock: the tree's size is read there, so every event becomes the next
+  leaf in ledger order and no event is ever recorded outside the tree.
+- **One row per stored node** ``(level, idx, hash)``; leaf rows (level 0) also carry the
+  event's ``sequence``, so an event's leaf index is one index lookup away.
+- **Events recorded before the tree existed** become leaves once, in id order, by
+  :func:`grow_behind` (run when the tables are created), under the same lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.storage import merkle
+from ledger.storage.chain import Row
+
+CREATE = [
+    "CREATE TABLE IF NOT EXISTS {schema}.merkle ("
+    " level smallint NOT NULL,"
+    " idx bigint NOT NULL,"
+    " hash bytea NOT NULL,"
+    " sequence bigint,"
+    " PRIMARY KEY (level, idx))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS merkle_leaf_by_sequence ON {schema}.merkle (sequence) "
+    "WHERE sequence IS NOT NULL",
+]
+_INSERT = (
+    "INSERT INTO {schema}.merkle (level, idx, hash, sequence) "
+    "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[])"
+)
+_BACKFILL_BATCH = 5_000
+
+
+def _sql(text: str, schema: Identifier, events: Identifier | None = None) -> Composed:
+    return SQL(text).format(schema=schema, events=events or Identifier("unused"))
+
+
+def create_statements(schema: Identifier) -> list[Composed]:
+    return [_sql(text, schema) for text in CREATE]
+
+
+def _one(curs: Cursor[Any], query: Composed, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row, or None, whatever rows ``curs`` makes."""
+    with curs.connection.cursor(row_factory=tuple_row) as tuples:
+        tuples.execute(query, params)
+        row = tuples.fetchone()
+    return None if row is None else row[0]
+
+
+def size(curs: Cursor[Any], schema: Identifier) -> int:
+    last = _one(
+        curs,
+        _sql("SELECT idx FROM {schema}.merkle WHERE level = 0 ORDER BY idx DESC LIMIT 1", schema),
+    )
+    return 0 if last is None else int(last) + 1
+
+
+def nodes(
+    curs: Cursor[Any], schema: Identifier, keys: Iterable[merkle.Key]
+) -> dict[merkle.Key, bytes]:
+    wanted = sorted(keys)
+    if not wanted:
+        return {}
+    with curs.connection.cursor(row_factory=tuple_row, binary=True) as tuples:
+        return _nodes(tuples, schema, wanted)
+
+
+def _nodes(
+    curs: Cursor[Any], schema: Identifier, wanted: list[merkle.Key]
+) -> dict[merkle.Key, bytes]:
+    curs.execute(
+        _sql(
+            "SELECT m.level, m.idx, m.hash FROM {schema}.merkle m "
+            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+            "ON m.level = k.level AND m.idx = k.idx",
+            schema,
+        ),
+        [[k[0] for k in wanted], [k[1] for k in wanted]],
+    )
+    return {(int(level), int(idx)): bytes(digest) for level, idx, digest in curs.fetchall()}
+
+
+def append_rows(curs: Cursor[Any], schema: Identifier, rows: Sequence[Row]) -> int:
+    """Adds the events (as :data:`Row` tuples, in id order) as the next leaves; must run under
+    the event table lock, in the transaction that inserted them. Returns the new size."""
+    start = size(curs, schema)
+    frontier_map = nodes(curs, schema, merkle.frontier_keys(start))
+    frontier = [frontier_map[k] for k in merkle.frontier_keys(start)]
+    made = merkle.append(start, frontier, (merkle.leaf_hash(merkle.leaf(*r)) for r in rows))
+    sequences = iter(r[0] for r in rows)
+    columns: tuple[list[int], list[int], list[bytes], list[int | None]] = ([], [], [], [])
+    for node in made:
+        columns[0].append(node.level)
+        columns[1].append(node.index)
+        columns[2].append(node.hash)
+        columns[3].append(next(sequences) if node.level == 0 else None)
+    curs.execute(_sql(_INSERT, schema), list(columns))
+    return start + len(rows)
+
+
+def leaf_index(curs: Cursor[Any], schema: Identifier, sequence: int) -> int | None:
+    found = _one(
+        curs, _sql("SELECT idx FROM {schema}.merkle WHERE sequence = %s", schema), [sequence]
+    )
+    return None if found is None else int(found)
+
+
+def leaf_sequence(curs: Cursor[Any], schema: Identifier, index: int) -> int | None:
+    query = _sql("SELECT sequence FROM {schema}.merkle WHERE level = 0 AND idx = %s", schema)
+    found = _one(curs, query, [index])
+    return None if found is None else int(found)
+
+
+def size_at(curs: Cursor[Any], schema: Identifier, sequence: int) -> int:
+    """How many leaves the events up to ``sequence`` (inclusive) make."""
+    query = _sql(
+        "SELECT idx FROM {schema}.merkle WHERE sequence <= %s ORDER BY sequence DESC LIMIT 1",
+        schema,
+    )
+    found = _one(curs, query, [sequence])
+    return 0 if found is None else int(found) + 1
+
+
+def _last_sequence(curs: Cursor[Any], schema: Identifier) -> int:
+    query = _sql("SELECT max(sequence) FROM {schema}.merkle WHERE sequence IS NOT NULL", schema)
+    return int(_one(curs, query) or 0)
+
+
+def behind(curs: Cursor[Any], schema: Identifier, events: Identifier) -> bool:
+    """Whether some event is newer than the tree's last leaf (cheap, without the lock)."""
+    query = _sql(
+        "SELECT (SELECT max(notification_id) FROM {schema}.{events}) > "
+        "coalesce((SELECT max(sequence) FROM {schema}.merkle WHERE sequence IS NOT NULL), 0)",
+        schema,
+        events,
+    )
+    return bool(_one(curs, query))
+
+
+def grow_behind(curs: Cursor[Any], schema: Identifier, events: Identifier) -> int:
+    """Adds every event after the tree's last leaf (events recorded before this table
+    existed), in id order; returns how many. Takes the event table lock."""
+    curs.execute(_sql("LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE", schema, events))
+    after, count = _last_sequence(curs, schema), 0
+    query = _sql(
+        "SELECT notification_id, originator_id::text, originator_version, topic, state "
+        "FROM {schema}.{events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+        schema,
+        events,
+    )
+    while True:
+        with curs.connection.cursor(row_factory=tuple_row, binary=True) as tuples:
+            tuples.execute(query, [after, _BACKFILL_BATCH])
+            rows: list[Row] = tuples.fetchall()
+        if not rows:
+            return count
+        append_rows(curs, schema, rows)
+        after, count = rows[-1][0], count + len(rows)
