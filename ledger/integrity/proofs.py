@@ -14,6 +14,7 @@ Rules this module keeps (``docs/audit.md``, "Proofs"):
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,17 @@ class Inclusion:
             "leaf_hash": b64(self.leaf_hash),
             "proof": [b64(h) for h in self.path],
         }
+
+
+def tenant_of(state: bytes) -> str | None:
+    """The tenant an event belongs to, from its stored state (a tenant's own registration
+    names it ``code``)."""
+    try:
+        body = json.loads(state)
+    except ValueError:
+        return None
+    found = body.get("tenant", body.get("code")) if isinstance(body, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def b64(data: bytes) -> str:

@@ -14,7 +14,15 @@ from eventsourcing.popo import POPOApplicationRecorder
 
 from ledger.storage import merkle
 from ledger.storage.chain import Link, extend, stored
-from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.storage.store import (
+    EVENTS_PER_COMMAND,
+    LedgerStore,
+    Receipt,
+    Shredded,
+    SubjectRef,
+    WrappedKey,
+    event_id_of,
+)
 
 
 class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
@@ -77,6 +85,21 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
                 event.state,
             )
             self.tree.extend([merkle.leaf_hash(data)])
+
+    def event_sequence(self, tenant: str, event_id: str) -> int | None:
+        with self._database_lock:
+            receipt = self.receipts.get((tenant, event_id))
+            if receipt is None:
+                return None
+            index = self._stored_events_index[str(receipt.originator_id)]
+            lowest = receipt.originator_version - EVENTS_PER_COMMAND + 1
+            for version in range(receipt.originator_version, lowest - 1, -1):
+                position = index.get(version)
+                if position is None:
+                    continue
+                if event_id_of(bytes(self._stored_events[position].state)) == event_id:
+                    return position + 1
+            return None
 
     def tree_size(self, upto: int | None = None) -> int:
         with self._database_lock:

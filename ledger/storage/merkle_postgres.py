@@ -38,6 +38,15 @@ _INSERT = (
     "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[])"
 )
 _BACKFILL_BATCH = 5_000
+# The reads proofs need, also sent by the API's asynchronous connections.
+SIZE = "SELECT idx FROM {schema}.merkle WHERE level = 0 ORDER BY idx DESC LIMIT 1"
+SIZE_AT = "SELECT idx FROM {schema}.merkle WHERE sequence <= %s ORDER BY sequence DESC LIMIT 1"
+LEAF_INDEX = "SELECT idx FROM {schema}.merkle WHERE sequence = %s"
+NODES = (
+    "SELECT m.level, m.idx, m.hash FROM {schema}.merkle m "
+    "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+    "ON m.level = k.level AND m.idx = k.idx"
+)
 
 
 def _sql(text: str, schema: Identifier, events: Identifier | None = None) -> Composed:
@@ -57,10 +66,7 @@ def _one(curs: Cursor[Any], query: Composed, params: Sequence[Any] = ()) -> Any:
 
 
 def size(curs: Cursor[Any], schema: Identifier) -> int:
-    last = _one(
-        curs,
-        _sql("SELECT idx FROM {schema}.merkle WHERE level = 0 ORDER BY idx DESC LIMIT 1", schema),
-    )
+    last = _one(curs, _sql(SIZE, schema))
     return 0 if last is None else int(last) + 1
 
 
@@ -77,15 +83,7 @@ def nodes(
 def _nodes(
     curs: Cursor[Any], schema: Identifier, wanted: list[merkle.Key]
 ) -> dict[merkle.Key, bytes]:
-    curs.execute(
-        _sql(
-            "SELECT m.level, m.idx, m.hash FROM {schema}.merkle m "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
-            "ON m.level = k.level AND m.idx = k.idx",
-            schema,
-        ),
-        [[k[0] for k in wanted], [k[1] for k in wanted]],
-    )
+    curs.execute(_sql(NODES, schema), node_params(wanted))
     return {(int(level), int(idx)): bytes(digest) for level, idx, digest in curs.fetchall()}
 
 
@@ -107,10 +105,13 @@ def append_rows(curs: Cursor[Any], schema: Identifier, rows: Sequence[Row]) -> i
     return start + len(rows)
 
 
+def node_params(keys: Iterable[merkle.Key]) -> list[list[int]]:
+    wanted = sorted(keys)
+    return [[k[0] for k in wanted], [k[1] for k in wanted]]
+
+
 def leaf_index(curs: Cursor[Any], schema: Identifier, sequence: int) -> int | None:
-    found = _one(
-        curs, _sql("SELECT idx FROM {schema}.merkle WHERE sequence = %s", schema), [sequence]
-    )
+    found = _one(curs, _sql(LEAF_INDEX, schema), [sequence])
     return None if found is None else int(found)
 
 
@@ -122,11 +123,7 @@ def leaf_sequence(curs: Cursor[Any], schema: Identifier, index: int) -> int | No
 
 def size_at(curs: Cursor[Any], schema: Identifier, sequence: int) -> int:
     """How many leaves the events up to ``sequence`` (inclusive) make."""
-    query = _sql(
-        "SELECT idx FROM {schema}.merkle WHERE sequence <= %s ORDER BY sequence DESC LIMIT 1",
-        schema,
-    )
-    found = _one(curs, query, [sequence])
+    found = _one(curs, _sql(SIZE_AT, schema), [sequence])
     return 0 if found is None else int(found) + 1
 
 

@@ -26,7 +26,15 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.storage import chain_postgres, merkle, merkle_postgres
 from ledger.storage.chain import Link, Row
-from ledger.storage.store import LedgerStore, Receipt, Shredded, SubjectRef, WrappedKey
+from ledger.storage.store import (
+    EVENTS_PER_COMMAND,
+    LedgerStore,
+    Receipt,
+    Shredded,
+    SubjectRef,
+    WrappedKey,
+    event_id_of,
+)
 from ledger.storage.write_watch import WriteWatch
 
 _TABLES = """
@@ -412,6 +420,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             return chain_postgres.select_links(
                 curs, self.schema, start, limit, _MAX_ID if stop is None else stop
             )
+
+    def event_sequence(self, tenant: str, event_id: str) -> int | None:
+        rows = self._fetch(
+            "SELECT e.notification_id, e.state FROM {schema}.ingest_receipts r "
+            "JOIN {schema}.{events} e ON e.originator_id = r.originator_id "
+            "AND e.originator_version BETWEEN r.originator_version - %s AND r.originator_version "
+            "WHERE r.tenant = %s AND r.event_id = %s ORDER BY e.originator_version DESC",
+            [EVENTS_PER_COMMAND - 1, tenant, event_id],
+        )
+        found = (r["notification_id"] for r in rows if event_id_of(bytes(r["state"])) == event_id)
+        return next(found, None)
 
     def tree_size(self, upto: int | None = None) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -25,6 +25,7 @@ tests. The contract tests in ``tests/`` run the same cases against both.
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,11 @@ class LedgerStore(ApplicationRecorder):
         records their events."""
 
     @abstractmethod
+    def event_sequence(self, tenant: str, event_id: str) -> int | None:
+        """The notification id of the event a producer recorded as (tenant, event_id): found
+        through its receipt, among the few events its command recorded."""
+
+    @abstractmethod
     def tree_size(self, upto: int | None = None) -> int:
         """Leaves in the Merkle log (``ledger.storage.merkle``): all of them, or those of the
         events up to notification id ``upto``. Grown in the transaction that records them."""
@@ -158,3 +164,17 @@ class LedgerStore(ApplicationRecorder):
     @abstractmethod
     def wait_for_events(self, timeout: float) -> None:
         """Blocks until new events may have been recorded, or ``timeout`` seconds pass."""
+
+
+# The most events one command records: the fact itself, and before it the subject's
+# registration or after it the notice a change makes recipients due (``ChangeNoticeDue``).
+EVENTS_PER_COMMAND = 3
+
+
+def event_id_of(state: bytes) -> str | None:
+    """The producer's event id in an event's stored state (not personal: stored in the clear)."""
+    try:
+        found = json.loads(state).get("event_id")
+    except ValueError:
+        return None
+    return found if isinstance(found, str) else None

@@ -38,11 +38,12 @@ from projections.api import (
     subjects,
 )
 from projections.api import checkpoints as checkpoint_routes
+from projections.api import proofs as proof_routes
 from projections.api.collector import LedgerCollector
 from projections.api.context import ApiContext, PurposeChecks
 from projections.api.models import Readiness, ViewState
 from projections.api.personal import SubjectKeys
-from projections.api.writer import LedgerWriter
+from projections.api.writer import LedgerReads, LedgerWriter
 from projections.catalog import VIEWS, open_view
 from projections.queries import Queries
 from projections.replay.registry import Replays
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
             builder.close()
             await pool.close()
             writer.close()
+            reads.close()
 
     app = FastAPI(
         title="Compliance ledger query API",
@@ -89,6 +91,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
         lifespan=lifespan,
     )
     writer = LedgerWriter(settings)
+    reads = LedgerReads(settings)
     queries = Queries(settings)
     app.state.ctx = ApiContext(
         settings=settings,
@@ -97,6 +100,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
         pool=pool,
         writer=writer,
         checks=PurposeChecks(settings, queries, pool),
+        reads=reads,
     )
     app.state.api_keys = access.ApiKeys(pool, settings.database_schema)
     builder = replays.Builder(settings)
@@ -117,6 +121,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(records.router)
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)
+    app.include_router(proof_routes.router)
     app.include_router(reports.router)
     app.include_router(replays.router)
     _health_routes(app, settings)

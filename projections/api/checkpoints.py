@@ -12,6 +12,7 @@ holds the private key.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import psycopg
@@ -63,7 +64,7 @@ class CheckpointKey(BaseModel):
     )
 
 
-async def _rows(ctx: ApiContext, query: str, params: list[Any]) -> list[Any]:
+async def _rows(ctx: ApiContext, query: str, params: Sequence[Any]) -> list[Any]:
     schema = Identifier(ctx.settings.database_schema)
     try:
         async with ctx.connection() as conn:
@@ -81,10 +82,15 @@ async def checkpoints(
     return [Checkpoint(**s.to_json()) for s in await stored_checkpoints(ctx, limit)]
 
 
-async def stored_checkpoints(ctx: ApiContext, limit: int) -> list[Signed]:
-    """Newest first, each note with its cosignatures (``checkpoint_store.CheckpointTable``)."""
+async def stored_checkpoints(
+    ctx: ApiContext, limit: int, where: str = "TRUE", params: Sequence[Any] = ()
+) -> list[Signed]:
+    """Newest first, each note with its cosignatures (``checkpoint_store.CheckpointTable``);
+    ``where`` is a condition on the table's columns."""
     rows = await _rows(
-        ctx, "SELECT * FROM {schema}.checkpoints ORDER BY sequence DESC LIMIT %s", [limit]
+        ctx,
+        f"SELECT * FROM {{schema}}.checkpoints WHERE {where} ORDER BY sequence DESC LIMIT %s",
+        [*params, limit],
     )
     lines: dict[int, list[str]] = {}
     cosigned = await _rows(

@@ -19,7 +19,7 @@ from projections.api.models import PurposeDecision
 from projections.api.personal import SubjectKeys
 from projections.api.problems import Unavailable
 from projections.api.purpose_cache import Connect, PurposeCache
-from projections.api.writer import LedgerWriter
+from projections.api.writer import LedgerReads, LedgerWriter
 from projections.queries import Queries
 
 
@@ -38,6 +38,7 @@ class ApiContext(Reading):
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     writer: LedgerWriter
     checks: PurposeChecks
+    reads: LedgerReads
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:

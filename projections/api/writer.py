@@ -1,4 +1,5 @@
-"""The API's way to record a fact: its own ledger application, used by one thread at a time."""
+"""The API's way to record a fact (its own ledger application, used by one thread at a time)
+and to read the event store itself (proofs, receipts, certificates)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from ledger.application.service import Ledger
-from ledger.process.runtime import open_ledger
+from ledger.application.service import Ledger, LedgerReader
+from ledger.process.runtime import open_ledger, open_reader
+from ledger.storage.store import LedgerStore
 from ledger.process.settings import Settings
 from ledger.wire.contract import Command
 from projections.api.models import CommandOutcome
@@ -47,3 +49,25 @@ class LedgerWriter:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+
+
+class LedgerReads:
+    """The API's read-only access to the event store (proofs, receipts, certificates), opened
+    on first use. Reads run in the server's thread pool, side by side: the store's connection
+    pool serves them, and no write waits for them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._reader: LedgerReader | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[LedgerStore], T]) -> T:
+        with self._lock:
+            if self._reader is None:
+                self._reader = open_reader(self._settings)
+            reader = self._reader
+        return fn(reader.store)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

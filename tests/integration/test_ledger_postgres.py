@@ -16,6 +16,7 @@ from ledger.process.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder
 from tests.builders import REF, TENANT, collect, grant
 from tests.chain_cases import ChainCases
+from tests.merkle_cases import MerkleCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import (
     BOB,
@@ -33,7 +34,7 @@ from tests.rights_cases import RightsCases
 SIDE_TABLES = ("subject_keys", "subject_refs", "ingest_receipts")
 
 
-class TestPostgresLedger(LedgerCases, ErasureCases, RightsCases, ChainCases):
+class TestPostgresLedger(LedgerCases, ErasureCases, RightsCases, ChainCases, MerkleCases):
     @pytest.fixture
     def opened(self) -> Iterator[list[Ledger]]:
         ledgers: list[Ledger] = []

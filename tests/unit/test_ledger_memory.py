@@ -10,6 +10,7 @@ from ledger.application.service import Ledger
 from ledger.keys.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.chain_cases import ChainCases
+from tests.merkle_cases import MerkleCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import LedgerCases, OpenLedger
 from tests.rights_cases import RightsCases
@@ -17,7 +18,7 @@ from tests.rights_cases import RightsCases
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-class TestInMemoryLedger(LedgerCases, ErasureCases, RightsCases, ChainCases):
+class TestInMemoryLedger(LedgerCases, ErasureCases, RightsCases, ChainCases, MerkleCases):
     @pytest.fixture
     def keys(self) -> dict[str, Any]:
         return {"kek": LocalKek(new_secret(), "kek-1"), "lookup_key": new_secret()}
