@@ -2,5 +2,5 @@
 
 Owns the setup of a benchmark's own servers and ledger (``setup``), load generation
 (``load``) and one module per figure (``ingest``, ``query``, ``freshness``, ``replay``,
-``soak``). May import every layer below it.
+``proofs``, ``soak``). May import every layer below it.
 """

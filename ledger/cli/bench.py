@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from ledger.bench import freshness, ingest, query, replay, soak
+from ledger.bench import freshness, ingest, proofs, query, replay, soak
 from ledger.bench.setup import KAFKA_ENGINES, fresh_schema, services
+from ledger.cli.common import fail
 from ledger.cli.common import settings as load_settings
 from ledger.plumbing import logs
 from ledger.process.settings import MAX_API_WORKERS, Settings
@@ -130,6 +131,32 @@ def replay_command(
     with _services(_settings(), broker=False) as base, fresh_schema(base) as s:
         _where(s)
         replay.run(s, events=events)
+
+
+@bench.command("proofs")
+def proofs_command(
+    events: Annotated[int, typer.Option(help="Events in the ledger to prove.")] = 100_000,
+    count: Annotated[
+        int, typer.Option("--proofs", min=1, help="Proofs of each kind (inclusion, consistency).")
+    ] = 2_000,
+    seconds: Annotated[
+        float, typer.Option(help="At most this long for each kind of proof.")
+    ] = 60.0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Random seed choosing the events and sizes proven (0: a new one, printed)."
+        ),
+    ] = 0,
+) -> None:
+    """Inclusion and consistency proof latency from the stored Merkle nodes, against building
+    the tree from every event."""
+    with _services(_settings(), broker=False) as base, fresh_schema(base) as s:
+        _where(s)
+        try:
+            proofs.run(s, events=events, count=count, seconds=seconds, seed_value=seed)
+        except proofs.ProofsFailed as exc:
+            fail(str(exc), code=1)
 
 
 @bench.command("soak")

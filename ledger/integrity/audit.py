@@ -150,11 +150,19 @@ def _tree_problem(
 
 def stored_tree_problems(store: LedgerStore, report: Report) -> list[Problem]:
     """Whether the stored Merkle log (what proofs are served from) is the one the events
-    make: the same size and root as recomputed. Run after a verification from genesis."""
+    make. Run after a verification from genesis. Every stored node must be the hash of its
+    two stored children, and the stored root the recomputed one: then, short of a SHA-256
+    collision, every stored node is the one the events make."""
     size = store.tree_size(report.last_event) if report.last_event else 0
     if size != report.tree.size:
         detail = f"the stored tree has {size:,} leaves, the events make {report.tree.size:,}"
         return [Problem(report.last_event, "tree", detail)]
+    bad = proofs.first_bad_node(store, 0, size)
+    if bad is not None:
+        level, index = bad
+        leaf = store.leaf_sequence(index << level) or report.last_event
+        detail = f"the stored node at level {level}, index {index} is not its children's hash"
+        return [Problem(leaf, "tree", detail)]
     if size and proofs.root(store, size) != report.tree.root():
         detail = "the stored tree's root differs from the one the events make"
         return [Problem(report.last_event, "tree", detail)]

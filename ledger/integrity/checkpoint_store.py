@@ -7,7 +7,9 @@ Rules this module keeps:
   the *recomputed* head only if every link there verifies.
 - **A checkpoint never certifies a tree that differs from the events.** The tree head it
   signs is the stored tree's; :func:`make_checkpoint` first recomputes it from the previous
-  checkpoint's stored frontier (which that checkpoint's root vouches for) and the events since.
+  checkpoint's stored frontier (which that checkpoint's root vouches for) and the events since,
+  and checks that every node stored since is the hash of its children, so the proofs served
+  from them lead to the signed root.
 - **Append-only.** Rows are inserted, never updated; a sequence is checkpointed once. Witness
   cosignatures are added beside a checkpoint (``checkpoint_cosignatures``), never into it.
 """
@@ -228,6 +230,10 @@ def tree_head(store: LedgerStore, last: Checkpoint | None, upto: int) -> tuple[i
             frontier.add(merkle.leaf_hash(merkle.leaf(*row)))
     if (frontier.size, frontier.root()) != (size, stored_root):
         detail = f"the stored tree of {size} leaves differs from the events'"
+        raise ChainBroken(Problem(upto, "tree", detail))
+    bad = proofs.first_bad_node(store, last.tree_size if last and last.tree_size else 0, size)
+    if bad is not None:
+        detail = f"the stored node at level {bad[0]}, index {bad[1]} is not its children's hash"
         raise ChainBroken(Problem(upto, "tree", detail))
     return size, stored_root
 

@@ -23,6 +23,7 @@ from ledger.storage.chain import Row
 from ledger.storage.store import LedgerStore
 
 TLOG_PROOF = "c2sp.org/tlog-proof@v1"
+PAGE = 4096  # stored nodes read at once when checking the stored tree
 
 
 class NotInTree(LookupError):
@@ -90,8 +91,9 @@ def inclusion(store: LedgerStore, sequence: int, size: int | None = None) -> Inc
     index = store.leaf_index(sequence)
     if index is None:
         raise NotInTree(f"no event at sequence {sequence}")
-    size = store.tree_size() if size is None else size
-    if not index < size <= store.tree_size():
+    current = store.tree_size()
+    size = current if size is None else size
+    if not index < size <= current:
         raise NotInTree(f"the event at sequence {sequence} is not in a tree of {size} leaves")
     keys = merkle.inclusion_keys(index, size) | merkle.root_keys(size)
     nodes = store.merkle_nodes(keys)
@@ -151,3 +153,32 @@ def tlog_proof(index: int, path: list[bytes], checkpoint_note: str) -> str:
     """c2sp.org/tlog-proof@v1 text: the checkpoint must be of the proof's tree size."""
     lines = [TLOG_PROOF, f"index {index}", *(b64(h) for h in path), ""]
     return "\n".join(lines) + "\n" + checkpoint_note
+
+
+def first_bad_node(store: LedgerStore, first: int, size: int) -> tuple[int, int] | None:
+    """The first stored node (level, index) over leaves ``first`` to ``size`` that is missing
+    or not the hash of its two stored children. With the root checked against the events,
+    no such node means every stored node is the one the events make (short of a SHA-256
+    collision): the check behind ``ledger audit verify`` and every checkpoint."""
+    for level in range(1, size.bit_length()):
+        bad = _first_bad_at(store, level, first >> level, size >> level)
+        if bad is not None:
+            return level, bad
+    return None
+
+
+def _first_bad_at(store: LedgerStore, level: int, start: int, end: int) -> int | None:
+    while start < end:
+        stop = min(end, start + PAGE)
+        parents = store.merkle_level(level, start, stop - start)
+        children = dict(store.merkle_level(level - 1, 2 * start, 2 * (stop - start)))
+        got = dict(parents)
+        for index in range(start, stop):
+            digest = got.get(index)
+            left, right = children.get(2 * index), children.get(2 * index + 1)
+            if digest is None or left is None or right is None:
+                return index
+            if merkle.node_hash(left, right) != digest:
+                return index
+        start = stop
+    return None

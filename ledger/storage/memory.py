@@ -111,6 +111,11 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         with self._database_lock:
             return {k: self.tree.nodes[k] for k in keys if k in self.tree.nodes}
 
+    def merkle_level(self, level: int, start: int, limit: int) -> list[tuple[int, bytes]]:
+        with self._database_lock:
+            found = sorted((i, h) for (lv, i), h in self.tree.nodes.items() if lv == level)
+            return [(i, h) for i, h in found if i >= start][:limit]
+
     def leaf_index(self, sequence: int) -> int | None:
         with self._database_lock:
             return self.leaves.get(sequence)

@@ -105,6 +105,21 @@ def append_rows(curs: Cursor[Any], schema: Identifier, rows: Sequence[Row]) -> i
     return start + len(rows)
 
 
+def level(
+    curs: Cursor[Any], schema: Identifier, level: int, start: int, limit: int
+) -> list[tuple[int, bytes]]:
+    with curs.connection.cursor(row_factory=tuple_row, binary=True) as tuples:
+        tuples.execute(
+            _sql(
+                "SELECT idx, hash FROM {schema}.merkle WHERE level = %s AND idx >= %s "
+                "ORDER BY idx LIMIT %s",
+                schema,
+            ),
+            [level, start, limit],
+        )
+        return [(int(i), bytes(h)) for i, h in tuples.fetchall()]
+
+
 def node_params(keys: Iterable[merkle.Key]) -> list[list[int]]:
     wanted = sorted(keys)
     return [[k[0] for k in wanted], [k[1] for k in wanted]]

@@ -442,6 +442,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             return merkle_postgres.nodes(curs, self.schema, keys)
 
+    def merkle_level(self, level: int, start: int, limit: int) -> list[tuple[int, bytes]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return merkle_postgres.level(curs, self.schema, level, start, limit)
+
     def leaf_index(self, sequence: int) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             return merkle_postgres.leaf_index(curs, self.schema, sequence)

@@ -129,6 +129,10 @@ class LedgerStore(ApplicationRecorder):
         """The stored nodes among ``keys`` ((level, index) pairs)."""
 
     @abstractmethod
+    def merkle_level(self, level: int, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored nodes of one level from index ``start``, at most ``limit``, in index order."""
+
+    @abstractmethod
     def leaf_index(self, sequence: int) -> int | None:
         """The leaf index of the event at notification id ``sequence``, if there is one."""
 

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.process.runtime import open_ledger, open_reader
-from ledger.storage.store import LedgerStore
 from ledger.process.settings import Settings
+from ledger.storage.store import LedgerStore
 from ledger.wire.contract import Command
 from projections.api.models import CommandOutcome
 from projections.api.problems import Conflict

@@ -16,7 +16,6 @@ from ledger.process.settings import Settings
 from ledger.storage.postgres import PostgresLedgerRecorder
 from tests.builders import REF, TENANT, collect, grant
 from tests.chain_cases import ChainCases
-from tests.merkle_cases import MerkleCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import (
     BOB,
@@ -29,6 +28,7 @@ from tests.ledger_cases import (
     subject_id,
     versions_of,
 )
+from tests.merkle_cases import MerkleCases
 from tests.rights_cases import RightsCases
 
 SIDE_TABLES = ("subject_keys", "subject_refs", "ingest_receipts")

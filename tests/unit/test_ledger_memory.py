@@ -10,9 +10,9 @@ from ledger.application.service import Ledger
 from ledger.keys.crypto import LocalKek, new_secret
 from tests.builders import TENANT, define_purpose, grant, withdraw
 from tests.chain_cases import ChainCases
-from tests.merkle_cases import MerkleCases
 from tests.erasure_cases import ErasureCases
 from tests.ledger_cases import LedgerCases, OpenLedger
+from tests.merkle_cases import MerkleCases
 from tests.rights_cases import RightsCases
 
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
