@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from ledger.storage import merkle
-from ledger.storage.chain import Link, extend, stored
+from ledger.storage.chain import Link, Row, extend, stored
 from ledger.storage.store import (
     EVENTS_PER_COMMAND,
     LedgerStore,
@@ -85,6 +85,23 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
                 event.state,
             )
             self.tree.extend([merkle.leaf_hash(data)])
+
+    def aggregate_rows(self, originator_id: UUID) -> list[Row]:
+        with self._database_lock:
+            index = self._stored_events_index[str(originator_id)]
+            out: list[Row] = []
+            for version in sorted(index):
+                event = self._stored_events[index[version]]
+                out.append(
+                    (
+                        index[version] + 1,
+                        str(originator_id),
+                        version,
+                        event.topic,
+                        bytes(event.state),
+                    )
+                )
+            return out
 
     def event_sequence(self, tenant: str, event_id: str) -> int | None:
         with self._database_lock:

@@ -421,6 +421,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
                 curs, self.schema, start, limit, _MAX_ID if stop is None else stop
             )
 
+    def aggregate_rows(self, originator_id: UUID) -> list[Row]:
+        query = (
+            "SELECT notification_id, originator_id::text, originator_version, topic, state "
+            "FROM {schema}.{events} WHERE originator_id = %s ORDER BY originator_version"
+        )
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self._sql(query), [originator_id])
+            return curs.fetchall()
+
     def event_sequence(self, tenant: str, event_id: str) -> int | None:
         rows = self._fetch(
             "SELECT e.notification_id, e.state FROM {schema}.ingest_receipts r "

@@ -115,6 +115,10 @@ class LedgerStore(ApplicationRecorder):
         records their events."""
 
     @abstractmethod
+    def aggregate_rows(self, originator_id: UUID) -> list[Row]:
+        """One aggregate's events as :data:`Row` tuples (with their sequences), in order."""
+
+    @abstractmethod
     def event_sequence(self, tenant: str, event_id: str) -> int | None:
         """The notification id of the event a producer recorded as (tenant, event_id): found
         through its receipt, among the few events its command recorded."""
