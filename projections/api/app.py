@@ -27,6 +27,7 @@ from ledger.process.settings import Settings
 from projections.api import (
     access,
     commands,
+    documents,
     ingest,
     metrics,
     problems,
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)
     app.include_router(proof_routes.router)
+    app.include_router(documents.router)
     app.include_router(reports.router)
     app.include_router(replays.router)
     _health_routes(app, settings)
