@@ -19,6 +19,7 @@ from ledger.cli import (
     keys,
     processes,
     project,
+    proofs,
     replay,
     report,
     requests,
@@ -58,6 +59,7 @@ for module in (
     bench,
     webhooks,
     audit,
+    proofs,
     replay,
     report,
 ):

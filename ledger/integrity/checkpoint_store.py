@@ -129,9 +129,11 @@ class CheckpointTable:
             [witness, size],
         )
 
-    def all(self, limit: int | None = None) -> list[Checkpoint]:
-        """Newest first, each note with the cosignatures added since it was signed."""
-        query = f"SELECT {_COLUMNS} FROM {{schema}}.checkpoints ORDER BY sequence DESC"
+    def all(self, limit: int | None = None, *, with_tree: bool = False) -> list[Checkpoint]:
+        """Newest first (only those with a tree head if ``with_tree``), each note with the
+        cosignatures added since it was signed."""
+        where = " WHERE tree_size IS NOT NULL" if with_tree else ""
+        query = f"SELECT {_COLUMNS} FROM {{schema}}.checkpoints{where} ORDER BY sequence DESC"
         with self.conn.cursor(row_factory=dict_row) as curs:
             curs.execute(
                 self._sql(query + (" LIMIT %s" if limit else "")), [limit] if limit else []

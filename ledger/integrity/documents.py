@@ -151,7 +151,7 @@ def subject_rows(store: LedgerStore, tenant: str, subject_id: UUID) -> list[Row]
     """The subject's events, if it is the tenant's (else :class:`NoSuchSubject`)."""
     rows = store.aggregate_rows(subject_id)
     if not rows or state_of(rows[0]).get("tenant") != tenant or "Subject" not in rows[0][3]:
-        raise NoSuchSubject(f"tenant {tenant} has no subject {subject_id}")
+        raise NoSuchSubject("no such subject is recorded for your tenant")
     return rows
 
 

@@ -36,6 +36,7 @@ router = APIRouter(prefix="/v1/proofs", responses=PROBLEM_RESPONSES, tags=["audi
 Ctx = Annotated[ApiContext, Depends(context)]
 Auditor = Annotated[Principal, Depends(require(Scope.AUDITOR, Scope.ADMIN))]
 T = TypeVar("T")
+MAX = 2**63 - 1  # sequences and sizes are PostgreSQL bigints
 
 
 class ProvenEvent(BaseModel):
@@ -93,13 +94,15 @@ async def _in_store(ctx: ApiContext, fn: Callable[[LedgerStore], T]) -> T:
 async def inclusion(
     ctx: Ctx,
     who: Auditor,
-    sequence: Annotated[int | None, Query(ge=1, description="The event's sequence.")] = None,
+    sequence: Annotated[
+        int | None, Query(ge=1, le=MAX, description="The event's sequence.")
+    ] = None,
     event_id: Annotated[
         str | None,
         Query(min_length=1, max_length=200, description="The producer's event id."),
     ] = None,
     tree_size: Annotated[
-        int | None, Query(ge=1, description="Prove within this tree (default: see above).")
+        int | None, Query(ge=1, le=MAX, description="Prove within this tree (default: see above).")
     ] = None,
 ) -> InclusionProof:
     """The proof that one event of the caller's tenant is in the Merkle log."""
@@ -141,10 +144,10 @@ def _inclusion(store: LedgerStore, sequence: int, size: int | None) -> proofs.In
 async def consistency(
     ctx: Ctx,
     who: Auditor,
-    first: Annotated[int, Query(ge=0, description="The earlier tree size.")],
+    first: Annotated[int, Query(ge=0, le=MAX, description="The earlier tree size.")],
     second: Annotated[
         int | None,
-        Query(ge=0, description="The later tree size (default: the newest checkpoint's)."),
+        Query(ge=0, le=MAX, description="The later tree size (default: the newest checkpoint's)."),
     ] = None,
 ) -> ConsistencyProof:
     """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.domain.values import LegalBasis
+from ledger.integrity.checkpoints import new_private_key
 from ledger.process.settings import Settings
 from projections.api import access
 from projections.api.app import create_app, prepare
@@ -113,7 +114,8 @@ def world(
 
 @pytest.fixture
 def api_schema(settings_db_only: Settings) -> Iterator[Any]:
-    app = create_app(settings_db_only)
+    # with a checkpoint key, as a server that signs receipts and certificates has
+    app = create_app(replace(settings_db_only, checkpoint_key=new_private_key()))
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     asgi.shutdown_lifespans()  # closes the app's connection pool before the schema is dropped
 

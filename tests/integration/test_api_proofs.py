@@ -178,3 +178,70 @@ def test_receipts_and_certificates_are_signed_and_verify_offline(
     # after the erasure the receipt still verifies: the subject's own copy outlives the key
     code, out = standalone(tmp_path, vkey, "--document", saved(tmp_path, "r2.json", receipt.json()))
     assert code == 0, out
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_the_cli_gives_the_same_proofs_and_documents(
+    ledger: Ledger, env: dict[str, str], tmp_path: Path
+) -> None:
+    settings = load(env)
+    vkey = cli(env, "audit", "key", "--vkey").strip()
+    assert vkey == str(
+        CheckpointSigner(settings.checkpoint_key or b"", settings.log_origin).notes.vkey
+    )
+    first = checkpoint(env)
+    granted = grant("erin@example.com")
+    ledger.record([granted])
+    assert "no signed checkpoint" in cli(
+        env,
+        "audit",
+        "prove",
+        "--event-id",
+        granted.envelope.event_id,
+        "--tenant",
+        TENANT,
+        "--tlog",
+        code=1,
+    )
+    checkpoint(env)
+    tlog = cli(
+        env, "audit", "prove", "--event-id", granted.envelope.event_id, "--tenant", TENANT, "--tlog"
+    )
+    as_json = json.loads(
+        cli(env, "audit", "prove", "--event-id", granted.envelope.event_id, "--tenant", TENANT)
+    )
+    leaf = {"sequence": as_json["sequence"], **as_json["event"]}
+    code, out = standalone(
+        tmp_path,
+        vkey,
+        "--proof",
+        saved(tmp_path, "p.tlog-proof", tlog),
+        "--leaf-event",
+        saved(tmp_path, "leaf.json", leaf),
+    )
+    assert code == 0, out
+    consistency = cli(env, "audit", "consistency", str(first["tree_size"]))
+    code, out = standalone(tmp_path, vkey, "--proof", saved(tmp_path, "c.json", consistency))
+    assert code == 0, out
+
+    alice = subject_id(ledger, REF)
+    assert alice is not None
+    receipt = tmp_path / "receipt.json"
+    cli(env, "audit", "receipt", TENANT, str(alice), "newsletter", "--out", str(receipt))
+    code, out = standalone(tmp_path, vkey, "--document", str(receipt))
+    assert code == 0, out
+    assert "no erasure request" in cli(env, "audit", "certificate", TENANT, str(alice), code=1)
+    ledger.record([erase(REF)])
+    ledger.record_notification(alice, [], datetime.now(UTC))
+    checkpoint(env)
+    pdf = tmp_path / "certificate.pdf"
+    certificate = cli(env, "audit", "certificate", TENANT, str(alice), "--pdf", str(pdf))
+    assert pdf.read_bytes().startswith(b"%PDF")
+    document = json.loads(certificate[certificate.index("{") :])
+    code, out = standalone(tmp_path, vkey, "--document", saved(tmp_path, "cert.json", document))
+    assert code == 0, out
