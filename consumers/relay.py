@@ -17,6 +17,9 @@ Rules this process keeps:
   the session that held it, and the relay that finds it lost stands by again.
 - **Each record carries its chain link** and the stored form it covers
   (``ledger.integrity.topic``), so a dump of the topic verifies without the database.
+- **The Merkle log follows publication.** After each acknowledged batch the relay integrates
+  its events into the Merkle log (``LedgerStore.grow_tree``), so proofs of published events
+  need no integration of their own.
 - **Checkpoints follow publication.** With a checkpoint key configured, the relay signs a
   checkpoint at its position every N events or T seconds (``ledger.integrity.checkpointer``),
   after the records it covers were acknowledged.
@@ -126,6 +129,7 @@ class Relay:
         for future in futures:
             future.get(timeout=0)  # raises if the broker refused the record
         self.ledger.store.set_position(self.position_name, last)
+        self.ledger.store.grow_tree(last)
         self.log.info("relay_published", records=len(notifications), position=last)
         if self.checkpointer is not None:
             self.checkpointer.published(last, len(notifications))

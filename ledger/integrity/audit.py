@@ -152,7 +152,10 @@ def stored_tree_problems(store: LedgerStore, report: Report) -> list[Problem]:
     """Whether the stored Merkle log (what proofs are served from) is the one the events
     make. Run after a verification from genesis. Every stored node must be the hash of its
     two stored children, and the stored root the recomputed one: then, short of a SHA-256
-    collision, every stored node is the one the events make."""
+    collision, every stored node is the one the events make. Integrates the events verified
+    that the tree does not hold yet, first."""
+    if report.last_event:
+        store.grow_tree(report.last_event)
     size = store.tree_size(report.last_event) if report.last_event else 0
     if size != report.tree.size:
         detail = f"the stored tree has {size:,} leaves, the events make {report.tree.size:,}"

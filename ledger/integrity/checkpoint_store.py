@@ -214,6 +214,7 @@ def tree_head(store: LedgerStore, last: Checkpoint | None, upto: int) -> tuple[i
     """The stored tree's (size, root) at the event ``upto``, after recomputing it from the
     events since ``last`` (from the first event if ``last`` has no tree head). Raises
     :class:`ChainBroken` with reason ``tree`` if the stored tree differs."""
+    store.grow_tree(upto)
     size = store.tree_size(upto)
     stored_root = proofs.root(store, size)
     if last is not None and last.tree_size is not None and last.root is not None:

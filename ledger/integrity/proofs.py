@@ -3,7 +3,8 @@
 Rules this module keeps (``docs/audit.md``, "Proofs"):
 
 - **A proof is computed from stored nodes only**: a few dozen, fetched at once
-  (``ledger.storage.merkle``), never by rehashing the ledger.
+  (``ledger.storage.merkle``), never by rehashing the ledger. An event recorded but not yet
+  integrated into the tree is integrated first.
 - **A leaf comes with its event's stored columns**, so whoever holds the proof recomputes the
   leaf hash itself rather than trusting one.
 - **The text form is c2sp.org/tlog-proof@v1**: ``index``, the audit path, a blank line and
@@ -89,6 +90,9 @@ def inclusion(store: LedgerStore, sequence: int, size: int | None = None) -> Inc
     """The proof that the event at ``sequence`` is in the tree of ``size`` leaves (default:
     the whole tree now). Raises :class:`NotInTree`."""
     index = store.leaf_index(sequence)
+    if index is None:  # recorded but not integrated yet, or not recorded at all
+        store.grow_tree(sequence)
+        index = store.leaf_index(sequence)
     if index is None:
         raise NotInTree(f"no event at sequence {sequence}")
     current = store.tree_size()
@@ -134,7 +138,10 @@ class Consistency:
 
 
 def consistency(store: LedgerStore, first: int, second: int | None = None) -> Consistency:
-    """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
+    """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``
+    (default: the tree of every event recorded)."""
+    if second is None or second > store.tree_size():
+        store.grow_tree()
     second = store.tree_size() if second is None else second
     if not 0 <= first <= second <= store.tree_size():
         raise NotInTree(f"no consistency proof from {first} to {second} leaves here")

@@ -74,17 +74,6 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
         ]
         for link in extend(head, batch):
             self.chain[link.sequence] = link
-        for event in sorted(batch, key=lambda e: e.sequence):
-            self.leaves[event.sequence] = self.tree.size
-            self.sequences.append(event.sequence)
-            data = merkle.leaf(
-                event.sequence,
-                str(event.originator_id),
-                event.originator_version,
-                event.topic,
-                event.state,
-            )
-            self.tree.extend([merkle.leaf_hash(data)])
 
     def aggregate_rows(self, originator_id: UUID) -> list[Row]:
         with self._database_lock:
@@ -117,6 +106,27 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder, LedgerStore):
                 if event_id_of(bytes(self._stored_events[position].state)) == event_id:
                     return position + 1
             return None
+
+    def grow_tree(self, upto: int | None = None) -> int:
+        """The same integration as the PostgreSQL recorder's, under the store's lock."""
+        with self._database_lock:
+            after = self.sequences[-1] if self.sequences else 0
+            stop = len(self._stored_events) if upto is None else upto
+            for sequence in range(after + 1, stop + 1):
+                if sequence > len(self._stored_events):
+                    break
+                event = self._stored_events[sequence - 1]
+                data = merkle.leaf(
+                    sequence,
+                    str(event.originator_id),
+                    event.originator_version,
+                    event.topic,
+                    bytes(event.state),
+                )
+                self.leaves[sequence] = self.tree.size
+                self.sequences.append(sequence)
+                self.tree.extend([merkle.leaf_hash(data)])
+            return self.tree.size
 
     def tree_size(self, upto: int | None = None) -> int:
         with self._database_lock:

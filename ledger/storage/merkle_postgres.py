@@ -1,14 +1,19 @@
-"""The Merkle log on PostgreSQL: the ``merkle`` table, written in the events' own transaction.
+"""The Merkle log on PostgreSQL: the ``merkle`` table, integrated from the recorded events.
 
 Rules this module keeps:
 
-- **Grown in the insert transaction**, right after the chain (``chain_postgres.append``), under
-  the same event table lock: the tree's size is read there, so every event becomes the next
-  leaf in ledger order and no event is ever recorded outside the tree.
+- **Integrated after recording, like a transparency log's sequencer and integrator**: the
+  events are chained in their own transaction (``chain_postgres``), which fixes their order;
+  :func:`integrate` then appends every recorded event after the tree's last leaf, in that
+  order, in one transaction of its own. The relay integrates each batch it has published,
+  and anything that needs the tree (a checkpoint, a proof, an audit) integrates first, so the
+  tree is never behind what is asked of it and recording pays nothing for it.
+- **One integrator at a time**: a transaction-scoped advisory lock serialises them, so two
+  never append the same leaf. Notification ids are assigned under the event table's lock and
+  so commit in order: reading the events after the last leaf never skips one that commits
+  later.
 - **One row per stored node** ``(level, idx, hash)``; leaf rows (level 0) also carry the
   event's ``sequence``, so an event's leaf index is one index lookup away.
-- **Events recorded before the tree existed** become leaves once, in id order, by
-  :func:`grow_behind` (run when the tables are created), under the same lock.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ _INSERT = (
     "INSERT INTO {schema}.merkle (level, idx, hash, sequence) "
     "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[])"
 )
-_BACKFILL_BATCH = 5_000
+_BATCH = 5_000  # events appended per statement
+_MAX_ID = 2**63 - 1
 # The reads proofs need, also sent by the API's asynchronous connections.
 SIZE = "SELECT idx FROM {schema}.merkle WHERE level = 0 ORDER BY idx DESC LIMIT 1"
 SIZE_AT = "SELECT idx FROM {schema}.merkle WHERE sequence <= %s ORDER BY sequence DESC LIMIT 1"
@@ -147,33 +153,29 @@ def _last_sequence(curs: Cursor[Any], schema: Identifier) -> int:
     return int(_one(curs, query) or 0)
 
 
-def behind(curs: Cursor[Any], schema: Identifier, events: Identifier) -> bool:
-    """Whether some event is newer than the tree's last leaf (cheap, without the lock)."""
-    query = _sql(
-        "SELECT (SELECT max(notification_id) FROM {schema}.{events}) > "
-        "coalesce((SELECT max(sequence) FROM {schema}.merkle WHERE sequence IS NOT NULL), 0)",
-        schema,
-        events,
+def integrate(
+    curs: Cursor[Any], schema: Identifier, events: Identifier, upto: int | None = None
+) -> int:
+    """Appends every recorded event after the tree's last leaf (up to notification id
+    ``upto``), in id order, in the caller's transaction; returns the tree's size. A ledger
+    recorded before the Merkle log existed is integrated from its first event the same way."""
+    curs.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"ledger-merkle:{schema.as_string()}"]
     )
-    return bool(_one(curs, query))
-
-
-def grow_behind(curs: Cursor[Any], schema: Identifier, events: Identifier) -> int:
-    """Adds every event after the tree's last leaf (events recorded before this table
-    existed), in id order; returns how many. Takes the event table lock."""
-    curs.execute(_sql("LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE", schema, events))
-    after, count = _last_sequence(curs, schema), 0
+    after = _last_sequence(curs, schema)
     query = _sql(
         "SELECT notification_id, originator_id::text, originator_version, topic, state "
-        "FROM {schema}.{events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+        "FROM {schema}.{events} WHERE notification_id > %s AND notification_id <= %s "
+        "ORDER BY notification_id LIMIT %s",
         schema,
         events,
     )
+    stop = _MAX_ID if upto is None else upto
     while True:
         with curs.connection.cursor(row_factory=tuple_row, binary=True) as tuples:
-            tuples.execute(query, [after, _BACKFILL_BATCH])
+            tuples.execute(query, [after, stop, _BATCH])
             rows: list[Row] = tuples.fetchall()
         if not rows:
-            return count
+            return size(curs, schema)
         append_rows(curs, schema, rows)
-        after, count = rows[-1][0], count + len(rows)
+        after = rows[-1][0]

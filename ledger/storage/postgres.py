@@ -147,8 +147,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         self._create_types_once()
 
     def create_table(self) -> None:
-        """Creates the tables, then chains any event recorded before the chain existed and
-        makes a leaf of any event recorded before the Merkle log existed.
+        """Creates the tables, then chains any event recorded before the chain existed (the
+        Merkle log integrates them when first asked: ``grow_tree``).
 
         A process starting while another records events can deadlock with it: ``CREATE INDEX
         IF NOT EXISTS`` share-locks its table even when the index exists, in another order
@@ -166,8 +166,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         with self.datastore.transaction(commit=True) as curs:
             if chain_postgres.behind(curs, self.schema, self.events_table):
                 chain_postgres.chain_unchained(curs, self.schema, self.events_table)
-            if merkle_postgres.behind(curs, self.schema, self.events_table):
-                merkle_postgres.grow_behind(curs, self.schema, self.events_table)
 
     def _create_types_once(self) -> None:
         """Wraps the library's CREATE TYPE in a check (``_CREATE_TYPE_ONCE``). The statement
@@ -226,7 +224,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             assert ids is not None
             chain_postgres.append(curs, self.schema, stored_events, ids)
-            merkle_postgres.append_rows(curs, self.schema, _rows(stored_events, ids))
             return ids
 
     def _insert_stored_events(
@@ -444,6 +441,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
         found = (r["notification_id"] for r in rows if event_id_of(bytes(r["state"])) == event_id)
         return next(found, None)
 
+    def grow_tree(self, upto: int | None = None) -> int:
+        with self.datastore.transaction(commit=True) as curs:
+            return merkle_postgres.integrate(curs, self.schema, self.events_table, upto)
+
     def tree_size(self, upto: int | None = None) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             if upto is None:
@@ -552,10 +553,3 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerStore):
             if conn is not None:
                 conn.close()
         self._listener = self._lock_conn = None
-
-
-def _rows(events: Sequence[StoredEvent], ids: Sequence[int]) -> list[Row]:
-    return [
-        (i, str(e.originator_id), e.originator_version, e.topic, bytes(e.state))
-        for e, i in zip(events, ids, strict=True)
-    ]

@@ -124,9 +124,15 @@ class LedgerStore(ApplicationRecorder):
         through its receipt, among the few events its command recorded."""
 
     @abstractmethod
+    def grow_tree(self, upto: int | None = None) -> int:
+        """Integrates every recorded event after the Merkle log's last leaf (up to notification
+        id ``upto``) as the next leaves, in ledger order; returns the tree's size. Idempotent,
+        and safe to run from several processes at once."""
+
+    @abstractmethod
     def tree_size(self, upto: int | None = None) -> int:
         """Leaves in the Merkle log (``ledger.storage.merkle``): all of them, or those of the
-        events up to notification id ``upto``. Grown in the transaction that records them."""
+        events up to notification id ``upto``. Events join it when integrated (``grow_tree``)."""
 
     @abstractmethod
     def merkle_nodes(self, keys: Iterable[Key]) -> dict[Key, bytes]:

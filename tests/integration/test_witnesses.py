@@ -85,7 +85,7 @@ def test_a_witness_refuses_a_tree_that_does_not_extend_what_it_cosigned(
     made = make_checkpoint(ledger.store, table, signer, ledger.store.max_notification_id() or 0)
     assert made is not None and asked.cosign(ledger.store, table, made) == 2
     ledger.record([collect(REF)])
-    size = ledger.store.tree_size()
+    size = ledger.store.grow_tree()
     forked = signer.sign(made.sequence + 1, made.head, made_at(made), (size, bytes(32)))
     table.add(forked, signer.public_key)  # a fork: signed, stored, but not this tree
 
@@ -131,7 +131,8 @@ def test_a_changed_tree_is_never_signed_and_the_audit_finds_where(
 ) -> None:
     first = make_checkpoint(ledger.store, table, signer, ledger.store.max_notification_id() or 0)
     assert first is not None and first.tree_size == 11
-    ledger.record([grant(REF, purpose="billing"), collect(BOB)])  # leaves 11 and 12
+    ledger.record([grant(REF, purpose="billing"), collect(BOB)])
+    assert ledger.store.grow_tree() == 12  # the grant of a contract purpose is refused
     schema = load(env).database_schema
 
     def overwrite(index: int) -> None:

@@ -155,7 +155,10 @@ def _metrics_in_the_code() -> dict[str, set[str]]:
 
 
 LABEL_ARGS = ("labels", "labelnames")
-NOT_METRICS = {"ledger_events"}  # the event table, which the auditors' guide names
+NOT_METRICS = {
+    "ledger_events",
+    "ledger_topic",
+}  # the event table; a certificate's copy (docs/audit.md)
 
 
 def test_every_metric_the_docs_name_exists_with_those_labels() -> None:

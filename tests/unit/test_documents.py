@@ -48,7 +48,7 @@ def checkpoint(ledger: Ledger, signer: CheckpointSigner) -> Checkpoint:
     store = ledger.store
     last = store.max_notification_id() or 0
     head = store.select_chain(last, 1, last)[0].hash
-    size = store.tree_size()
+    size = store.grow_tree()
     return signer.sign(last, head, datetime.now(UTC), (size, proofs.root(store, size)))
 
 
