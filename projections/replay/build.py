@@ -33,7 +33,8 @@ import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from ledger.application.service import LedgerReader
-from ledger.integrity.audit import Audit, check_checkpoint
+from ledger.integrity import witnesses
+from ledger.integrity.audit import Audit, WitnessPolicy, check_checkpoint
 from ledger.integrity.checkpoint_store import CheckpointTable
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.sources import store_items
@@ -115,7 +116,8 @@ def build(
             view.maintain(now=as_of)
         if on_progress is not None:
             on_progress(head, head, feed.applied)
-        results = [check_checkpoint(c, verifier.report, keys) for c in checkpoints]
+        policy = _witness_policy(settings)
+        results = [check_checkpoint(c, verifier.report, keys, policy) for c in checkpoints]
         seconds = time.perf_counter() - started
         audit = Audit("event store", verifier.report, seconds, results)
         return Built(replay_id, as_of, head, feed.cut, feed.applied, audit)
@@ -171,6 +173,13 @@ class _Feed:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _witness_policy(settings: Settings) -> WitnessPolicy:
+    """The cosignatures each checkpoint's note must carry: ``LEDGER_WITNESS_QUORUM`` of the
+    witnesses in ``LEDGER_WITNESSES``."""
+    known = [w.key for w in witnesses.parse(settings.witnesses)]
+    return WitnessPolicy(known, settings.witness_quorum)
 
 
 def _checkpoints(settings: Settings) -> tuple[list[Checkpoint], list[bytes]]:
