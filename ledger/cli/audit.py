@@ -187,8 +187,7 @@ def checkpoint_command() -> None:
             except ChainBroken as exc:
                 fail(f"the chain does not verify, no checkpoint signed: {exc}", code=1)
             if made is not None and s.witnesses:
-                Witnessing(witnesses.parse(s.witnesses)).cosign(reader.store, table, made)
-                made = table.latest()
+                made = Witnessing(witnesses.parse(s.witnesses)).cosign(reader.store, table, made)
     typer.echo(json.dumps(made.to_json()) if made else "no new events since the last checkpoint")
 
 

@@ -109,8 +109,7 @@ class Checkpointer:
             with self.open_table() as table:
                 made = make_checkpoint(self.store, table, self.signer, position)
                 if made is not None and self.witnessing is not None:
-                    self.witnessing.cosign(self.store, table, made)
-                    made = next(c for c in table.all(limit=1) if c.sequence == made.sequence)
+                    made = self.witnessing.cosign(self.store, table, made)
         except ChainBroken as exc:
             self.log.error(
                 "checkpoint_refused_chain_broken",

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -162,7 +163,7 @@ class Note:
         fresh = tuple(s for s in more if (s.name, s.id, s.signature) not in seen)
         return Note(self.body, self.signatures + fresh)
 
-    def verified_by(self, keys: list[VerifierKey]) -> list[VerifierKey]:
+    def verified_by(self, keys: Sequence[VerifierKey]) -> list[VerifierKey]:
         """The known keys whose signatures verify. Raises :class:`NoteError` if a known key's
         signature fails: such a note is malformed, whatever else it carries."""
         good = []
@@ -235,8 +236,8 @@ class Verdict:
 
 def verify_checkpoint(
     text: str,
-    log_keys: list[VerifierKey],
-    witness_keys: list[VerifierKey] = (),  # type: ignore[assignment]
+    log_keys: Sequence[VerifierKey],
+    witness_keys: Sequence[VerifierKey] = (),
     quorum: int = 0,
 ) -> Verdict:
     """Parses and verifies a checkpoint: one of ``log_keys`` must have signed it, and at

@@ -140,10 +140,11 @@ class Consistency:
 def consistency(store: LedgerStore, first: int, second: int | None = None) -> Consistency:
     """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``
     (default: the tree of every event recorded)."""
-    if second is None or second > store.tree_size():
-        store.grow_tree()
-    second = store.tree_size() if second is None else second
-    if not 0 <= first <= second <= store.tree_size():
+    current = store.tree_size()
+    if second is None or second > current:
+        current = store.grow_tree()
+    second = current if second is None else second
+    if not 0 <= first <= second <= current:
         raise NotInTree(f"no consistency proof from {first} to {second} leaves here")
     keys = merkle.consistency_keys(first, second) | merkle.root_keys(first)
     nodes = store.merkle_nodes(keys | merkle.root_keys(second))

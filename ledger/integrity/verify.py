@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ledger.storage.chain import GENESIS, Link, Row, Stored, link_hash, row_hash, stored
-from ledger.storage.merkle import Frontier, leaf, leaf_hash
+from ledger.storage.chain import GENESIS, Link, Row, Stored, link_hash, stored
+from ledger.storage.merkle import Frontier, leaf, leaf_hash, link_and_leaf
 
 MAX_PROBLEMS = 20
 
@@ -181,11 +181,11 @@ class ChainVerifier:
                 sequence, originator, version = row[0], row[1], row[2]
                 if link.sequence != sequence or link.previous != last:
                     break
-                digest = row_hash(head, row, last)
+                digest, leaf_digest = link_and_leaf(head, row, last)
                 if digest != link.hash or versions.get(originator, 0) >= version:
                     break
                 versions[originator] = version
-                tree.add(leaf_hash(leaf(*row)))
+                tree.add(leaf_digest)
                 if sequence in watch:
                     report.recomputed_at[sequence] = digest
                     tree_at[sequence] = (tree.size, tree.root())

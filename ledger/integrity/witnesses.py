@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import urllib3
 
 from ledger.integrity import proofs
-from ledger.integrity.checkpoint_store import CheckpointTable
+from ledger.integrity.checkpoint_store import CheckpointTable, with_cosignatures
 from ledger.integrity.checkpoints import Checkpoint
 from ledger.integrity.notes import COSIGNATURE, Note, NoteError, VerifierKey, parse_signature_line
 from ledger.plumbing.logs import get as get_logger
@@ -61,15 +61,20 @@ class Witnessing:
         self.witnesses = witnesses
         self.http = http or urllib3.PoolManager(timeout=TIMEOUT, retries=False)
         self.log = get_logger("witnesses")
+        self.cosigned = 0
 
-    def cosign(self, store: LedgerStore, table: CheckpointTable, checkpoint: Checkpoint) -> int:
-        """Asks every witness to cosign; returns how many did."""
+    def cosign(
+        self, store: LedgerStore, table: CheckpointTable, checkpoint: Checkpoint
+    ) -> Checkpoint:
+        """Asks every witness to cosign; returns the checkpoint with the cosignatures that
+        came (:attr:`cosigned` says how many witnesses gave one)."""
+        self.cosigned = 0
         if checkpoint.note is None or checkpoint.tree_size is None:
-            return 0
-        done = 0
+            return checkpoint
+        lines: list[str] = []
         for witness in self.witnesses:
             try:
-                lines = self._ask(store, table, witness, checkpoint)
+                got = self._ask(store, table, witness, checkpoint)
             except (WitnessRefused, urllib3.exceptions.HTTPError, NoteError, OSError) as exc:
                 self.log.warning(
                     "witness_refused",
@@ -79,11 +84,12 @@ class Witnessing:
                     error=str(exc)[:300],
                 )
                 continue
-            table.add_cosignatures(checkpoint.sequence, witness.name, lines)
+            table.add_cosignatures(checkpoint.sequence, witness.name, got)
             table.set_witness_size(witness.name, checkpoint.tree_size)
             self.log.info("witness_cosigned", witness=witness.name, tree_size=checkpoint.tree_size)
-            done += 1
-        return done
+            lines += got
+            self.cosigned += 1
+        return with_cosignatures(checkpoint, lines)
 
     def _ask(
         self, store: LedgerStore, table: CheckpointTable, witness: Witness, checkpoint: Checkpoint

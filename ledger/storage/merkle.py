@@ -28,7 +28,12 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from ledger.storage.chain import DOMAIN as CHAIN_DOMAIN
+from ledger.storage.chain import Row
+
 LEAF_DOMAIN = b"ledger-leaf-v1"
+_LEAF_PREFIX = b"\x00" + LEAF_DOMAIN
+_CHAIN_HEAD = struct.Struct(">QQI")  # the chain entry's u64(sequence) u64(previous) u32(len(id))
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 _HEAD = struct.Struct(">QI")  # u64(sequence) u32(len(originator id))
 _VERSION_AND_TOPIC_LENGTH = struct.Struct(">QI")
@@ -58,6 +63,30 @@ def leaf(sequence: int, originator: str, version: int, topic: str, state: bytes)
             state,
         )
     )
+
+
+def link_and_leaf(previous_hash: bytes, row: Row, previous: int) -> tuple[bytes, bytes]:
+    """The chain hash (``ledger.storage.chain``) and the leaf hash of one event read as a
+    :data:`Row`, from one encoding of the columns both cover: what verification computes for
+    every event (``tests/unit/test_merkle.py`` holds it to the two definitions)."""
+    sequence, originator, version, topic, state = row
+    originator_bytes, topic_bytes = originator.encode(), topic.encode()
+    rest = b"".join(
+        (
+            originator_bytes,
+            _VERSION_AND_TOPIC_LENGTH.pack(version, len(topic_bytes)),
+            topic_bytes,
+            _U32.pack(len(state)),
+            state,
+        )
+    )
+    link = hashlib.sha256(
+        previous_hash + CHAIN_DOMAIN + _CHAIN_HEAD.pack(sequence, previous, len(originator_bytes))
+    )
+    link.update(rest)
+    leaf = hashlib.sha256(_LEAF_PREFIX + _HEAD.pack(sequence, len(originator_bytes)))
+    leaf.update(rest)
+    return link.digest(), leaf.digest()
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -267,32 +296,32 @@ def verify_consistency(
 
 class Frontier:
     """A tree's right edge only: appends leaves and gives the root at the current size in
-    memory that grows with log(size). What verification recomputes the tree with."""
+    memory that grows with log(size). What verification recomputes the tree with, once per
+    event, so it keeps only hashes: the level of each is implied by the size's bits."""
 
     def __init__(self) -> None:
-        self.stack: list[tuple[int, bytes]] = []  # (level, hash), largest subtree first
+        self.stack: list[bytes] = []  # the perfect subtrees' roots, largest first
         self.size = 0
 
     @classmethod
     def resume(cls, size: int, frontier: Sequence[bytes]) -> Frontier:
         """The right edge of a tree of ``size`` leaves, from its :func:`frontier_keys` hashes."""
+        if len(frontier) != bin(size).count("1"):
+            raise ValueError(f"a tree of {size} leaves has {bin(size).count('1')} edge nodes")
         made = cls()
-        made.stack = [
-            (level, h) for (level, _), h in zip(frontier_keys(size), frontier, strict=True)
-        ]
-        made.size = size
+        made.stack, made.size = list(frontier), size
         return made
 
     def add(self, digest: bytes) -> None:
-        level, stack = 0, self.stack
-        while stack and stack[-1][0] == level:
-            digest = node_hash(stack.pop()[1], digest)
-            level += 1
-        stack.append((level, digest))
+        stack, size, sha256 = self.stack, self.size, hashlib.sha256
+        while size & 1:  # each trailing one bit of the size is a subtree the leaf completes
+            digest = sha256(b"\x01" + stack.pop() + digest).digest()
+            size >>= 1
+        stack.append(digest)
         self.size += 1
 
     def root(self) -> bytes:
-        return root_of([h for _, h in self.stack])
+        return root_of(self.stack)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Frontier):

@@ -57,9 +57,10 @@ def test_witnesses_cosign_each_checkpoint_from_the_size_they_last_saw(
     )
     made = make_checkpoint(ledger.store, table, signer, ledger.store.max_notification_id() or 0)
     assert made is not None and made.note is not None
-    assert asked.cosign(ledger.store, table, made) == 2  # the third is down: logged, no delay
+    returned = asked.cosign(ledger.store, table, made)
+    assert asked.cosigned == 2  # the third is down: logged, no delay
     first = table.latest()
-    assert first is not None and first.note is not None
+    assert first == returned and first is not None and first.note is not None
     keys = [w.vkey for w in witnesses]
     verdict = verify_checkpoint(first.note, [signer.notes.vkey], keys, quorum=2)
     assert verdict.head == TreeHead("ledger.example/test", made.tree_size or 0, made.root or b"")
@@ -70,7 +71,8 @@ def test_witnesses_cosign_each_checkpoint_from_the_size_they_last_saw(
     table.set_witness_size(witnesses[1].name, 0)  # the log forgot what witness1 saw
     second = make_checkpoint(ledger.store, table, signer, ledger.store.max_notification_id() or 0)
     assert second is not None
-    assert asked.cosign(ledger.store, table, second) == 2
+    asked.cosign(ledger.store, table, second)
+    assert asked.cosigned == 2
     assert witnesses[0].seen == [200, 200]  # asked with the right old size and proof
     assert witnesses[1].seen == [200, 409, 200]  # told its size, then asked from there
     latest = table.latest()
@@ -83,13 +85,15 @@ def test_a_witness_refuses_a_tree_that_does_not_extend_what_it_cosigned(
 ) -> None:
     asked = Witnessing([Witness(w.vkey, w.url) for w in witnesses])
     made = make_checkpoint(ledger.store, table, signer, ledger.store.max_notification_id() or 0)
-    assert made is not None and asked.cosign(ledger.store, table, made) == 2
+    assert made is not None
+    asked.cosign(ledger.store, table, made)
+    assert asked.cosigned == 2
     ledger.record([collect(REF)])
     size = ledger.store.grow_tree()
     forked = signer.sign(made.sequence + 1, made.head, made_at(made), (size, bytes(32)))
     table.add(forked, signer.public_key)  # a fork: signed, stored, but not this tree
 
-    assert asked.cosign(ledger.store, table, forked) == 0
+    assert asked.cosign(ledger.store, table, forked) == forked and asked.cosigned == 0
     assert [w.seen[-1] for w in witnesses] == [422, 422]
 
 

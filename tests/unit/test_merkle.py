@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from ledger.storage import merkle
+from ledger.storage.chain import row_hash
 
 # RFC 6962's test leaves, whose roots other implementations (certificate-transparency-go,
 # Trillian) publish: MTH of the first 1…8 of them.
@@ -169,3 +170,11 @@ def test_a_leaf_covers_every_stored_column_and_its_sequence():
 
 
 PINNED_LEAF_HASH = "9261bacb9874751b5edc6afa3d2e16dfc0549b21b679f47a19b04dd2685dfdaf"
+
+
+def test_verifications_shared_encoding_gives_the_chain_link_and_the_leaf():
+    row = (7, "2e618f49-0da5-4e02-9cfa-302e5ea0f8f4", 2, "ledger.domain.subject:Subject.X", b"{}")
+    previous_hash = bytes(range(32))
+    link, leaf = merkle.link_and_leaf(previous_hash, row, 5)
+    assert link == row_hash(previous_hash, row, 5)
+    assert leaf == merkle.leaf_hash(merkle.leaf(*row))
