@@ -12,15 +12,12 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import Any
 
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate
+from reportlab.platypus import Flowable, Paragraph
 
 from ledger.integrity.documents import SIGNED_PREFIX, canonical
-from projections.reports.pdf import FONT, _p, _section, _styles, _table  # the report's layout
+from projections.reports.pdf import _p, _section, _styles, _table, build  # the report's layout
 
 TITLE = "Erasure certificate"
 
@@ -117,24 +114,10 @@ def _story(signed: dict[str, Any]) -> list[Flowable]:
 
 def render(signed: dict[str, Any]) -> bytes:
     """The certificate as PDF bytes (A4); its metadata names the tenant, not the subject."""
-    buffer = io.BytesIO()
-    document = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
+    return build(
+        _story(signed),
         title=TITLE,
         author=signed["document"]["tenant"],
         subject="Erasure certificate (GDPR art. 17)",
-        creator="compliance-ledger",
-        keywords="",
+        footer=f"{TITLE} {digest(signed)[:16]}",
     )
-
-    def on_page(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFont(FONT, 7)
-        canvas.drawString(18 * mm, 10 * mm, f"{TITLE} — {digest(signed)[:16]} — page {doc.page}")
-        canvas.restoreState()
-
-    document.build(_story(signed), onFirstPage=on_page, onLaterPages=on_page)
-    return buffer.getvalue()

@@ -260,19 +260,29 @@ def _erasure(report: SubjectReport) -> list[Flowable]:
 
 def render(report: SubjectReport) -> bytes:
     """The report as PDF bytes (A4)."""
+    return build(
+        _story(report),
+        title=TITLE,
+        author=report.tenant_name,
+        subject="Data subject access report (GDPR art. 15)",
+        footer=f"{TITLE} {report.report_id} — {report.tenant_name}",
+    )
+
+
+def build(story: list[Flowable], *, title: str, author: str, subject: str, footer: str) -> bytes:
+    """A4 pages with the house margins and a numbered footer; metadata names no person."""
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
         buffer,
         pagesize=A4,
         leftMargin=18 * mm,
         rightMargin=18 * mm,
-        title=TITLE,
-        author=report.tenant_name,
-        subject="Data subject access report (GDPR art. 15)",
+        title=title,
+        author=author,
+        subject=subject,
         creator="compliance-ledger",
         keywords="",
     )
-    footer = f"{TITLE} {report.report_id} — {report.tenant_name}"
 
     def on_page(canvas: Any, doc: Any) -> None:
         canvas.saveState()
@@ -280,5 +290,5 @@ def render(report: SubjectReport) -> bytes:
         canvas.drawString(18 * mm, 10 * mm, f"{footer} — page {doc.page}")
         canvas.restoreState()
 
-    document.build(_story(report), onFirstPage=on_page, onLaterPages=on_page)
+    document.build(story, onFirstPage=on_page, onLaterPages=on_page)
     return buffer.getvalue()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import pypdfium2 as pdfium
 import pytest
 
 from ledger.application.service import Ledger
@@ -20,6 +21,7 @@ from ledger.integrity import certificates, documents, proofs, receipts
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
 from ledger.keys.crypto import LocalKek, new_secret
 from ledger.keys.ingest_keys import IngestKeyRow
+from projections.reports import certificate_pdf
 from tests.builders import REF, TENANT, collect, disclose, erase, grant, withdraw
 from tests.ledger_cases import ready, subject_id
 
@@ -222,6 +224,11 @@ def test_an_erasure_certificate_names_every_copy_and_verifies_offline(
     vkey = str(signer.notes.vkey)
     code, out = verify(made, tmp_path, vkey)
     assert code == 0, out
+    pdf = pdfium.PdfDocument(certificate_pdf.render(made))
+    text = " ".join(page.get_textpage().get_text_range() for page in pdf)
+    for shown in ("Erasure certificate", "mailer-inc", str(alice), certificate_pdf.digest(made)):
+        assert shown in " ".join(text.split()), shown
+    assert REF not in text
     edited = json.loads(json.dumps(made))
     edited["document"]["copies"][5]["recipients"][0]["deliveries"][0]["status"] = "failed"
     assert verify(edited, tmp_path, vkey)[0] == 1
