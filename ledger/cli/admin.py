@@ -89,14 +89,16 @@ def _policy(tenant: Tenant) -> str:
 
 @keys.command("generate")
 def generate_keys() -> None:
-    """Print a fresh key-encryption key, lookup key and checkpoint signing key as environment
-    assignments. Only the relay needs LEDGER_CHECKPOINT_KEY (it signs checkpoints): keep it
-    apart from the KEK, in a secret of its own that no other process is given, since whoever
-    holds it and the database could sign a rewritten history."""
+    """Print a fresh key-encryption key, lookup key, checkpoint signing key and documents key
+    as environment assignments. Only the relay needs LEDGER_CHECKPOINT_KEY (it signs
+    checkpoints): keep it apart from the KEK, in a secret of its own that no other process is
+    given, since whoever holds it and the database could sign a rewritten history. The API
+    needs LEDGER_DOCUMENT_KEY (it signs receipts and certificates)."""
     made = {
         "LEDGER_KEK": new_secret(),
         "LEDGER_LOOKUP_KEY": new_secret(),
         "LEDGER_CHECKPOINT_KEY": new_private_key(),
+        "LEDGER_DOCUMENT_KEY": new_private_key(),
     }
     for name, key in made.items():
         typer.echo(f"{name}={base64.b64encode(key).decode()}")

@@ -21,6 +21,7 @@ from ledger.integrity import witnesses
 from ledger.integrity.audit import WitnessPolicy
 from ledger.integrity.checkpoint_store import ChainBroken, CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
+from ledger.integrity.documents import signer_of
 from ledger.integrity.notes import NoteError, VerifierKey
 from ledger.integrity.sources import export_line, store_items
 from ledger.integrity.witnesses import Witnessing
@@ -197,9 +198,19 @@ def key_command(
         bool,
         typer.Option("--vkey", help="Print the C2SP verifier key of the log's checkpoints."),
     ] = False,
+    documents: Annotated[
+        bool,
+        typer.Option("--documents", help="Print the verifier key receipts are signed with."),
+    ] = False,
 ) -> None:
     """Print the public checkpoint key (base64) and its key id: what auditors verify with."""
     s = settings()
+    if documents:
+        signer_key = signer_of(s.document_key, s.checkpoint_key, s.log_origin)
+        if signer_key is None:
+            fail("no documents key configured (LEDGER_DOCUMENT_KEY)")
+        typer.echo(str(signer_key.vkey))
+        return
     if s.checkpoint_key is None:
         fail("no checkpoint key configured (LEDGER_CHECKPOINT_KEY)")
     signer = CheckpointSigner(s.checkpoint_key, s.log_origin)

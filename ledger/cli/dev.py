@@ -59,6 +59,7 @@ DEV_KEYS: dict[str, Callable[[], bytes]] = {
     "LEDGER_KEK": new_secret,
     "LEDGER_LOOKUP_KEY": new_secret,
     "LEDGER_CHECKPOINT_KEY": new_private_key,
+    "LEDGER_DOCUMENT_KEY": new_private_key,
 }
 
 

@@ -23,7 +23,8 @@ from ledger.cli.audit import audit
 from ledger.cli.common import fail, settings
 from ledger.integrity import certificates, proofs, receipts
 from ledger.integrity.checkpoint_store import CheckpointTable
-from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
+from ledger.integrity.checkpoints import Checkpoint
+from ledger.integrity.documents import DocumentSigner, signer_of
 from ledger.keys.ingest_keys_postgres import PostgresIngestKeyTable
 from ledger.process.runtime import open_reader
 from ledger.process.settings import Settings
@@ -54,10 +55,11 @@ def _answer(body: Any, out: Path | None) -> None:
         typer.echo(f"wrote {out}")
 
 
-def _signer(s: Settings) -> CheckpointSigner:
-    if s.checkpoint_key is None:
-        fail("no checkpoint key: documents are signed with LEDGER_CHECKPOINT_KEY")
-    return CheckpointSigner(s.checkpoint_key, s.log_origin)
+def _signer(s: Settings) -> DocumentSigner:
+    signer = signer_of(s.document_key, s.checkpoint_key, s.log_origin)
+    if signer is None:
+        fail("no documents key: receipts and certificates are signed with LEDGER_DOCUMENT_KEY")
+    return signer
 
 
 def _attempt(fn: Callable[[], T]) -> T:

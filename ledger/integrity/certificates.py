@@ -24,8 +24,8 @@ from typing import Any
 from uuid import UUID
 
 from ledger.integrity import documents
-from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
-from ledger.integrity.documents import event_type, recorded_at, state_of
+from ledger.integrity.checkpoints import Checkpoint
+from ledger.integrity.documents import DocumentSigner, event_type, recorded_at, state_of
 from ledger.keys.ingest_keys import IngestKeyRow
 from ledger.storage.chain import Row
 from ledger.storage.store import LedgerStore
@@ -175,7 +175,7 @@ def certificate(
 
 def issue(
     store: LedgerStore,
-    signer: CheckpointSigner,
+    signer: DocumentSigner,
     checkpoints: Sequence[Checkpoint],
     tenant: str,
     subject_id: UUID,

@@ -131,10 +131,6 @@ class CheckpointSigner:
         note = self.notes.sign(TreeHead(self.origin, size, root))
         return Checkpoint(sequence, head, time_us, self.key_id, signature, size, root, note.text)
 
-    def sign_document(self, message: bytes) -> bytes:
-        """Signs a receipt's or certificate's bytes (``ledger.integrity.documents``)."""
-        return self._key.sign(message)
-
 
 def verify_signature(checkpoint: Checkpoint, public_key: bytes) -> bool:
     try:

@@ -12,8 +12,10 @@ Rules this module keeps (``docs/audit.md``, "Signed documents"):
   fields in the included states are ciphertext, unreadable without the subject's key, so the
   document holds nothing personal and verifies the same before and after an erasure.
 - **Signed over canonical JSON**: ``"ledger-signed-document-v1\\n" ‖`` the object without
-  ``signature``, keys sorted, no spaces, UTF-8. The key is the log's checkpoint key, named by
-  its vkey.
+  ``signature``, keys sorted, no spaces, UTF-8, with the documents key
+  (``LEDGER_DOCUMENT_KEY``), named by its vkey ``<origin>/documents+…``. It is not the
+  checkpoint key: the API that issues documents never holds the key that signs history, and a
+  stolen documents key forges no evidence, since every proof must reach a signed checkpoint.
 - **Only against a signed tree.** A document is made only when a stored checkpoint's tree
   holds every event it rests on (:class:`NotYetCheckpointed` otherwise).
 """
@@ -26,9 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ledger.domain.tenant import Tenant
 from ledger.integrity import proofs
-from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
+from ledger.integrity.checkpoints import Checkpoint
+from ledger.integrity.notes import ED25519, VerifierKey, check_name
 from ledger.storage.chain import Row
 from ledger.storage.store import LedgerStore
 
@@ -107,8 +112,28 @@ def covering(checkpoints: Sequence[Checkpoint], last: int) -> Checkpoint:
     )
 
 
+class DocumentSigner:
+    """The documents key: Ed25519, named ``<origin>/documents`` in its vkey."""
+
+    def __init__(self, private_key: bytes, origin: str) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(private_key)
+        raw = self._key.public_key().public_bytes_raw()
+        self.vkey = VerifierKey(check_name(f"{origin}/documents"), ED25519, raw)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+def signer_of(
+    document_key: bytes | None, checkpoint_key: bytes | None, origin: str
+) -> DocumentSigner | None:
+    """The documents key, else the checkpoint key (a single host, as ``ledger dev`` is)."""
+    key = document_key if document_key is not None else checkpoint_key
+    return None if key is None else DocumentSigner(key, origin)
+
+
 def sign(
-    signer: CheckpointSigner,
+    signer: DocumentSigner,
     kind: str,
     document: dict[str, Any],
     evidenced: list[Any],
@@ -120,11 +145,11 @@ def sign(
         "evidence": evidenced,
         "checkpoint": checkpoint.note,
     }
-    signature = signer.sign_document(SIGNED_PREFIX + canonical(body))
+    signature = signer.sign(SIGNED_PREFIX + canonical(body))
     return {
         **body,
         "signature": {
-            "key": str(signer.notes.vkey),
+            "key": str(signer.vkey),
             "signature": base64.b64encode(signature).decode("ascii"),
         },
     }
@@ -132,7 +157,7 @@ def sign(
 
 def make(
     store: LedgerStore,
-    signer: CheckpointSigner,
+    signer: DocumentSigner,
     checkpoints: Sequence[Checkpoint],
     kind: str,
     document: dict[str, Any],

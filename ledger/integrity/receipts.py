@@ -21,8 +21,8 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ledger.integrity import documents
-from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
-from ledger.integrity.documents import event_type, recorded_at, state_of
+from ledger.integrity.checkpoints import Checkpoint
+from ledger.integrity.documents import DocumentSigner, event_type, recorded_at, state_of
 from ledger.storage.chain import Row
 from ledger.storage.store import LedgerStore
 
@@ -169,7 +169,7 @@ def receipt(
 
 def issue(
     store: LedgerStore,
-    signer: CheckpointSigner,
+    signer: DocumentSigner,
     checkpoints: Sequence[Checkpoint],
     tenant: str,
     subject_id: UUID,

@@ -81,6 +81,9 @@ class Settings:
     webhook_timeout: timedelta = timedelta(seconds=10)
     # Signed checkpoints (``ledger.integrity``): the Ed25519 private key and how often.
     checkpoint_key: bytes | None = field(default=None, repr=False)
+    # Signs consent receipts and erasure certificates (``ledger.integrity.documents``); the
+    # API holds it, so it is not the checkpoint key. Unset: the checkpoint key, if any.
+    document_key: bytes | None = field(default=None, repr=False)
     checkpoint_every: int = 10_000
     checkpoint_interval: timedelta = timedelta(minutes=10)
     # The Merkle log's identity in its C2SP checkpoints, and the witnesses that cosign them:
@@ -368,6 +371,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_WEBHOOK_TIMEOUT", env.get("LEDGER_WEBHOOK_TIMEOUT"), timedelta(seconds=10)
         ),
         checkpoint_key=_checkpoint_key(env),
+        document_key=_document_key(env),
         kafka_security=_kafka_security(env),
         kafka_replication=TopicReplication(
             factor=_optional_positive_int(
@@ -464,6 +468,15 @@ def _checkpoint_key(env: Mapping[str, str]) -> bytes | None:
     except (OSError, UnicodeDecodeError):
         raise ConfigError(f"LEDGER_CHECKPOINT_KEY_FILE {path} cannot be read") from None
     return _b64_key(f"LEDGER_CHECKPOINT_KEY_FILE {path}", text)
+
+
+def _document_key(env: Mapping[str, str]) -> bytes | None:
+    """``LEDGER_DOCUMENT_KEY`` (base64), or the base64 text in ``LEDGER_DOCUMENT_KEY_FILE``."""
+    source = (
+        "LEDGER_DOCUMENT_KEY_FILE" if env.get("LEDGER_DOCUMENT_KEY_FILE") else "LEDGER_DOCUMENT_KEY"
+    )
+    raw = _secret(env, "LEDGER_DOCUMENT_KEY")
+    return _b64_key(source, raw.strip() if raw else None)
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:

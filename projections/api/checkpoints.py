@@ -22,10 +22,11 @@ from pydantic import BaseModel, Field
 
 from ledger.integrity.checkpoint_store import from_row, with_cosignatures
 from ledger.integrity.checkpoints import Checkpoint as Signed
+from ledger.integrity.documents import signer_of
 from ledger.integrity.notes import ED25519, VerifierKey
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
-from projections.api.problems import PROBLEM_RESPONSES
+from projections.api.problems import PROBLEM_RESPONSES, NotFound
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["audit"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -119,3 +120,24 @@ async def checkpoint_key(ctx: Ctx) -> list[CheckpointKey]:
         )
         for r in rows
     ]
+
+
+class DocumentKey(BaseModel):
+    vkey: str = Field(
+        description="The key receipts and certificates are signed with, as a C2SP verifier key "
+        "(<origin>/documents+key id+base64(0x01 ‖ key))."
+    )
+    public_key: str = Field(description="Raw Ed25519 public key (32 bytes), base64.")
+
+
+@router.get("/document-key", response_model=DocumentKey)
+async def document_key(ctx: Ctx) -> DocumentKey:
+    """The public key of the documents this server signs (no API key needed); 404 if it
+    signs none."""
+    s = ctx.settings
+    signer = signer_of(s.document_key, s.checkpoint_key, s.log_origin)
+    if signer is None:
+        raise NotFound("this server signs no receipts or certificates (LEDGER_DOCUMENT_KEY)")
+    return DocumentKey(
+        vkey=str(signer.vkey), public_key=base64.b64encode(signer.vkey.public_key).decode()
+    )

@@ -6,9 +6,11 @@ Rules these routes keep:
 - **Receipts are for the subject**, handed over by the tenant's systems: any key of the tenant
   that may read consents (``reader`` and up) gets them; they hold nothing personal.
   Certificates are for the tenant's admins and auditors.
-- **Signed by the server holding the checkpoint key** (``LEDGER_CHECKPOINT_KEY``); without it
-  the routes answer 503 and say so. The evidence is proven in the newest signed tree; an
-  event newer than that is answered 409 ``not_yet_checkpointed`` with ``Retry-After``.
+- **Signed with the documents key** (``LEDGER_DOCUMENT_KEY``, else the checkpoint key on a
+  single host); without either the routes answer 503 and say so. ``GET /v1/document-key``
+  publishes its verifier key, as ``/v1/checkpoint-key`` publishes the log's. The evidence is
+  proven in the newest signed tree; an event newer than that is answered 409
+  ``not_yet_checkpointed`` with ``Retry-After``.
 - **Built from the event store**, not the projections, so they never lag behind the ledger.
 - **Sent exactly as signed**: the body is the signed object itself, never re-serialised
   through the response model (which only documents it), so no field is added or reordered.
@@ -27,7 +29,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ledger.integrity import certificates, documents, receipts
-from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner
+from ledger.integrity.checkpoints import Checkpoint
+from ledger.integrity.documents import DocumentSigner, signer_of
 from ledger.keys.ingest_keys import IngestKeyRow
 from ledger.keys.ingest_keys_postgres import PostgresIngestKeyTable
 from ledger.storage.postgres import PostgresLedgerRecorder
@@ -80,14 +83,15 @@ class SignedDocument(BaseModel):
     signature: DocumentSignature
 
 
-def _signer(ctx: ApiContext) -> CheckpointSigner:
-    key = ctx.settings.checkpoint_key
-    if key is None:
+def _signer(ctx: ApiContext) -> DocumentSigner:
+    s = ctx.settings
+    signer = signer_of(s.document_key, s.checkpoint_key, s.log_origin)
+    if signer is None:
         raise Unavailable(
-            "this server holds no checkpoint key (LEDGER_CHECKPOINT_KEY): it cannot sign "
+            "this server holds no documents key (LEDGER_DOCUMENT_KEY): it cannot sign "
             "receipts or certificates"
         )
-    return CheckpointSigner(key, ctx.settings.log_origin)
+    return signer
 
 
 async def _issue(ctx: ApiContext, make: Callable[[LedgerStore, list[Checkpoint]], T]) -> T:

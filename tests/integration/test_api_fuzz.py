@@ -114,8 +114,8 @@ def world(
 
 @pytest.fixture
 def api_schema(settings_db_only: Settings) -> Iterator[Any]:
-    # with a checkpoint key, as a server that signs receipts and certificates has
-    app = create_app(replace(settings_db_only, checkpoint_key=new_private_key()))
+    # with a documents key, as a server that signs receipts and certificates has
+    app = create_app(replace(settings_db_only, document_key=new_private_key()))
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     asgi.shutdown_lifespans()  # closes the app's connection pool before the schema is dropped
 

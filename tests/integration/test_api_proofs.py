@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -17,8 +18,9 @@ from typer.testing import CliRunner
 
 from ledger.application.service import Ledger
 from ledger.cli.main import app
-from ledger.integrity.checkpoints import CheckpointSigner
-from ledger.process.settings import load
+from ledger.integrity.checkpoints import CheckpointSigner, new_private_key
+from ledger.integrity.documents import DocumentSigner
+from ledger.process.settings import Settings, load
 from projections.api import access
 from projections.api.app import create_app, prepare
 from tests.builders import REF, TENANT, erase, grant, withdraw
@@ -35,9 +37,16 @@ def checkpoint(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(result.output)
 
 
+def log_vkey(settings: Settings) -> str:
+    return str(CheckpointSigner(settings.checkpoint_key or b"", settings.log_origin).notes.vkey)
+
+
 def standalone(tmp_path: Path, vkey: str, *args: str) -> tuple[int, str]:
+    """The verifier, trusting the log's key and the documents key (the env's fixture sets a
+    document key of its own, as production does)."""
+    documents = str(DocumentSigner(DOCUMENT_KEY, "compliance-ledger").vkey)
     done = subprocess.run(
-        [sys.executable, str(VERIFIER), "--log-key", vkey, *args],
+        [sys.executable, str(VERIFIER), "--log-key", vkey, "--log-key", documents, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -49,6 +58,14 @@ def saved(tmp_path: Path, name: str, body: Any) -> str:
     path = tmp_path / name
     path.write_text(body if isinstance(body, str) else json.dumps(body))
     return str(path)
+
+
+DOCUMENT_KEY = new_private_key()
+
+
+@pytest.fixture(autouse=True)
+def _document_key(env: dict[str, str]) -> None:
+    env["LEDGER_DOCUMENT_KEY"] = base64.b64encode(DOCUMENT_KEY).decode()
 
 
 @pytest.fixture
@@ -75,7 +92,7 @@ def test_inclusion_and_consistency_proofs_verify_offline(
     granted = grant("dora@example.com")
     ledger.record([granted])
     second = checkpoint(env)
-    vkey = str(CheckpointSigner(load(env).checkpoint_key or b"", load(env).log_origin).notes.vkey)
+    vkey = log_vkey(load(env))
 
     by_id = client.get(
         f"/v1/proofs/inclusion?event_id={granted.envelope.event_id}", headers=h["auditor"]
@@ -135,8 +152,10 @@ def test_receipts_and_certificates_are_signed_and_verify_offline(
     alice = subject_id(ledger, REF)
     assert alice is not None
     settings = load(env)
-    vkey = str(CheckpointSigner(settings.checkpoint_key or b"", settings.log_origin).notes.vkey)
+    vkey = log_vkey(settings)
     receipt_url = f"/v1/subjects/{alice}/consents/newsletter/receipt"
+    published = client.get("/v1/document-key").json()  # no API key needed, like the log's
+    assert published["vkey"] == str(DocumentSigner(DOCUMENT_KEY, settings.log_origin).vkey)
 
     pending = client.get(receipt_url, headers=h["reader"])
     assert pending.status_code == 409 and pending.json()["reason"] == "not_yet_checkpointed"
@@ -191,9 +210,9 @@ def test_the_cli_gives_the_same_proofs_and_documents(
 ) -> None:
     settings = load(env)
     vkey = cli(env, "audit", "key", "--vkey").strip()
-    assert vkey == str(
-        CheckpointSigner(settings.checkpoint_key or b"", settings.log_origin).notes.vkey
-    )
+    assert vkey == log_vkey(settings)
+    documents = cli(env, "audit", "key", "--documents").strip()
+    assert documents == str(DocumentSigner(DOCUMENT_KEY, settings.log_origin).vkey) != vkey
     first = checkpoint(env)
     granted = grant("erin@example.com")
     ledger.record([granted])

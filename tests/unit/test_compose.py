@@ -94,6 +94,7 @@ def secret_files(tmp_path: Path) -> dict[str, Path]:
         "kek": f"kek-1:{b64(secrets.token_bytes(32)).decode()}\n",
         "lookup_key": b64(secrets.token_bytes(32)).decode() + "\n",
         "checkpoint_key": b64(secrets.token_bytes(32)).decode() + "\n",
+        "document_key": b64(secrets.token_bytes(32)).decode() + "\n",
     }
     paths = {}
     for name, text in contents.items():
@@ -122,6 +123,7 @@ def test_each_ledger_service_environment_loads_with_what_the_processes_need(
     settings.require_keys()
     assert settings.kafka_security.uses_sasl
     assert (settings.checkpoint_key is not None) == (name == "ledger-relay")
+    assert (settings.document_key is not None) == (name == "ledger-serve")
 
 
 def test_only_the_relay_holds_the_checkpoint_key() -> None:
@@ -132,6 +134,15 @@ def test_only_the_relay_holds_the_checkpoint_key() -> None:
         or any(v.startswith("LEDGER_CHECKPOINT_KEY") for v in service["environment"])
     }
     assert holders == {"ledger-relay"}
+
+
+def test_the_api_signs_documents_with_a_key_of_its_own() -> None:
+    """Receipts and certificates are signed where they are served; the key that signs
+    history stays with the relay (docs/audit.md, "Signed documents")."""
+    holders = {
+        name for name, service in ledger_services().items() if "document_key" in service["secrets"]
+    }
+    assert holders == {"ledger-serve"}
 
 
 def test_the_api_listens_on_all_interfaces_on_the_published_port() -> None:

@@ -8,6 +8,7 @@ import base64
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from ledger.application.service import Ledger
 from ledger.integrity import certificates, documents, proofs, receipts
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
+from ledger.integrity.documents import DocumentSigner
 from ledger.keys.crypto import LocalKek, new_secret
 from ledger.keys.ingest_keys import IngestKeyRow
 from projections.reports import certificate_pdf
@@ -40,18 +42,34 @@ def ledger() -> Ledger:
     return made
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The relay's checkpoint key and the API's documents key, as production separates them."""
+
+    log: CheckpointSigner
+    docs: DocumentSigner
+
+    @property
+    def vkeys(self) -> list[str]:
+        return [str(self.log.notes.vkey), str(self.docs.vkey)]
+
+
 @pytest.fixture
-def signer() -> CheckpointSigner:
-    return CheckpointSigner(new_private_key(), "ledger.example/unit")
+def signer() -> Keys:
+    origin = "ledger.example/unit"
+    return Keys(
+        CheckpointSigner(new_private_key(), origin), DocumentSigner(new_private_key(), origin)
+    )
 
 
-def checkpoint(ledger: Ledger, signer: CheckpointSigner) -> Checkpoint:
+def checkpoint(ledger: Ledger, signer: Keys | CheckpointSigner) -> Checkpoint:
     """A checkpoint of the ledger now, signed as the checkpointer signs one."""
+    log = signer.log if isinstance(signer, Keys) else signer
     store = ledger.store
     last = store.max_notification_id() or 0
     head = store.select_chain(last, 1, last)[0].hash
     size = store.grow_tree()
-    return signer.sign(last, head, datetime.now(UTC), (size, proofs.root(store, size)))
+    return log.sign(last, head, datetime.now(UTC), (size, proofs.root(store, size)))
 
 
 def verify(doc: dict[str, Any], tmp_path: Path, *keys: str) -> tuple[int, str]:
@@ -68,7 +86,7 @@ def verify(doc: dict[str, Any], tmp_path: Path, *keys: str) -> tuple[int, str]:
 
 
 def test_a_receipt_is_the_27560_record_of_a_purpose_and_verifies_offline(
-    ledger: Ledger, signer: CheckpointSigner, tmp_path: Path
+    ledger: Ledger, signer: Keys, tmp_path: Path
 ) -> None:
     ledger.record([grant(REF, ip_address="203.0.113.9"), collect(REF)])
     ledger.record([withdraw(REF)])
@@ -77,7 +95,7 @@ def test_a_receipt_is_the_27560_record_of_a_purpose_and_verifies_offline(
     assert alice is not None
     signed = [checkpoint(ledger, signer)]
 
-    receipt = receipts.issue(ledger.store, signer, signed, TENANT, alice, NOW, "newsletter")
+    receipt = receipts.issue(ledger.store, signer.docs, signed, TENANT, alice, NOW, "newsletter")
 
     record = receipt["document"]["dpv:hasRecordOfActivity"]
     assert receipt["format"] == "ledger-consent-receipt/v1"
@@ -97,41 +115,39 @@ def test_a_receipt_is_the_27560_record_of_a_purpose_and_verifies_offline(
     text = json.dumps(receipt)
     assert REF not in text and "203.0.113.9" not in text  # nothing personal in the clear
 
-    vkey = str(signer.notes.vkey)
-    code, out = verify(receipt, tmp_path, vkey)
+    vkeys = signer.vkeys
+    code, out = verify(receipt, tmp_path, *vkeys)
     assert code == 0, out
 
     ledger.record([erase(REF)])  # the subject's key is shredded
     assert ledger.store.wrapped_keys([alice]) == {}
-    code, out = verify(receipt, tmp_path, vkey)
+    code, out = verify(receipt, tmp_path, *vkeys)
     assert code == 0, out  # the subject's own copy still verifies
 
 
-def test_a_forged_or_edited_receipt_fails(
-    ledger: Ledger, signer: CheckpointSigner, tmp_path: Path
-) -> None:
+def test_a_forged_or_edited_receipt_fails(ledger: Ledger, signer: Keys, tmp_path: Path) -> None:
     ledger.record([grant(REF)])
     ledger.record([withdraw(REF)])
     alice = subject_id(ledger, REF)
     assert alice is not None
     receipt = receipts.issue(
-        ledger.store, signer, [checkpoint(ledger, signer)], TENANT, alice, NOW, "newsletter"
+        ledger.store, signer.docs, [checkpoint(ledger, signer)], TENANT, alice, NOW, "newsletter"
     )
-    vkey = str(signer.notes.vkey)
+    vkeys = signer.vkeys
 
     edited = json.loads(json.dumps(receipt))
     edited["document"]["dpv:hasRecordOfActivity"]["dpv:hasConsentStatus"].pop()  # hide it
-    assert verify(edited, tmp_path, vkey)[0] == 1
+    assert verify(edited, tmp_path, *vkeys)[0] == 1
 
-    forger = CheckpointSigner(new_private_key(), "ledger.example/unit")
+    forger = DocumentSigner(new_private_key(), "ledger.example/unit")
     forged = documents.sign(
         forger,
         receipt["format"],
         edited["document"],
         receipt["evidence"],
-        checkpoint(ledger, forger),
+        checkpoint(ledger, signer),
     )
-    code, out = verify(forged, tmp_path, vkey)
+    code, out = verify(forged, tmp_path, *vkeys)
     assert code == 1 and "trusted log key" in out
 
     swapped = json.loads(json.dumps(receipt))
@@ -140,23 +156,23 @@ def test_a_forged_or_edited_receipt_fails(
     state["purpose"] = "billing"
     evidence["event"]["state"] = base64.b64encode(json.dumps(state).encode()).decode()
     evidence["claim"]["purpose"] = "billing"
-    assert verify(swapped, tmp_path, vkey)[0] == 1
+    assert verify(swapped, tmp_path, *vkeys)[0] == 1
 
 
-def test_the_portability_export_holds_every_purpose_answered(
-    ledger: Ledger, signer: CheckpointSigner
-) -> None:
+def test_the_portability_export_holds_every_purpose_answered(ledger: Ledger, signer: Keys) -> None:
     ledger.record([grant(REF), grant(REF, purpose="terms")])
     alice = subject_id(ledger, REF)
     assert alice is not None
-    export = receipts.issue(ledger.store, signer, [checkpoint(ledger, signer)], TENANT, alice, NOW)
+    export = receipts.issue(
+        ledger.store, signer.docs, [checkpoint(ledger, signer)], TENANT, alice, NOW
+    )
     records = export["document"]["dpv:hasRecordOfActivity"]
     purposes = [r["dpv:hasProcess"]["dpv:hasPurpose"]["dct:identifier"] for r in records]
     assert purposes == ["newsletter", "terms"]
 
 
 def test_documents_wait_for_a_signed_tree_and_refuse_another_tenant(
-    ledger: Ledger, signer: CheckpointSigner
+    ledger: Ledger, signer: Keys
 ) -> None:
     ledger.record([grant(REF)])
     alice = subject_id(ledger, REF)
@@ -164,21 +180,21 @@ def test_documents_wait_for_a_signed_tree_and_refuse_another_tenant(
     signed = [checkpoint(ledger, signer)]
     ledger.record([withdraw(REF)])
     with pytest.raises(documents.NotYetCheckpointed):
-        receipts.issue(ledger.store, signer, signed, TENANT, alice, NOW, "newsletter")
+        receipts.issue(ledger.store, signer.docs, signed, TENANT, alice, NOW, "newsletter")
     with pytest.raises(documents.NoSuchSubject):
-        receipts.issue(ledger.store, signer, signed, "other", alice, NOW, "newsletter")
+        receipts.issue(ledger.store, signer.docs, signed, "other", alice, NOW, "newsletter")
     with pytest.raises(receipts.NoConsent):
-        receipts.issue(ledger.store, signer, signed, TENANT, alice, NOW, "billing")
+        receipts.issue(ledger.store, signer.docs, signed, TENANT, alice, NOW, "billing")
 
 
 def test_an_erasure_certificate_names_every_copy_and_verifies_offline(
-    ledger: Ledger, signer: CheckpointSigner, tmp_path: Path
+    ledger: Ledger, signer: Keys, tmp_path: Path
 ) -> None:
     ledger.record([grant(REF), disclose(REF)])
     alice = subject_id(ledger, REF)
     assert alice is not None
     with pytest.raises(certificates.NotCompleted):
-        certificates.issue(ledger.store, signer, [], TENANT, alice, [], timedelta(days=7))
+        certificates.issue(ledger.store, signer.docs, [], TENANT, alice, [], timedelta(days=7))
     ledger.record([erase(REF)])
     deliveries: list[dict[str, object]] = [
         {
@@ -199,7 +215,13 @@ def test_an_erasure_certificate_names_every_copy_and_verifies_offline(
     ]
 
     made = certificates.issue(
-        ledger.store, signer, [checkpoint(ledger, signer)], TENANT, alice, keys, timedelta(days=7)
+        ledger.store,
+        signer.docs,
+        [checkpoint(ledger, signer)],
+        TENANT,
+        alice,
+        keys,
+        timedelta(days=7),
     )
 
     body = made["document"]
@@ -221,8 +243,8 @@ def test_an_erasure_certificate_names_every_copy_and_verifies_offline(
     assert [e["claim"]["event_type"] for e in made["evidence"]] == list(certificates.STEPS)
     assert REF not in json.dumps(made)
 
-    vkey = str(signer.notes.vkey)
-    code, out = verify(made, tmp_path, vkey)
+    vkeys = signer.vkeys
+    code, out = verify(made, tmp_path, *vkeys)
     assert code == 0, out
     pdf = pdfium.PdfDocument(certificate_pdf.render(made))
     text = " ".join(page.get_textpage().get_text_range() for page in pdf)
@@ -231,4 +253,4 @@ def test_an_erasure_certificate_names_every_copy_and_verifies_offline(
     assert REF not in text
     edited = json.loads(json.dumps(made))
     edited["document"]["copies"][5]["recipients"][0]["deliveries"][0]["status"] = "failed"
-    assert verify(edited, tmp_path, vkey)[0] == 1
+    assert verify(edited, tmp_path, *vkeys)[0] == 1

@@ -20,6 +20,7 @@ OLD_KEYS = {  # what dev-keys.json held before the checkpoint key existed
     "LEDGER_KEK": base64.b64encode(b"k" * 32).decode(),
     "LEDGER_LOOKUP_KEY": base64.b64encode(b"l" * 32).decode(),
 }
+SIGNING_KEYS = ["LEDGER_CHECKPOINT_KEY", "LEDGER_DOCUMENT_KEY"]  # Ed25519, added later
 
 
 def _mode(path: Path) -> int:
@@ -33,7 +34,7 @@ def _signs(checkpoint_key: str) -> bool:
 def test_a_new_data_dir_gets_every_dev_key_readable_by_its_owner_only(tmp_path: Path) -> None:
     keys = _dev_keys(tmp_path)
     path = tmp_path / "dev-keys.json"
-    assert sorted(keys) == sorted(DEV_KEYS) == sorted([*OLD_KEYS, "LEDGER_CHECKPOINT_KEY"])
+    assert sorted(keys) == sorted(DEV_KEYS) == sorted([*OLD_KEYS, *SIGNING_KEYS])
     assert all(len(base64.b64decode(v, validate=True)) == 32 for v in keys.values())
     assert _signs(keys["LEDGER_CHECKPOINT_KEY"])
     assert json.loads(path.read_text()) == keys
@@ -51,7 +52,7 @@ def test_an_older_dev_keys_file_gains_the_checkpoint_key_and_keeps_its_keys(
     keys = _dev_keys(tmp_path)
 
     assert {k: keys[k] for k in OLD_KEYS} == OLD_KEYS
-    assert set(keys) == {*OLD_KEYS, "LEDGER_CHECKPOINT_KEY"}
+    assert set(keys) == {*OLD_KEYS, *SIGNING_KEYS}
     assert _signs(keys["LEDGER_CHECKPOINT_KEY"])
     assert json.loads(path.read_text()) == keys
     assert _mode(path) == 0o600
@@ -69,8 +70,9 @@ def test_keys_generate_prints_a_checkpoint_key_and_says_who_needs_it(tmp_path: P
     result = CliRunner().invoke(app, ["keys", "generate"])
     assert result.exit_code == 0, result.output
     printed = dict(line.split("=", 1) for line in result.output.splitlines())
-    assert list(printed) == ["LEDGER_KEK", "LEDGER_LOOKUP_KEY", "LEDGER_CHECKPOINT_KEY"]
-    assert len(set(printed.values())) == 3
+    assert list(printed) == ["LEDGER_KEK", "LEDGER_LOOKUP_KEY", *SIGNING_KEYS]
+    assert _signs(printed["LEDGER_DOCUMENT_KEY"])
+    assert len(set(printed.values())) == 4
     settings = load({"LEDGER_DATA_DIR": str(tmp_path), **printed})
     assert settings.checkpoint_key is not None
     assert _signs(printed["LEDGER_CHECKPOINT_KEY"])
