@@ -99,7 +99,12 @@ async def inclusion(
     ] = None,
     event_id: Annotated[
         str | None,
-        Query(min_length=1, max_length=200, description="The producer's event id."),
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00-\x1f\x7f]+$",  # no control characters: PostgreSQL text has no NUL
+            description="The producer's event id.",
+        ),
     ] = None,
     tree_size: Annotated[
         int | None, Query(ge=1, le=MAX, description="Prove within this tree (default: see above).")

@@ -19,6 +19,7 @@ import urllib3
 from psycopg import sql
 
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, verify_signature
+from ledger.integrity.notes import VerifierKey, verify_checkpoint
 from ledger.process.runtime import open_ledger
 from ledger.process.settings import Settings, load
 from ledger.servers.embedded import free_port
@@ -112,6 +113,14 @@ def test_the_relay_signs_checkpoints_that_the_api_serves_and_ledger_audit_verify
     assert public_key == CheckpointSigner(base64.b64decode(PRIVATE_KEY)).public_key
     assert [c.sequence for c in signed] == [second, first]  # newest first
     assert all(c.key_id == key["key_id"] and verify_signature(c, public_key) for c in signed)
+    # the relay integrated what it published: each checkpoint signs the tree there, as a note
+    log_key = VerifierKey.parse(key["vkey"])
+    for checkpoint in signed:
+        assert checkpoint.note is not None
+        head = verify_checkpoint(checkpoint.note, [log_key]).head
+        assert (head.size, head.root) == (checkpoint.tree_size, checkpoint.root)
+    proof = get(f"{url}/v1/proofs/consistency?first={signed[1].tree_size}", token)
+    assert (proof["second"], proof["second_checkpoint"]) == (signed[0].tree_size, signed[0].note)
 
     verified = run_ledger(env, "audit", "verify", "--public-key", key["public_key"])
     assert verified.returncode == 0, verified.stdout + verified.stderr
