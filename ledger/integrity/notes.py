@@ -69,7 +69,7 @@ class VerifierKey:
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
         """A vkey (``name+hex id+base64(type ‖ key)``), of type 0x01 or 0x04."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may itself hold a "+"
         if len(parts) != 3:
             raise NoteError("a verifier key is name+keyid+base64 key")
         name, hex_id, material = parts

@@ -436,7 +436,7 @@ def _witnesses(raw: str | None) -> tuple[tuple[str, str], ...]:
         if not part.strip():
             continue
         fields = part.split()
-        if len(fields) != 2 or fields[0].count("+") != 2:
+        if len(fields) != 2 or fields[0].count("+") < 2:  # its base64 may hold "+" too
             raise ConfigError(
                 "LEDGER_WITNESSES must be comma-separated pairs of a witness's verifier key "
                 "(name+keyid+key) and its URL"
