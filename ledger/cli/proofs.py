@@ -83,6 +83,8 @@ def prove_command(
     """An inclusion proof of one event, against the newest signed tree that holds it."""
     if (sequence is None) == (event_id is None) or (event_id is not None and tenant is None):
         fail("give --sequence, or --event-id with --tenant")
+    if any(not c.isprintable() for c in (event_id or "") + (tenant or "")):
+        fail("--event-id and --tenant hold no control characters")
     s = settings()
     with _ledger(s) as (store, signed):
         if sequence is None:

@@ -20,6 +20,10 @@ SubjectRef = Field(
 )
 
 
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+"""Text a query parameter may hold: no control characters (PostgreSQL text holds no NUL)."""
+
+
 class SubjectQuery(BaseModel):
     subject_ref: str = SubjectRef
 

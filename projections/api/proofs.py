@@ -30,6 +30,7 @@ from ledger.storage.store import LedgerStore
 from projections.api.access import Principal, Scope, require
 from projections.api.checkpoints import stored_checkpoints
 from projections.api.context import ApiContext, context
+from projections.api.models import NO_CONTROL
 from projections.api.problems import PROBLEM_RESPONSES, BadRequest, Conflict, NotFound
 
 router = APIRouter(prefix="/v1/proofs", responses=PROBLEM_RESPONSES, tags=["audit"])
@@ -102,7 +103,7 @@ async def inclusion(
         Query(
             min_length=1,
             max_length=200,
-            pattern=r"^[^\x00-\x1f\x7f]+$",  # no control characters: PostgreSQL text has no NUL
+            pattern=NO_CONTROL,
             description="The producer's event id.",
         ),
     ] = None,

@@ -25,7 +25,7 @@ from psycopg.rows import DictRow
 
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
-from projections.api.models import Disclosure, DisclosurePage, Purpose
+from projections.api.models import NO_CONTROL, Disclosure, DisclosurePage, Purpose
 from projections.api.personal import Opener
 from projections.api.problems import PROBLEM_RESPONSES, BadRequest
 from projections.queries import DisclosureFilter
@@ -112,7 +112,7 @@ _EXPORTS: dict[int | str, dict[str, Any]] = {
 async def disclosure_log(
     ctx: Ctx,
     who: Auditor,
-    recipient: Annotated[str | None, Query(max_length=200)] = None,
+    recipient: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL)] = None,
     since: Annotated[datetime | None, Query(description="Default: 12 months ago.")] = None,
     until: Annotated[datetime | None, Query(description="Default: now.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -13,11 +13,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
 from projections.api import answers
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
 from projections.api.models import (
+    NO_CONTROL,
     PurposeCheckRequest,
     PurposeChecksRequest,
     PurposeDecision,
@@ -36,11 +38,11 @@ AnyScope = Annotated[Principal, Depends(require(*Scope))]
 Reader = Annotated[Principal, Depends(require(Scope.READER, Scope.AUDITOR, Scope.ADMIN))]
 Since = Annotated[datetime | None, Query(description="From (inclusive); default 12 months ago.")]
 Until = Annotated[datetime | None, Query(description="To (exclusive); default now.")]
-Recipient = Annotated[str | None, Query(max_length=200)]
+Recipient = Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL)]
 
 
 class DisclosureQuery(SubjectQuery):
-    recipient: str | None = None
+    recipient: str | None = Field(default=None, max_length=200, pattern=NO_CONTROL)
     since: datetime | None = None
     until: datetime | None = None
 
