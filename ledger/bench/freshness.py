@@ -200,6 +200,19 @@ def grant_all(client: LedgerClient, checker: Checker, refs: list[str]) -> None:
             raise RuntimeError("the grants did not reach the API within 120 s")
 
 
+def _noted(ledger: Listener, view: Listener, started: float) -> tuple[float | None, float | None]:
+    """The ledger's and then the view's commit after ``started``, as the listeners' threads
+    noted them. On a busy machine a thread may note a notification some milliseconds after
+    the answer came, so this waits up to a second for both (the times were taken on arrival)."""
+    deadline = time.perf_counter() + 1.0
+    while True:
+        committed = ledger.first_after(started)
+        projected = view.first_after(committed) if committed is not None else None
+        if projected is not None or time.perf_counter() > deadline:
+            return committed, projected
+        time.sleep(0.005)
+
+
 def withdraw_each(
     client: LedgerClient,
     checker: Checker,
@@ -219,9 +232,7 @@ def withdraw_each(
             misses += 1
         else:
             latencies.append(answered - started)
-            time.sleep(0.01)  # the listeners' threads note what arrived before the answer
-            committed = ledger.first_after(started)
-            projected = view.first_after(committed) if committed is not None else None
+            committed, projected = _noted(ledger, view, started)
             if committed is not None and projected is not None:
                 hops.add(started, acked, committed, projected, answered)
         time.sleep(0.05)  # samples apart, so each one sees an idle pipeline
