@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from ledger.integrity.sources import store_items
 from ledger.integrity.verify import verify
 from ledger.storage.chain import GENESIS, extend, stored
 from tests.builders import REF, collect, disclose, erase, grant, withdraw
-from tests.ledger_cases import BOB, OpenLedger, ready, statuses
+from tests.ledger_cases import BOB, OpenLedger, in_threads, ready, statuses
 
 
 def links_and_events(ledger: Ledger) -> tuple[list[Any], list[Any]]:
@@ -67,23 +66,12 @@ class ChainCases:
     ) -> None:
         ready(ledger)
         writers = [ledger, open_same_store(), open_same_store()]
-        errors: list[BaseException] = []
 
         def write(writer: Ledger, n: int) -> None:
-            try:
-                for i in range(5):
-                    writer.record([grant(f"w{n}-{i}@example.com"), collect(f"w{n}@example.com")])
-            except BaseException as exc:  # reported below, not lost in the thread
-                errors.append(exc)
+            for i in range(5):
+                writer.record([grant(f"w{n}-{i}@example.com"), collect(f"w{n}@example.com")])
 
-        threads = [threading.Thread(target=write, args=(w, n)) for n, w in enumerate(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-        if errors:
-            pytest.fail(f"a writer failed: {errors!r}")
+        in_threads(writers, write)
         report = verify(store_items(ledger.store))
         assert report.ok, report.problems
         assert report.events == len(ledger.store.select_notifications(1, 100_000))

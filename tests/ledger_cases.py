@@ -11,6 +11,7 @@ A subclass provides three fixtures:
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -523,3 +524,23 @@ class LedgerCases:
         assert made_in_vain != alice
         assert ledger.store.wrapped_keys([made_in_vain]) == {}
         assert ledger.store.select_aggregates_events([made_in_vain]) == []
+
+
+def in_threads(writers: Sequence[Ledger], write: Callable[[Ledger, int], None]) -> None:
+    """Runs ``write(writer, n)`` for each writer on a thread of its own, all at once; a writer
+    that raised fails the test with its exception, never lost in its thread."""
+    errors: list[BaseException] = []
+
+    def run(writer: Ledger, n: int) -> None:
+        try:
+            write(writer, n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w, n)) for n, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        pytest.fail(f"a writer failed: {errors!r}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from ledger.application.service import Ledger
@@ -12,7 +10,7 @@ from ledger.integrity.sources import store_items
 from ledger.integrity.verify import verify
 from ledger.storage import merkle
 from tests.builders import REF, collect, disclose, erase, grant, withdraw
-from tests.ledger_cases import BOB, OpenLedger, ready
+from tests.ledger_cases import BOB, OpenLedger, in_threads, ready
 
 
 def recomputed(ledger: Ledger) -> merkle.Tree:
@@ -87,23 +85,13 @@ class MerkleCases:
     ) -> None:
         ready(ledger)
         writers = [ledger, open_same_store(), open_same_store()]
-        errors: list[BaseException] = []
 
         def write(writer: Ledger, n: int) -> None:
-            try:
-                for i in range(5):
-                    writer.record([grant(f"m{n}-{i}@example.com"), collect(f"m{n}@example.com")])
-                    writer.store.grow_tree()  # every writer integrates too, all at once
-            except BaseException as exc:  # reported below, not lost in the thread
-                errors.append(exc)
+            for i in range(5):
+                writer.record([grant(f"m{n}-{i}@example.com"), collect(f"m{n}@example.com")])
+                writer.store.grow_tree()  # every writer integrates too, all at once
 
-        threads = [threading.Thread(target=write, args=(w, n)) for n, w in enumerate(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            pytest.fail(f"a writer failed: {errors!r}")
+        in_threads(writers, write)
 
         report = verify(store_items(ledger.store))
         assert report.ok and report.tree.size == ledger.store.grow_tree()

@@ -94,8 +94,7 @@ def prove_command(
                 fail(f"tenant {tenant} recorded no event {event_id!r}", code=1)
         newest = signed[0] if signed else None
         size = tree_size or (newest.tree_size if newest else None)
-        store.grow_tree(sequence)
-        index = store.leaf_index(sequence)
+        index = proofs.leaf_of(store, sequence)
         if size is not None and index is not None and index >= size and tree_size is None:
             size, newest = None, None  # newer than every checkpoint: the tree as it is now
         found = _attempt(lambda: proofs.inclusion(store, sequence, size))

@@ -86,13 +86,20 @@ def root(store: LedgerStore, size: int) -> bytes:
     return merkle.root(size, store.merkle_nodes(merkle.root_keys(size)))
 
 
-def inclusion(store: LedgerStore, sequence: int, size: int | None = None) -> Inclusion:
-    """The proof that the event at ``sequence`` is in the tree of ``size`` leaves (default:
-    the whole tree now). Raises :class:`NotInTree`."""
+def leaf_of(store: LedgerStore, sequence: int) -> int | None:
+    """The event's leaf index, integrating the tree first only if the event is not in it yet
+    (a proof of an integrated event writes nothing)."""
     index = store.leaf_index(sequence)
     if index is None:  # recorded but not integrated yet, or not recorded at all
         store.grow_tree(sequence)
         index = store.leaf_index(sequence)
+    return index
+
+
+def inclusion(store: LedgerStore, sequence: int, size: int | None = None) -> Inclusion:
+    """The proof that the event at ``sequence`` is in the tree of ``size`` leaves (default:
+    the whole tree now). Raises :class:`NotInTree`."""
+    index = leaf_of(store, sequence)
     if index is None:
         raise NotInTree(f"no event at sequence {sequence}")
     current = store.tree_size()

@@ -140,8 +140,7 @@ async def inclusion(
 
 def _inclusion(store: LedgerStore, sequence: int, size: int | None) -> proofs.Inclusion:
     """Within ``size`` if the event is in that tree, else within the whole tree now."""
-    store.grow_tree(sequence)
-    index = store.leaf_index(sequence)
+    index = proofs.leaf_of(store, sequence)
     if size is not None and index is not None and index >= size:
         size = None
     return proofs.inclusion(store, sequence, size)
