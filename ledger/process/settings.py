@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
+from limits import parse_many
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.kafka import security as kafka_security
@@ -96,6 +97,13 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Auditor replays (``projections.replay``): how long a finished one is kept.
     replay_ttl: timedelta = timedelta(hours=24)
+    # The browser interfaces (``projections.web``): a session ends after ``web_session_idle``
+    # without a request or ``web_session_max`` after it began; a privacy-center link is good
+    # once, for ``privacy_link_ttl``; failed console sign-ins are limited per client.
+    web_session_idle: timedelta = timedelta(minutes=15)
+    web_session_max: timedelta = timedelta(hours=8)
+    privacy_link_ttl: timedelta = timedelta(minutes=5)
+    signin_limit: str = "5/minute;20/hour"
     # Stopping (``ledger.cli.common.stop_on_signals``): how long a process may take to finish
     # the batch in hand after SIGTERM before it exits anyway, and how long ``ledger serve``
     # keeps serving with /readyz at 503 before it stops accepting connections.
@@ -205,6 +213,19 @@ def _optional_positive_int(name: str, raw: str | None) -> int | None:
 
 _DURATION = re.compile(r"^(\d+)([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _rate_limit(raw: str | None) -> str:
+    """Limits in the ``limits`` library's notation, ``5/minute;20/hour``: each must hold."""
+    if raw is None or raw.strip() == "":
+        return "5/minute;20/hour"
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"LEDGER_SIGNIN_LIMIT={raw!r}: use counts per period, such as 5/minute;20/hour"
+        ) from None
+    return raw.strip()
 
 
 def _duration(name: str, raw: str | None, default: timedelta, *, zero: bool = False) -> timedelta:
@@ -398,6 +419,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         replay_ttl=_duration(
             "LEDGER_REPLAY_TTL", env.get("LEDGER_REPLAY_TTL"), timedelta(hours=24)
         ),
+        web_session_idle=_duration(
+            "LEDGER_WEB_SESSION_IDLE", env.get("LEDGER_WEB_SESSION_IDLE"), timedelta(minutes=15)
+        ),
+        web_session_max=_duration(
+            "LEDGER_WEB_SESSION_MAX", env.get("LEDGER_WEB_SESSION_MAX"), timedelta(hours=8)
+        ),
+        privacy_link_ttl=_duration(
+            "LEDGER_PRIVACY_LINK_TTL", env.get("LEDGER_PRIVACY_LINK_TTL"), timedelta(minutes=5)
+        ),
+        signin_limit=_rate_limit(env.get("LEDGER_SIGNIN_LIMIT")),
         shutdown_grace=_duration(
             "LEDGER_SHUTDOWN_GRACE", env.get("LEDGER_SHUTDOWN_GRACE"), timedelta(seconds=20)
         ),

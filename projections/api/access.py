@@ -290,6 +290,14 @@ class ApiKeys:
             _rejected(key_id, "revoked", "this API key has been revoked")
         return Principal(key_id, stored.tenant, stored.scopes)
 
+    async def principal(self, key_id: str) -> Principal | None:
+        """The principal of an active key found by its id alone, for a browser session that
+        proved the secret when it began; None once the key is revoked or gone."""
+        stored = await self._lookup(key_id)
+        if stored is None or stored.revoked:
+            return None
+        return Principal(key_id, stored.tenant, stored.scopes)
+
     async def _lookup(self, key_id: str) -> _Stored | None:
         now = time.monotonic()
         cached = self._cache.get(key_id)
@@ -347,4 +355,5 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
             raise Forbidden(f"this API key lacks the scope needed here (one of: {needed})")
         return principal
 
+    dependency.scopes = scopes  # type: ignore[attr-defined]  # read by projections.web.calls
     return dependency

@@ -49,6 +49,7 @@ from projections.catalog import VIEWS, open_view
 from projections.queries import Queries
 from projections.replay.registry import Replays
 from projections.status import oldest_write_query, parse_status, status_query
+from projections.web import app as web
 
 
 def prepare(settings: Settings) -> None:
@@ -61,6 +62,7 @@ def prepare(settings: Settings) -> None:
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         access.create_table(conn, settings.database_schema)
     Replays.connect(settings).close()
+    web.prepare(settings)
 
 
 def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
@@ -126,6 +128,7 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(reports.router)
     app.include_router(replays.router)
+    web.install(app, settings, pool, kek_ring(settings))
     _health_routes(app, settings)
     return app
 

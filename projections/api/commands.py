@@ -1,4 +1,5 @@
-"""Admin routes that record facts: erasure requests and legal holds.
+"""Admin routes that record facts: consents given and withdrawn, erasure requests and legal
+holds.
 
 They build the same ledger command a producer would send over Kafka and record it directly
 (one ledger transaction each, in a worker thread: the ledger application is synchronous). A
@@ -20,7 +21,13 @@ from ledger.domain.rules import InvalidEvent
 from ledger.wire.contract import Command, subject_command
 from projections.api.access import Principal, Scope, require
 from projections.api.context import ApiContext, context
-from projections.api.models import CommandOutcome, ErasureCommand, LegalHoldCommand
+from projections.api.models import (
+    CommandOutcome,
+    ConsentGrantCommand,
+    ConsentWithdrawalCommand,
+    ErasureCommand,
+    LegalHoldCommand,
+)
 from projections.api.problems import PROBLEM_RESPONSES, Problem, problem_type
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["commands"])
@@ -64,6 +71,42 @@ async def record(
     """Builds the command (:func:`build_command`) and records it, in a worker thread."""
     command = build_command(event_type, who, ref, event_id, **fields)
     return await run_in_threadpool(ctx.writer.record, command)
+
+
+@router.post("/subject/consent-grants", status_code=201)
+async def grant_consent(body: ConsentGrantCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Record a consent given (the privacy center records its grants here, with source
+    ``privacy-center``). Refused (409) for an unknown purpose or text version, a purpose
+    whose legal basis is not consent, or an erased subject."""
+    return await record(
+        ctx,
+        "ConsentGranted",
+        who,
+        body.subject_ref,
+        body.event_id,
+        purpose=body.purpose,
+        consent_text_version=body.consent_text_version,
+        source=body.source,
+        evidence=body.evidence,
+        ip_address=body.ip_address,
+        user_agent=body.user_agent,
+    )
+
+
+@router.post("/subject/consent-withdrawals", status_code=201)
+async def withdraw_consent(body: ConsentWithdrawalCommand, ctx: Ctx, who: Admin) -> CommandOutcome:
+    """Record a consent withdrawn. Refused (409) for a required purpose or an erased subject;
+    withdrawing a consent never given is recorded and changes no state."""
+    return await record(
+        ctx,
+        "ConsentWithdrawn",
+        who,
+        body.subject_ref,
+        body.event_id,
+        purpose=body.purpose,
+        source=body.source,
+        evidence=body.evidence,
+    )
 
 
 @router.post("/subject/erasure", status_code=202)

@@ -218,6 +218,30 @@ class ErasureCommand(SubjectQuery):
     reason: str | None = Field(default=None, max_length=10_000)
 
 
+class ConsentGrantCommand(SubjectQuery):
+    """Record that the subject gave consent to a purpose (admin scope): the same fact a
+    producer's ``ConsentGranted`` states. ``consent_text_version`` is the text the person
+    was shown; it must be one the purpose defines."""
+
+    purpose: str = Field(min_length=1, max_length=100, pattern=PURPOSE_CODE.pattern)
+    consent_text_version: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL)
+    source: str = Field(default="api", min_length=1, max_length=200, pattern=NO_CONTROL)
+    evidence: str | None = Field(default=None, max_length=10_000)
+    ip_address: str | None = Field(default=None, max_length=100)
+    user_agent: str | None = Field(default=None, max_length=1_000)
+    event_id: str | None = Field(default=None, max_length=200)
+
+
+class ConsentWithdrawalCommand(SubjectQuery):
+    """Record that the subject withdrew consent to a purpose (admin scope), as a producer's
+    ``ConsentWithdrawn`` does. A required purpose's consent cannot be withdrawn (409)."""
+
+    purpose: str = Field(min_length=1, max_length=100, pattern=PURPOSE_CODE.pattern)
+    source: str = Field(default="api", min_length=1, max_length=200, pattern=NO_CONTROL)
+    evidence: str | None = Field(default=None, max_length=10_000)
+    event_id: str | None = Field(default=None, max_length=200)
+
+
 class LegalHoldCommand(SubjectQuery):
     hold_reference: str = Field(min_length=1, max_length=200)
     note: str | None = Field(default=None, max_length=10_000)

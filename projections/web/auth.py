@@ -1,0 +1,90 @@
+"""Who a browser request acts as: the session behind its cookie, and that session's key.
+
+Cookies are ``__Host-`` prefixed (``Secure``, ``Path=/``, no ``Domain``), ``HttpOnly``, and
+end with the browser; the console's is ``SameSite=Strict``, the privacy center's ``Lax`` (a
+person arrives from the tenant's site, a cross-site navigation). Browsers treat
+``http://localhost`` and ``127.0.0.1`` as secure, so ``ledger dev`` works over plain HTTP;
+anywhere else the interfaces need HTTPS (behind a proxy, ``ledger serve`` must see the
+``https`` scheme: run it with ``--forwarded-allow-ips``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from projections.api.access import Principal, Scope
+from projections.api.context import ApiContext
+from projections.api.problems import Problem
+from projections.web.sessions import Kind, Session, Sessions
+
+COOKIES: dict[Kind, str] = {
+    "console": "__Host-ledger-console",
+    "privacy": "__Host-ledger-privacy",
+}
+_SAME_SITE: dict[Kind, str] = {"console": "strict", "privacy": "lax"}
+
+
+class SignInNeeded(Problem):
+    """No live session: the console sends the browser to sign in, the privacy center says
+    the link has expired."""
+
+    def __init__(self, kind: Kind) -> None:
+        super().__init__(401, f"no live {kind} session")
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Acting:
+    """A live session and the key it acts as."""
+
+    session: Session
+    who: Principal
+    ctx: ApiContext
+
+    @property
+    def reader(self) -> Principal:
+        """The key narrowed to reading without personal fields: what the privacy center
+        reads a subject's state with."""
+        return Principal(self.who.key_id, self.who.tenant, frozenset({Scope.READER}))
+
+
+def set_cookie(response: Response, kind: Kind, token: str) -> None:
+    response.set_cookie(
+        COOKIES[kind],
+        token,
+        secure=True,
+        httponly=True,
+        samesite=_SAME_SITE[kind],  # type: ignore[arg-type]
+        path="/",
+    )
+
+
+def clear_cookie(response: Response, kind: Kind) -> None:
+    response.delete_cookie(COOKIES[kind], path="/", secure=True, httponly=True)
+
+
+async def acting(request: Request, kind: Kind) -> Acting:
+    sessions: Sessions = request.app.state.web.sessions
+    session = await sessions.resume(kind, request.cookies.get(COOKIES[kind]))
+    if session is None:
+        raise SignInNeeded(kind)
+    who = await request.app.state.api_keys.principal(session.key_id)
+    if who is None or who.tenant != session.tenant:
+        await sessions.end(session)
+        raise SignInNeeded(kind)
+    return Acting(session, who, request.app.state.ctx)
+
+
+async def console(request: Request) -> Acting:
+    return await acting(request, "console")
+
+
+async def privacy(request: Request) -> Acting:
+    return await acting(request, "privacy")
+
+
+Console = Annotated[Acting, Depends(console)]
+Privacy = Annotated[Acting, Depends(privacy)]
