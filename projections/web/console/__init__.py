@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from projections.web.console import home, signin
+from projections.web.console import audit, dashboard, home, signin
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(home.router)
+router.include_router(dashboard.router)
+router.include_router(audit.router)
