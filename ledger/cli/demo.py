@@ -297,6 +297,8 @@ def demo(
     ledger = common.ledger(s)
     with contextlib.suppress(TenantExists):
         ledger.register_tenant(tenant, "Demo e-signatures")
+    # The privacy center's "download my data" is the subject's own report request.
+    ledger.set_subject_reports(tenant, allow=True)
     # "nobody" is the unregistered tenant of a mistake below; its key is as public as ours.
     keys = [ledger.ingest_keys.public_key_for(t) for t in (tenant, "nobody")]
     watcher = _Watcher(s, ledger.store, tenant)

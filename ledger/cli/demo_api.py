@@ -2,7 +2,9 @@
 
 It creates an auditor key for the demo tenant (printed, so the reader can try the API
 themselves), waits until the projections have caught up with the story's last event, and
-prints the purpose checks and the disclosure log the API answers.
+prints the purpose checks and the disclosure log the API answers. Last it prints where the
+browser interfaces are: the console (signed in with that key) and a one-time privacy-center
+link for the story's first subject, made with an admin key as a tenant's backend would.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def _get(url: str, token: str, path: str) -> Any:
         return json.loads(response.read())
 
 
-def _key(s: Settings, tenant: str) -> str:
+def _key(s: Settings, tenant: str, scope: str = "auditor") -> str:
     with psycopg.connect(s.require_database(), autocommit=True) as conn:
         access.create_table(conn, s.database_schema)
-        token, _ = access.create_key(conn, s.database_schema, tenant, ["auditor"], "ledger demo")
+        token, _ = access.create_key(conn, s.database_schema, tenant, [scope], "ledger demo")
     return token
 
 
@@ -90,4 +92,19 @@ def show(s: Settings, tenant: str, checks: list[tuple[str, str, str, str]], seco
         f"  curl -s {url}/v1/purpose-check -H 'Authorization: Bearer {token}' \\\n"
         f"       -H 'Content-Type: application/json' -d '{body}'"
     )
+    _browser(s, url, tenant, ref, token)
     return ok
+
+
+def _browser(s: Settings, url: str, tenant: str, ref: str, token: str) -> None:
+    """The console's address, and a privacy-center link for ``ref`` (good once, for
+    ``LEDGER_PRIVACY_LINK_TTL``)."""
+    link = _post(url, _key(s, tenant, "admin"), "/v1/privacy-center/links", {"subject_ref": ref})
+    minutes = max(1, int(s.privacy_link_ttl.total_seconds() // 60))
+    typer.echo(
+        "In the browser:\n"
+        f"  console         {url}/console/   (sign in with the auditor key above: {token})\n"
+        f"  privacy center  {link['url']}\n"
+        f"                  (the first subject's own page: this link works once, for "
+        f"{minutes} min; `ledger demo` again makes another)"
+    )

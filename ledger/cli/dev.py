@@ -213,14 +213,17 @@ def _banner(data_dir: Path, bootstrap: str, api_port: int) -> None:
     cmd = invocation()
     typer.secho(
         f"\ncompliance ledger running: broker {bootstrap}, PostgreSQL in {data_dir / 'postgres'}, "
-        f"query API http://127.0.0.1:{api_port}/docs, logs in {data_dir / 'logs'}",
+        f"query API http://127.0.0.1:{api_port}/docs, console "
+        f"http://127.0.0.1:{api_port}/console/, privacy center "
+        f"http://127.0.0.1:{api_port}/privacy/, logs in {data_dir / 'logs'}",
         fg=typer.colors.GREEN,
         bold=True,
         err=True,
     )
     typer.echo(
         f"In another terminal, in this directory{where}:\n"
-        f"  {cmd} demo                      send sample events, good and bad, then query them\n"
+        f"  {cmd} demo                      send sample events, good and bad, then query them;\n"
+        "                                   it prints a console key and a privacy-center link\n"
         f"  {cmd} subject show --tenant demo --ref alice@example.com\n"
         f"  {cmd} topic tail ledger         what the relay published\n"
         f"  {cmd} topic tail rejected       refused messages and why\n"

@@ -50,6 +50,13 @@ class Acting:
         reads a subject's state with."""
         return Principal(self.who.key_id, self.who.tenant, frozenset({Scope.READER}))
 
+    @property
+    def portal(self) -> Principal:
+        """The key narrowed to what a tenant's portal may ask on the subject's behalf (the
+        ``producer`` scope): the privacy center asks for the subject's own report with it, so
+        the report is recorded as the subject's request and the tenant's policy applies."""
+        return Principal(self.who.key_id, self.who.tenant, frozenset({Scope.PRODUCER}))
+
 
 def set_cookie(response: Response, kind: Kind, token: str) -> None:
     response.set_cookie(

@@ -68,6 +68,6 @@ class Translator:
     def has(self, key: str) -> bool:
         return key in self._texts or key in self._fallback
 
-    def __call__(self, key: str, **values: Any) -> str:
+    def __call__(self, key: str, /, **values: Any) -> str:
         text = self._texts.get(key) or self._fallback.get(key) or key
         return text.format(**values) if values else text

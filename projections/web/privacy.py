@@ -5,9 +5,11 @@ Rules this module keeps:
 * **One subject per session**, the one the tenant's link named; the reference stays on the
   server (``projections.web.sessions``) and no URL, page or log carries it.
 * **Reads as a reader, records as the link's key.** States are read through the API's reader
-  routes (no personal field is shown that the person did not need); grants, withdrawals and
-  requests go through the API's own command routes with source or channel
-  ``privacy-center``, so they are ledger events like any other.
+  routes (no personal field is shown that the person did not need); the report is asked as
+  a tenant's portal asks it (``producer``), so it is recorded as the subject's own request and
+  the tenant's ``subject-reports`` policy decides; grants, withdrawals and requests go through
+  the API's own command routes with source or channel ``privacy-center``, so they are ledger
+  events like any other.
 * **Required consents are explained, not toggled**; a purpose with another legal basis says
   which, and that the person may object.
 * **Every post carries the session's CSRF token**; after a post the browser is sent back with
@@ -33,7 +35,7 @@ from projections.api.models import (
     SubjectConsents,
     SubjectQuery,
 )
-from projections.api.problems import Conflict, Gone, NotFound, Problem
+from projections.api.problems import Conflict, Forbidden, Gone, NotFound, Problem
 from projections.web import auth, i18n
 from projections.web.auth import Acting
 from projections.web.calls import call
@@ -183,10 +185,12 @@ async def download_report(request: Request, acting: auth.Privacy) -> Response:
     query = reports.ReportQuery(subject_ref=_ref(acting), format=reports.ReportFormat(fmt))
     try:
         response: Response = await call(
-            reports.report_by_ref, acting.ctx, acting.reader, body=query
+            reports.report_by_ref, acting.ctx, acting.portal, body=query
         )
     except NotFound:
         return _back(error="nothing_recorded")
+    except Forbidden:  # the tenant has not enabled reports on the subject's own request
+        return _back(error="reports_off")
     response.headers["content-disposition"] = f'attachment; filename="my-data.{fmt}"'
     return response
 
