@@ -16,6 +16,11 @@ from tests.integration.test_api import SCOPES, api, call, check, history, tokens
 __all__ = ["api", "history", "ledger", "reader", "tokens"]  # fixtures
 
 ROUTES = [
+    (
+        "/v1/subject/consent-grants",
+        {"subject_ref": ALICE, "purpose": "newsletter", "consent_text_version": "2"},
+    ),
+    ("/v1/subject/consent-withdrawals", {"subject_ref": ALICE, "purpose": "newsletter"}),
     ("/v1/subject/erasure", {"subject_ref": ALICE}),
     ("/v1/subject/legal-holds", {"subject_ref": ALICE, "hold_reference": "case-1"}),
     ("/v1/subject/legal-holds/release", {"subject_ref": ALICE, "hold_reference": "case-1"}),
@@ -123,3 +128,29 @@ def test_overdue_requests_are_flagged_and_counted(
     assert 'ledger_erasure_requests_overdue{tenant="acme"} 1.0' in scraped
     # Dave's request (yesterday, in the scripted history) is unsettled too, but not overdue.
     assert 'ledger_erasure_requests_unsettled{tenant="acme"} 2.0' in scraped
+
+
+def test_consents_are_given_and_withdrawn_by_the_rules_producers_keep(
+    api: TestClient, tokens: dict[str, str], reader: LedgerReader, settings_db_only: Settings
+) -> None:
+    admin = tokens["admin"]
+    grant = {"subject_ref": ALICE, "purpose": "newsletter", "consent_text_version": "9"}
+    unknown = call(api, admin, "POST", "/v1/subject/consent-grants", grant)
+    assert unknown.status_code == 409
+    required = {"subject_ref": ALICE, "purpose": "terms"}
+    refused = call(api, admin, "POST", "/v1/subject/consent-withdrawals", required)
+    assert (refused.status_code, refused.json()["reason"]) == (409, "required_consent")
+    withdrawal = {"subject_ref": ALICE, "purpose": "newsletter", "source": "help-desk"}
+    done = call(api, admin, "POST", "/v1/subject/consent-withdrawals", withdrawal)
+    assert done.status_code == 201
+    catch_up(settings_db_only, reader)
+    consents = call(api, admin, "POST", "/v1/subject/consents", {"subject_ref": ALICE}).json()
+    newsletter = next(c for c in consents["consents"] if c["purpose"] == "newsletter")
+    assert (newsletter["state"], newsletter["source"]) == ("withdrawn", "help-desk")
+    assert newsletter["event_id"] == done.json()["event_id"]
+    again = {**grant, "consent_text_version": "2", "evidence": "ticket 42"}
+    assert call(api, admin, "POST", "/v1/subject/consent-grants", again).status_code == 201
+    catch_up(settings_db_only, reader)
+    consents = call(api, admin, "POST", "/v1/subject/consents", {"subject_ref": ALICE}).json()
+    newsletter = next(c for c in consents["consents"] if c["purpose"] == "newsletter")
+    assert (newsletter["state"], newsletter["evidence"]) == ("granted", "ticket 42")
