@@ -10,7 +10,7 @@ anywhere else the interfaces need HTTPS (behind a proxy, ``ledger serve`` must s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -18,6 +18,7 @@ from fastapi import Depends, Request, Response
 from projections.api.access import Principal, Scope
 from projections.api.context import ApiContext
 from projections.api.problems import Problem
+from projections.web import i18n
 from projections.web.sessions import Kind, Session, Sessions
 
 COOKIES: dict[Kind, str] = {
@@ -82,6 +83,10 @@ async def acting(request: Request, kind: Kind) -> Acting:
     if who is None or who.tenant != session.tenant:
         await sessions.end(session)
         raise SignInNeeded(kind)
+    asked = i18n.supported(request.query_params.get("lang"))
+    if asked and asked != session.language:  # the language switch: kept for the session
+        await sessions.set_language(session, asked)
+        session = replace(session, language=asked)
     return Acting(session, who, request.app.state.ctx)
 
 

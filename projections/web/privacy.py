@@ -36,7 +36,7 @@ from projections.api.models import (
     SubjectQuery,
 )
 from projections.api.problems import Conflict, Forbidden, Gone, NotFound, Problem
-from projections.web import auth, i18n
+from projections.web import auth
 from projections.web.auth import Acting
 from projections.web.calls import call
 from projections.web.render import page
@@ -63,9 +63,6 @@ async def enter(request: Request, code: str = "") -> Response:
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, acting: auth.Privacy) -> Response:
     session = acting.session
-    asked = i18n.supported(request.query_params.get("lang"))
-    if asked and asked != session.language:
-        await request.app.state.web.sessions.set_language(session, asked)
     ctx, ref = acting.ctx, _ref(acting)
     purposes: list[Purpose] = await call(records.purposes, ctx, acting.reader)
     state: SubjectConsents | None = None
@@ -89,7 +86,7 @@ async def overview(request: Request, acting: auth.Privacy) -> Response:
         request,
         "privacy/overview.html",
         session=session,
-        language=asked or session.language,
+        language=session.language,
         area="privacy",
         items=[_item(p, consents.get(p.purpose)) for p in purposes],
         requests=requests,

@@ -7,7 +7,9 @@ Rules this module keeps:
   or style, no framing; the OpenAPI pages (``/docs``, ``/redoc``), which FastAPI builds from a
   CDN with an inline script, get a policy of their own naming exactly that.
 * **Pages are not cached and leak no referrer.** ``Cache-Control: no-store`` and
-  ``Referrer-Policy: no-referrer`` on everything under ``/privacy/`` and ``/console/``.
+  ``Referrer-Policy: same-origin`` on everything under ``/privacy/`` and ``/console/``: no
+  other site learns a page's address, and our own form posts keep their ``Origin`` (under
+  ``no-referrer`` browsers send ``Origin: null``, which the CSRF check must refuse).
 * **A form post proves it came from our page.** Its ``csrf`` field equals the session's token
   (compared in constant time), and an ``Origin`` header, when the browser sends one, is our
   own origin.
@@ -47,7 +49,7 @@ DOCS_POLICY = (
 _WEB_PREFIXES = ("/privacy", "/console")
 _PAGE_HEADERS = [
     (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),

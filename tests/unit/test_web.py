@@ -101,7 +101,7 @@ def test_every_html_response_carries_a_content_security_policy() -> None:
     assert "default-src 'none'" in policy and "script-src 'self'" in policy
     assert "'unsafe-inline'" not in policy and "frame-ancestors 'none'" in policy
     assert page.headers["cache-control"] == "no-store"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     docs = client.get("/docs").headers["content-security-policy"]
     assert "https://cdn.jsdelivr.net" in docs and "frame-ancestors 'none'" in docs
 
