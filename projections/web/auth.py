@@ -5,7 +5,7 @@ end with the browser; the console's is ``SameSite=Strict``, the privacy center's
 person arrives from the tenant's site, a cross-site navigation). Browsers treat
 ``http://localhost`` and ``127.0.0.1`` as secure, so ``ledger dev`` works over plain HTTP;
 anywhere else the interfaces need HTTPS (behind a proxy, ``ledger serve`` must see the
-``https`` scheme: run it with ``--forwarded-allow-ips``).
+``https`` scheme: set ``FORWARDED_ALLOW_IPS`` to the proxy's address).
 """
 
 from __future__ import annotations
