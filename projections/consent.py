@@ -14,6 +14,8 @@ Tables (schema ``<ledger>_consent``):
   lifted restriction's row is deleted.
 - ``objections``: each subject's latest objection to a purpose (art. 21), and the compelling
   grounds that answered it, if any. The note, reason and reasoning stay sealed.
+- ``consent_days``: per tenant, purpose and day, the consents given and withdrawn, counted as
+  changes of state (``projections.consent_days``).
 - ``rectifications``: every correction of a personal field (art. 16): which event and field,
   when, by which producer. The corrected value itself replaces the old one in the row that
   shows it (here a consent row's; in the records view a collection's or disclosure's).
@@ -39,6 +41,8 @@ from psycopg.rows import DictRow
 
 from ledger.domain.subject import Subject
 from ledger.domain.tenant import Tenant
+from projections import consent_days
+from projections.consent_days import DayTally
 from projections.consent_rights import RightsFold
 from projections.view import Handler, View, sealed_bytes
 
@@ -63,7 +67,8 @@ _CONSENT_COLUMNS = {
 
 class ConsentView(View, RightsFold):
     name = "consent"
-    ddl = """
+    ddl = (
+        """
 CREATE TABLE IF NOT EXISTS {schema}.purposes (
     tenant text NOT NULL,
     purpose text NOT NULL,
@@ -150,8 +155,10 @@ ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS allowed_under_restriction
     NOT NULL DEFAULT false;
 ALTER TABLE {schema}.purposes ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
 ALTER TABLE {schema}.subjects ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
-ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0
+ALTER TABLE {schema}.consents ADD COLUMN IF NOT EXISTS position bigint NOT NULL DEFAULT 0;
 """
+        + consent_days.DDL
+    )
     live_ddl = """
 CREATE INDEX IF NOT EXISTS purposes_by_position ON {schema}.purposes (position);
 CREATE INDEX IF NOT EXISTS subjects_by_position ON {schema}.subjects (position);
@@ -222,11 +229,14 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
             (r["subject_id"], r["purpose"]): dict(r) for r in curs.fetchall()
         }
         changed: set[tuple[Any, str]] = set()
+        days = DayTally()
         for e in events:
             key = (e.originator_id, e.purpose)
             row = rows.get(key)
             if type(e) is Subject.ConsentGranted:
                 still = row is not None and row["state"] == "granted"
+                if not still:
+                    days.grant(e.tenant, e.purpose, e.occurred_at)
                 rows[key] = {
                     "subject_id": e.originator_id,
                     "purpose": e.purpose,
@@ -244,6 +254,8 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
                     "position": self.batch_position,
                 }
             elif row is not None:  # a withdrawal of a consent never granted changes nothing
+                if row["state"] == "granted":
+                    days.withdraw(e.tenant, e.purpose, e.occurred_at)
                 row.update(
                     state="withdrawn",
                     changed_at=e.occurred_at,
@@ -258,6 +270,7 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
             else:
                 continue
             changed.add(key)
+        days.write(curs, self.sql(consent_days.UPSERT))
         if not changed:
             return
         written = [rows[k] for k in changed]
