@@ -28,6 +28,7 @@ from projections.api import (
     access,
     commands,
     documents,
+    erasures,
     ingest,
     metrics,
     problems,
@@ -36,10 +37,12 @@ from projections.api import (
     replays,
     reports,
     rights,
+    statistics,
     subjects,
 )
 from projections.api import checkpoints as checkpoint_routes
 from projections.api import proofs as proof_routes
+from projections.api import verification as verification_routes
 from projections.api.collector import LedgerCollector
 from projections.api.context import ApiContext, PurposeChecks
 from projections.api.models import Readiness, ViewState
@@ -125,9 +128,12 @@ def create_app(settings: Settings, *, pool_size: int = 8) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(checkpoint_routes.router)
     app.include_router(proof_routes.router)
+    app.include_router(verification_routes.router)
     app.include_router(documents.router)
     app.include_router(reports.router)
     app.include_router(replays.router)
+    app.include_router(statistics.router)
+    app.include_router(erasures.router)
     web.install(app, settings, pool, kek_ring(settings))
     _health_routes(app, settings)
     return app

@@ -7,9 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from projections.web.console import audit, dashboard, home, signin
+from projections.web.console import proofs as audit_proofs
+from projections.web.console import replays as audit_replays
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(home.router)
 router.include_router(dashboard.router)
 router.include_router(audit.router)
+router.include_router(audit_replays.router)
+router.include_router(audit_proofs.router)
