@@ -104,6 +104,9 @@ class Settings:
     web_session_max: timedelta = timedelta(hours=8)
     privacy_link_ttl: timedelta = timedelta(minutes=5)
     signin_limit: str = "5/minute;20/hour"
+    # Origins whose pages may frame the privacy center (its CSP frame-ancestors); none: no
+    # framing at all, and the privacy cookie is SameSite=Lax rather than a partitioned one.
+    privacy_frame_ancestors: tuple[str, ...] = ()
     # Stopping (``ledger.cli.common.stop_on_signals``): how long a process may take to finish
     # the batch in hand after SIGTERM before it exits anyway, and how long ``ledger serve``
     # keeps serving with /readyz at 503 before it stops accepting connections.
@@ -213,6 +216,24 @@ def _optional_positive_int(name: str, raw: str | None) -> int | None:
 
 _DURATION = re.compile(r"^(\d+)([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+_FRAMING_ORIGIN = re.compile(
+    r"^(https://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*|http://(localhost|127\.0\.0\.1))(:\d{1,5})?$"
+)
+
+
+def _frame_ancestors(raw: str | None) -> tuple[str, ...]:
+    """Origins, separated by spaces or commas: ``https://host[:port]`` (``*.`` allowed before
+    the host), or ``http://localhost``/``http://127.0.0.1`` for development."""
+    origins = tuple(o for o in re.split(r"[\s,]+", (raw or "").strip().lower()) if o)
+    for origin in origins:
+        if not _FRAMING_ORIGIN.match(origin):
+            raise ConfigError(
+                f"LEDGER_PRIVACY_FRAME_ANCESTORS: {origin!r} is not an origin such as "
+                "https://app.example.com (no path; http only for localhost)"
+            )
+    return origins
 
 
 def _rate_limit(raw: str | None) -> str:
@@ -429,6 +450,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_PRIVACY_LINK_TTL", env.get("LEDGER_PRIVACY_LINK_TTL"), timedelta(minutes=5)
         ),
         signin_limit=_rate_limit(env.get("LEDGER_SIGNIN_LIMIT")),
+        privacy_frame_ancestors=_frame_ancestors(env.get("LEDGER_PRIVACY_FRAME_ANCESTORS")),
         shutdown_grace=_duration(
             "LEDGER_SHUTDOWN_GRACE", env.get("LEDGER_SHUTDOWN_GRACE"), timedelta(seconds=20)
         ),

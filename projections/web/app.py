@@ -30,6 +30,8 @@ class Web:
     sessions: Sessions
     signin: SignInLimit
     templates: Environment
+    # The privacy center may be framed by a tenant's pages: its cookie is then partitioned.
+    embeddable: bool = False
 
 
 def prepare(settings: Settings) -> None:
@@ -52,8 +54,9 @@ def install(
         ),
         signin=SignInLimit(settings.signin_limit),
         templates=render.environment(),
+        embeddable=bool(settings.privacy_frame_ancestors),
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, privacy_frame_ancestors=settings.privacy_frame_ancestors)
     app.mount(
         "/static/web", StaticFiles(packages=[("projections.web", "static")]), name="web-static"
     )

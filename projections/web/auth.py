@@ -2,7 +2,8 @@
 
 Cookies are ``__Host-`` prefixed (``Secure``, ``Path=/``, no ``Domain``), ``HttpOnly``, and
 end with the browser; the console's is ``SameSite=Strict``, the privacy center's ``Lax`` (a
-person arrives from the tenant's site, a cross-site navigation). Browsers treat
+person arrives from the tenant's site, a cross-site navigation), or ``SameSite=None;
+Partitioned`` where tenants embed it (``set_cookie``). Browsers treat
 ``http://localhost`` and ``127.0.0.1`` as secure, so ``ledger dev`` works over plain HTTP;
 anywhere else the interfaces need HTTPS (behind a proxy, ``ledger serve`` must see the
 ``https`` scheme: set ``FORWARDED_ALLOW_IPS`` to the proxy's address).
@@ -59,7 +60,17 @@ class Acting:
         return Principal(self.who.key_id, self.who.tenant, frozenset({Scope.PRODUCER}))
 
 
-def set_cookie(response: Response, kind: Kind, token: str) -> None:
+def set_cookie(response: Response, kind: Kind, token: str, *, framed: bool = False) -> None:
+    """``framed``: the privacy center may be embedded in a tenant's page
+    (``LEDGER_PRIVACY_FRAME_ANCESTORS``), where a browser sends only a ``SameSite=None``
+    cookie, which is then ``Partitioned`` (CHIPS): kept per embedding site, never sent to
+    the ledger from any other site."""
+    if framed:
+        # Written by hand: Python's http.cookies knows the Partitioned attribute only from
+        # 3.14. The token is URL-safe base64, so it needs no quoting.
+        cookie = f"{COOKIES[kind]}={token}; HttpOnly; Path=/; SameSite=None; Secure; Partitioned"
+        response.headers.append("set-cookie", cookie)
+        return
     response.set_cookie(
         COOKIES[kind],
         token,

@@ -13,11 +13,16 @@ Rules this module keeps:
 * **Required consents are explained, not toggled**; a purpose with another legal basis says
   which, and that the person may object.
 * **Every post carries the session's CSRF token**; after a post the browser is sent back with
-  303 to the overview, which says what was recorded and under which event id.
+  303 to the overview, which says what was recorded and under which event id, once the views
+  show it (read your writes: the views follow the ledger a moment later; a few seconds at
+  most are waited for).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -46,6 +51,7 @@ router = APIRouter(prefix="/privacy", include_in_schema=False)
 SOURCE = "privacy-center"
 REQUEST_KINDS = ("ACCESS", "PORTABILITY", "RECTIFICATION", "RESTRICTION", "OBJECTION", "ERASURE")
 MAX_DETAILS = 5_000
+SHOWN_WITHIN = 3.0  # seconds a post waits for the views to show what it recorded
 
 
 @router.get("/enter")
@@ -56,7 +62,7 @@ async def enter(request: Request, code: str = "") -> Response:
         return page(request, "privacy/expired.html", session=None, status=401, area="privacy")
     token, _ = redeemed
     response = RedirectResponse("/privacy/", status_code=303)
-    auth.set_cookie(response, "privacy", token)
+    auth.set_cookie(response, "privacy", token, framed=request.app.state.web.embeddable)
     return response
 
 
@@ -170,6 +176,7 @@ async def change_consent(request: Request, acting: auth.Privacy) -> Response:
     except Conflict as exc:
         return _back(error=str(exc.extra.get("reason") or "refused"), purpose=purpose)
     done = "granted" if decision == "grant" else "withdrawn"
+    await _shown(acting, outcome.event_id, purpose)
     return _back(done=done, purpose=purpose, event=outcome.event_id)
 
 
@@ -226,7 +233,33 @@ async def file_request(request: Request, acting: auth.Privacy) -> Response:
         raise Problem(422, "the request's details are not valid") from None
     except Conflict as exc:
         return _back(error=str(exc.extra.get("reason") or "refused"))
+    if kind != "ERASURE":
+        await _shown(acting, outcome.event_id)
     return _back(done="request", purpose=kind, event=outcome.event_id)
+
+
+async def _shown(acting: Acting, event_id: str, purpose: str | None = None) -> None:
+    """Waits, up to ``SHOWN_WITHIN`` seconds, until the views show the event just recorded
+    (the consent of ``purpose``, else the subject's requests), so the page the person is sent
+    to shows what they did; past that, the page still names the event it recorded."""
+    deadline = time.monotonic() + SHOWN_WITHIN
+    query = SubjectQuery(subject_ref=_ref(acting))
+    while time.monotonic() < deadline:
+        with contextlib.suppress(NotFound):
+            state = await call(subjects.consents_by_ref, acting.ctx, acting.reader, body=query)
+            if purpose is not None:
+                if any(c.event_id == event_id for c in state.consents if c.purpose == purpose):
+                    return
+            else:
+                listed = await call(
+                    register.subject_requests,
+                    acting.ctx,
+                    acting.reader,
+                    subject_id=state.subject_id,
+                )
+                if any(r.request_id == event_id for r in listed.requests):
+                    return
+        await asyncio.sleep(0.05)
 
 
 def _request_kind(

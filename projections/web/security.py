@@ -4,8 +4,10 @@ Rules this module keeps:
 
 * **Every HTML response has a Content-Security-Policy.** The pages' policy allows nothing
   but the ledger's own origin for scripts, styles, images and form targets, no inline script
-  or style, no framing; the OpenAPI pages (``/docs``, ``/redoc``), which FastAPI builds from a
-  CDN with an inline script, get a policy of their own naming exactly that.
+  or style, no framing (the privacy center only by the origins of
+  ``LEDGER_PRIVACY_FRAME_ANCESTORS``, for tenants who embed it); the OpenAPI pages
+  (``/docs``, ``/redoc``), which FastAPI builds from a CDN with an inline script, get a policy
+  of their own naming exactly that.
 * **Pages are not cached and leak no referrer.** ``Cache-Control: no-store`` and
   ``Referrer-Policy: same-origin`` on everything under ``/privacy/`` and ``/console/``: no
   other site learns a page's address, and our own form posts keep their ``Origin`` (under
@@ -56,12 +58,23 @@ _PAGE_HEADERS = [
 ]
 
 
+def page_policy(frame_ancestors: tuple[str, ...] = ()) -> str:
+    """The pages' policy, with the origins that may frame them (none: ``'none'``)."""
+    if not frame_ancestors:
+        return PAGE_POLICY
+    allowed = " ".join(frame_ancestors)
+    return PAGE_POLICY.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+
+
 class SecurityHeaders:
     """ASGI middleware: adds the headers above at the start of each response; a response
-    that is not HTML and not a page pays one header scan."""
+    that is not HTML and not a page pays one header scan. ``privacy_frame_ancestors``
+    (``LEDGER_PRIVACY_FRAME_ANCESTORS``) are the origins whose pages may frame the privacy
+    center; every other page stays unframeable."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, privacy_frame_ancestors: tuple[str, ...] = ()) -> None:
         self.app = app
+        self._privacy_policy = page_policy(privacy_frame_ancestors).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,15 +90,20 @@ class SecurityHeaders:
                     k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers
                 )
                 if html:
-                    docs = path in ("/docs", "/redoc", "/docs/oauth2-redirect")
-                    policy = DOCS_POLICY if docs else PAGE_POLICY
-                    headers.append((b"content-security-policy", policy.encode()))
+                    headers.append((b"content-security-policy", self._policy(path)))
                 if page or html:
                     headers.extend(_PAGE_HEADERS)
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _policy(self, path: str) -> bytes:
+        if path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            return DOCS_POLICY.encode()
+        if path.startswith("/privacy"):
+            return self._privacy_policy
+        return PAGE_POLICY.encode()
 
 
 def own_origin(request: Request) -> str:

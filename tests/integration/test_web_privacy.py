@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from ledger.application.service import Ledger, LedgerReader
 from ledger.process.settings import Settings
 from projections.api.app import create_app
+from projections.web import privacy
 from tests.history import ALICE, catch_up, ledger, reader, subject_id
 from tests.integration.test_api import call, history, tokens
 
@@ -20,7 +21,11 @@ __all__ = ["history", "ledger", "reader", "tokens"]  # fixtures
 
 
 @pytest.fixture
-def web(settings_db_only: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
+def web(
+    settings_db_only: Settings, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    # No projection runs here (the tests catch up by hand): a post need not wait for views.
+    monkeypatch.setattr(privacy, "SHOWN_WITHIN", 0.0)
     app = create_app(settings_db_only)
     with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
         yield client
@@ -231,3 +236,23 @@ def test_the_session_table_holds_no_reference_in_clear(
     assert len(rows) >= 2
     for (row,) in rows:
         assert "alice" not in row and ALICE.encode().hex() not in row
+
+
+def test_a_tenant_may_frame_the_privacy_center_and_nothing_else(
+    settings_db_only: Settings, tokens: dict[str, str]
+) -> None:
+    framing = settings_db_only.with_overrides(privacy_frame_ancestors=("https://app.example.com",))
+    with TestClient(
+        create_app(framing), base_url="https://testserver", raise_server_exceptions=False
+    ) as web:
+        entered = web.get(link(web, tokens["admin"]), follow_redirects=False)
+        assert entered.status_code == 303, entered.text[:500]
+        cookie = entered.headers["set-cookie"]
+        for flag in ("SameSite=None", "Partitioned", "Secure", "HttpOnly", "Path=/"):
+            assert flag in cookie
+        inside = web.get("/privacy/")
+        assert inside.status_code == 200
+        policy = inside.headers["content-security-policy"]
+        assert "frame-ancestors https://app.example.com;" in policy
+        console = web.get("/console/sign-in").headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in console

@@ -141,3 +141,16 @@ def test_a_call_beyond_the_keys_scope_is_refused_before_the_route_runs() -> None
     # Without a context the route itself would fail otherwise: Forbidden means it never ran.
     with pytest.raises(Forbidden):
         asyncio.run(calls.call(commands.request_erasure, None, READER))  # type: ignore[arg-type]
+
+
+def test_framing_origins_are_checked_when_the_settings_are_read() -> None:
+    from ledger.process.settings import ConfigError, _frame_ancestors
+
+    assert _frame_ancestors("https://app.example.com, https://*.acme.io:8443") == (
+        "https://app.example.com",
+        "https://*.acme.io:8443",
+    )
+    assert _frame_ancestors(None) == ()
+    for bad in ("http://app.example.com", "https://a.example/path", "'none'", "*", "https://"):
+        with pytest.raises(ConfigError):
+            _frame_ancestors(bad)
