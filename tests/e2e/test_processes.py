@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -148,6 +149,30 @@ def test_killed_ingest_and_relay_lose_and_duplicate_nothing(
     assert "user-" not in log and "@example.com" not in log
 
 
+def _browser_interfaces_answer(demo_output: str, api_port: int) -> None:
+    """The demo prints the console and a privacy-center link; `ledger dev` serves both."""
+    base = f"http://127.0.0.1:{api_port}"
+    assert f"{base}/console/" in demo_output
+    link = re.search(
+        rf"privacy center  ({re.escape(base)}/privacy/enter\?code=[\w-]+)", demo_output
+    )
+    assert link, demo_output
+    assert "alice" not in link[1]
+    connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+    try:
+        connection.request("GET", link[1].removeprefix(base))
+        entered = connection.getresponse()
+        entered.read()
+        assert (entered.status, entered.getheader("location")) == (303, "/privacy/")
+        assert "__Host-ledger-privacy=" in (entered.getheader("set-cookie") or "")
+        connection.request("GET", "/console/sign-in")
+        sign_in = connection.getresponse()
+        assert sign_in.status == 200 and b'name="api_key"' in sign_in.read()
+        assert "frame-ancestors 'none'" in (sign_in.getheader("content-security-policy") or "")
+    finally:
+        connection.close()
+
+
 def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path, processes: list[Process]
 ) -> None:
@@ -196,6 +221,7 @@ def test_ledger_dev_runs_the_demo_and_stops_cleanly_on_ctrl_c(
         assert "resolution_mismatch" in demo.stdout
         assert re.search(r"the register: [1-9]\d* request\(s\) overdue \(ACCESS\)", demo.stdout)
         assert "last 12 months: Cloud Hosting Ltd, Mailer Co" in demo.stdout
+        _browser_interfaces_answer(demo.stdout, api_port)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10) as ready:
         assert json.loads(ready.read())["ready"] is True
