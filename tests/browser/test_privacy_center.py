@@ -13,7 +13,7 @@ from playwright.sync_api import BrowserContext, Page
 
 from projections.web.i18n import catalogue
 from tests.browser.support import Site, follow
-from tests.history import ALICE
+from tests.history import ALICE, CAROL
 
 pytestmark = pytest.mark.browser
 Shot = Callable[[Page, str], Path]
@@ -124,3 +124,36 @@ def test_a_link_works_once_and_signing_out_ends_the_session(
     reloaded = page.goto(f"{site.base}/privacy/")
     assert reloaded is not None and reloaded.status == 401 and expired(page)
     shot(page, "after-sign-out")
+
+
+def test_a_person_using_only_the_keyboard_gives_a_consent(
+    site: Site, page: Page, shot: Shot
+) -> None:
+    """Tab from the top of the page to the newsletter's button and press Enter: every control
+    is reachable in order, its focus visible, and the ledger records the grant."""
+    link = site.call("admin", "POST", "/v1/privacy-center/links", {"subject_ref": CAROL})
+    page.goto(link["url"])
+    label = EN["privacy.grant"].format(purpose="newsletter")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.textContent.trim()")
+        if focused == label:
+            break
+    else:
+        pytest.fail(f"{label!r} was not reached with the Tab key")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")  # the focus can be seen
+    shot(page, "focused")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    event_id = page.inner_text("#notice code").strip()
+    recorded = site.wait_until(
+        "reader",
+        "/v1/subject/consents",
+        {"subject_ref": CAROL},
+        lambda a: any(c["event_id"] == event_id for c in a["consents"]),
+        "the grant made with the keyboard",
+    )
+    newsletter = next(c for c in recorded["consents"] if c["purpose"] == "newsletter")
+    assert newsletter["state"] == "granted" and newsletter["source"] == "privacy-center"
+    assert state_of(page, "newsletter") == "granted"
