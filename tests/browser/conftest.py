@@ -175,9 +175,7 @@ def _seed(settings: Settings) -> tuple[dict[str, str], dict[str, str], dict[str,
 
 
 @pytest.fixture(scope="session")
-def site(
-    site_env: dict[str, str], playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Site]:
+def site(site_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """``ledger serve`` and ``ledger project`` over the seeded history, for the session."""
     history, subjects, tokens = _seed(load(site_env))
     logs = tmp_path_factory.mktemp("site-logs")
@@ -185,9 +183,7 @@ def site(
     server: Server | None = None
     try:
         server = start_server(site_env, logs / "serve.log")
-        api = playwright.request.new_context(base_url=server.base)
-        yield Site(server.base, site_env, tokens, history, subjects, api)
-        api.dispose()
+        yield Site(server.base, site_env, tokens, history, subjects)
     finally:
         if server is not None:
             stop(server.process)
@@ -214,15 +210,17 @@ def serve_with(site: Site, tmp_path: Path) -> Iterator[Callable[..., str]]:
 # -- the browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module, not per session: while it runs, Playwright's driver holds an event loop on
+    the main thread, and the tests collected after the browser tests call asyncio.run()."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the session: Debian's, never one Playwright downloads."""
+    """One headless Chromium per module: Debian's, never one Playwright downloads."""
     launched = playwright.chromium.launch(
         executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
     )

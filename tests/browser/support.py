@@ -3,17 +3,19 @@ backend calls it, and the steps every console journey begins with."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import APIRequestContext, Page, Response
+from playwright.sync_api import Page, Response
 
 from ledger.servers.embedded import free_port
 from tests.e2e.test_processes import Process
@@ -81,18 +83,26 @@ class Site:
     tokens: dict[str, str]
     history: dict[str, str]
     subjects: dict[str, str]
-    api: APIRequestContext
 
     def call(self, scope: str, method: str, path: str, body: Any = None) -> Any:
-        """The JSON API as the tenant's backend calls it; the answer's JSON (None if empty)."""
-        response = self.api.fetch(
-            path,
+        """The JSON API as the tenant's backend calls it; the answer's JSON (None if empty).
+        Plain HTTP from the standard library: Playwright's own client would tie the site,
+        which lives for the session, to the browser's event loop."""
+        request = urllib.request.Request(  # noqa: S310 (the test's own loopback server)
+            self.base + path,
             method=method,
-            headers={"Authorization": f"Bearer {self.tokens[scope]}"},
-            data=body,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {self.tokens[scope]}",
+                "Content-Type": "application/json",
+            },
         )
-        assert response.status < 400, f"{method} {path}: {response.status} {response.text()}"
-        return response.json() if response.body() else None
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                content = response.read()
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path}: {exc.code} {exc.read().decode()}") from None
+        return json.loads(content) if content else None
 
     def wait_until(self, scope: str, path: str, body: Any, holds: Any, what: str) -> Any:
         """Asks ``path`` (POST with ``body``, or GET when ``body`` is None) until ``holds(answer)``:
