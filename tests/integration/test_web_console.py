@@ -3,7 +3,6 @@ cookie, the rate limit on failures, expiry and revocation."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
@@ -13,32 +12,17 @@ from fastapi.testclient import TestClient
 
 from ledger.process.settings import Settings
 from projections.api import access
-from projections.api.app import create_app
 from tests.history import ledger, reader
 from tests.integration.test_api import history, tokens
+from tests.web_pages import client, csrf, sign_in
 
 __all__ = ["history", "ledger", "reader", "tokens"]  # fixtures
-
-
-def client(settings: Settings) -> TestClient:
-    return TestClient(
-        create_app(settings), base_url="https://testserver", raise_server_exceptions=False
-    )
 
 
 @pytest.fixture
 def web(settings_db_only: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
     with client(settings_db_only.with_overrides(signin_limit="3/minute")) as c:
         yield c
-
-
-def sign_in(web: TestClient, token: str) -> object:
-    form = web.get("/console/sign-in")
-    field = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert field and form.status_code == 200
-    return web.post(
-        "/console/sign-in", data={"csrf": field[1], "api_key": token}, follow_redirects=False
-    )
 
 
 def test_a_key_signs_in_and_the_cookie_is_strict(web: TestClient, tokens: dict[str, str]) -> None:
@@ -76,11 +60,9 @@ def test_a_sign_in_without_the_forms_token_is_refused(
 
 def test_a_cross_origin_post_is_refused(web: TestClient, tokens: dict[str, str]) -> None:
     form = web.get("/console/sign-in")
-    field = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert field
     response = web.post(
         "/console/sign-in",
-        data={"csrf": field[1], "api_key": tokens["admin"]},
+        data={"csrf": csrf(form.text), "api_key": tokens["admin"]},
         headers={"Origin": "https://evil.example"},
     )
     assert response.status_code == 403
@@ -94,10 +76,8 @@ def test_without_a_session_pages_send_the_browser_to_sign_in(web: TestClient) ->
 def test_signing_out_ends_the_session(web: TestClient, tokens: dict[str, str]) -> None:
     sign_in(web, tokens["auditor"])
     home = web.get("/console/").text
-    field = re.search(r'name="csrf" value="([^"]+)"', home)
-    assert field
     cookie = web.cookies.get("__Host-ledger-console")
-    out = web.post("/console/sign-out", data={"csrf": field[1]}, follow_redirects=False)
+    out = web.post("/console/sign-out", data={"csrf": csrf(home)}, follow_redirects=False)
     assert out.headers["location"] == "/console/sign-in"
     web.cookies.set("__Host-ledger-console", cookie or "")
     assert web.get("/console/", follow_redirects=False).status_code == 303

@@ -21,10 +21,10 @@ from ledger.integrity.checkpoint_store import CheckpointTable, make_checkpoint
 from ledger.integrity.checkpoints import Checkpoint, CheckpointSigner, new_private_key
 from ledger.process.settings import Settings
 from ledger.storage import merkle
-from projections.api.app import create_app
 from tests import builders as b
 from tests.history import ALICE, catch_up, ledger, reader, subject_id
 from tests.integration.test_api import call, history, tokens
+from tests.web_pages import client, csrf, signed_in
 
 __all__ = ["history", "ledger", "reader", "tokens"]  # fixtures
 
@@ -37,25 +37,8 @@ def audited(settings_db_only: Settings) -> Settings:
 
 @pytest.fixture
 def web(audited: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
-    app = create_app(audited)
-    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
-        yield client
-
-
-def sign_in(web: TestClient, token: str) -> None:
-    form = web.get("/console/sign-in")
-    field = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert field
-    signed = web.post(
-        "/console/sign-in", data={"csrf": field[1], "api_key": token}, follow_redirects=False
-    )
-    assert signed.status_code == 303, signed.text
-
-
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match
-    return match[1]
+    with client(audited) as web:
+        yield web
 
 
 def sign_checkpoint(settings: Settings, ledger: Ledger) -> Checkpoint:
@@ -79,7 +62,7 @@ def test_a_checkpoint_is_listed_verified_and_fails_after_tampering(
     web: TestClient, tokens: dict[str, str], ledger: Ledger, audited: Settings
 ) -> None:
     signed = sign_checkpoint(audited, ledger)
-    sign_in(web, tokens["auditor"])
+    signed_in(web, tokens["auditor"])
     page = web.get("/console/checkpoints")
     assert page.status_code == 200
     row = page.text.split(f'<tr data-sequence="{signed.sequence}">')[1].split("</tr>")[0]
@@ -110,7 +93,7 @@ def test_a_reader_key_is_told_its_scope_does_not_allow_checkpoints(
     web: TestClient, tokens: dict[str, str], ledger: Ledger, audited: Settings
 ) -> None:
     signed = sign_checkpoint(audited, ledger)
-    sign_in(web, tokens["reader"])
+    signed_in(web, tokens["reader"])
     page = web.get("/console/checkpoints")
     assert page.status_code == 403
     assert "scope does not allow" in page.text and 'id="scope-denied"' in page.text
@@ -153,7 +136,7 @@ def test_a_replay_started_from_the_form_answers_as_of_its_instant(
     time.sleep(1.1)  # the form's instant is to the second: after the history, before the change
     instant = datetime.now(UTC).replace(microsecond=0)
     ledger.record([b.withdraw(ALICE, "newsletter")])
-    sign_in(web, tokens["auditor"])
+    signed_in(web, tokens["auditor"])
     form = web.get("/console/replays")
     assert 'id="start-replay"' in form.text and 'type="datetime-local"' in form.text
 
@@ -186,7 +169,7 @@ def test_an_inclusion_proof_downloads_as_json_that_verifies(
     web: TestClient, tokens: dict[str, str], ledger: Ledger, audited: Settings, history: Any
 ) -> None:
     signed = sign_checkpoint(audited, ledger)
-    sign_in(web, tokens["auditor"])
+    signed_in(web, tokens["auditor"])
     page = web.get("/console/proofs").text
     assert 'id="download-inclusion"' in page and 'id="download-certificate"' in page
     response = web.post(
@@ -218,7 +201,7 @@ def test_a_forged_csrf_token_is_refused_and_records_nothing(
     web: TestClient, tokens: dict[str, str], ledger: Ledger, audited: Settings
 ) -> None:
     signed = sign_checkpoint(audited, ledger)
-    sign_in(web, tokens["auditor"])
+    signed_in(web, tokens["auditor"])
     as_of = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     refused = web.post("/console/replays", data={"csrf": "forged", "as_of": as_of})
     assert refused.status_code == 403

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from ledger.application.service import Ledger, LedgerReader
 from ledger.process.settings import Settings
 from ledger.webhooks.tables import create_tables
-from projections.api.app import create_app
 from projections.rebuild import rebuild
 from projections.web.security import PAGE_POLICY
 from tests import builders as b
 from tests.history import ALICE, BOB, catch_up, days_ago, ledger, reader, record, rows
 from tests.integration.test_api import call, history, tokens
+from tests.web_pages import client, signed_in
 
 __all__ = ["history", "ledger", "reader", "tokens"]  # fixtures
 ROUTES = (
@@ -37,19 +37,8 @@ PERSONAL = ("@example", ALICE, BOB, "carol@", "dave@", "203.0.113")
 
 @pytest.fixture
 def web(settings_db_only: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
-    app = create_app(settings_db_only)
-    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
-        yield client
-
-
-def sign_in(web: TestClient, token: str) -> None:
-    form = web.get("/console/sign-in")
-    field = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert field
-    response = web.post(
-        "/console/sign-in", data={"csrf": field[1], "api_key": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
+    with client(settings_db_only) as web:
+        yield web
 
 
 def get(web: TestClient, token: str, path: str) -> Any:
@@ -226,7 +215,7 @@ def test_the_register_lists_overdue_requests_first_and_alone_on_asking(
     soon = open_request(web, tokens["admin"], BOB, now - timedelta(days=27))
     fresh = open_request(web, tokens["admin"], BOB, now - timedelta(days=1))
     catch_up(settings_db_only, reader)
-    sign_in(web, tokens["reader"])
+    signed_in(web, tokens["reader"])
     page = web.get("/console/requests")
     assert page.status_code == 200
     listed = re.findall(r'<tr data-request-id="([^"]+)"', page.text)
@@ -258,7 +247,7 @@ def _row(html: str, request_id: str) -> str:
 def test_the_pages_render_with_nothing_personal_and_the_policy(
     web: TestClient, tokens: dict[str, str], history: dict[str, str], scope: str
 ) -> None:
-    sign_in(web, tokens[scope])
+    signed_in(web, tokens[scope])
     for path in PAGES:
         page = web.get(path)
         assert page.status_code == 200, (path, page.text)
@@ -283,11 +272,11 @@ def test_the_pages_check_their_parameters_and_the_keys_scope(
     web: TestClient, tokens: dict[str, str]
 ) -> None:
     assert web.get("/console/dashboard", follow_redirects=False).status_code == 303
-    sign_in(web, tokens["producer"])
+    signed_in(web, tokens["producer"])
     for path in PAGES:
         refused = web.get(path)
         assert refused.status_code == 403
         assert refused.headers["content-security-policy"] == PAGE_POLICY
     web.cookies.clear()
-    sign_in(web, tokens["reader"])
+    signed_in(web, tokens["reader"])
     assert web.get("/console/dashboard?days=731").status_code == 422

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from ledger.application.service import Ledger, LedgerReader
 from ledger.process.settings import Settings
-from projections.api.app import create_app
 from projections.web import privacy
 from tests.history import ALICE, catch_up, ledger, reader, subject_id
 from tests.integration.test_api import call, history, tokens
+from tests.web_pages import client, csrf
 
 __all__ = ["history", "ledger", "reader", "tokens"]  # fixtures
 
@@ -26,9 +26,8 @@ def web(
 ) -> Iterator[TestClient]:
     # No projection runs here (the tests catch up by hand): a post need not wait for views.
     monkeypatch.setattr(privacy, "SHOWN_WITHIN", 0.0)
-    app = create_app(settings_db_only)
-    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
-        yield client
+    with client(settings_db_only) as web:
+        yield web
 
 
 def link(web: TestClient, token: str, ref: str = ALICE, **extra: Any) -> str:
@@ -45,12 +44,6 @@ def enter(web: TestClient, token: str, ref: str = ALICE, **extra: Any) -> str:
     page = web.get("/privacy/")
     assert page.status_code == 200, page.text
     return page.text
-
-
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match
-    return match[1]
 
 
 def test_a_link_opens_the_privacy_center_once(web: TestClient, tokens: dict[str, str]) -> None:
@@ -242,9 +235,7 @@ def test_a_tenant_may_frame_the_privacy_center_and_nothing_else(
     settings_db_only: Settings, tokens: dict[str, str]
 ) -> None:
     framing = settings_db_only.with_overrides(privacy_frame_ancestors=("https://app.example.com",))
-    with TestClient(
-        create_app(framing), base_url="https://testserver", raise_server_exceptions=False
-    ) as web:
+    with client(framing) as web:
         entered = web.get(link(web, tokens["admin"]), follow_redirects=False)
         assert entered.status_code == 303, entered.text[:500]
         cookie = entered.headers["set-cookie"]
