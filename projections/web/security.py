@@ -49,6 +49,9 @@ DOCS_POLICY = (
     "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _WEB_PREFIXES = ("/privacy", "/console")
+# Routes that answer JSON, problem documents, PDF, CSV or metrics, never HTML (a unit test
+# holds every /v1 route of the app to it).
+_JSON_ONLY = ("/v1/", "/metrics", "/healthz", "/readyz")
 _PAGE_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"referrer-policy", b"same-origin"),
@@ -67,20 +70,20 @@ def page_policy(frame_ancestors: tuple[str, ...] = ()) -> str:
 
 
 class SecurityHeaders:
-    """ASGI middleware: adds the headers above at the start of each response; a response
-    that is not HTML and not a page pays one header scan. ``privacy_frame_ancestors``
-    (``LEDGER_PRIVACY_FRAME_ANCESTORS``) are the origins whose pages may frame the privacy
-    center; every other page stays unframeable."""
+    """ASGI middleware: adds the headers above at the start of each response; the API's own
+    routes (``/v1/``, health, metrics), which never answer HTML, pass straight through.
+    ``privacy_frame_ancestors`` (``LEDGER_PRIVACY_FRAME_ANCESTORS``) are the origins whose
+    pages may frame the privacy center; every other page stays unframeable."""
 
     def __init__(self, app: ASGIApp, privacy_frame_ancestors: tuple[str, ...] = ()) -> None:
         self.app = app
         self._privacy_policy = page_policy(privacy_frame_ancestors).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(_JSON_ONLY):
+            await self.app(scope, receive, send)  # the purpose checks' path pays nothing
+            return
         page = path.startswith(_WEB_PREFIXES)
 
         async def send_with_headers(message: Message) -> None:

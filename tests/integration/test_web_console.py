@@ -117,3 +117,19 @@ def test_the_session_table_holds_no_token(
         rows = conn.execute(f'SELECT s::text FROM "{schema}".web_sessions s').fetchall()
     assert len(rows) == 1
     assert secret not in rows[0][0] and cookie not in rows[0][0]
+
+
+def test_no_api_route_answers_html_so_the_api_skips_the_page_headers(
+    web: TestClient, tokens: dict[str, str]
+) -> None:
+    """``SecurityHeaders`` lets ``/v1/`` pass untouched (the purpose check's path pays
+    nothing): that holds only while no API route can answer HTML."""
+    document = web.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        assert path.startswith(("/v1/", "/healthz", "/readyz")), path
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                assert "text/html" not in response.get("content", {}), path
+    api = web.get("/v1/purposes", headers={"Authorization": f"Bearer {tokens['reader']}"})
+    assert api.status_code == 200 and "content-security-policy" not in api.headers
+    assert "content-security-policy" in web.get("/console/sign-in").headers
