@@ -270,20 +270,21 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
             else:
                 continue
             changed.add(key)
-        days.write(curs, self.sql(consent_days.UPSERT))
         if not changed:
             return
         written = [rows[k] for k in changed]
         columns = ", ".join(_CONSENT_COLUMNS)
         arrays = ", ".join(f"%b::{t}[]" for t in _CONSENT_COLUMNS.values())
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in list(_CONSENT_COLUMNS)[2:])
-        curs.execute(
-            self.sql(
-                f"INSERT INTO {{schema}}.consents ({columns}) SELECT * FROM unnest({arrays}) "
-                f"ON CONFLICT (subject_id, purpose) DO UPDATE SET {updates}"
-            ),
-            [[row[c] for row in written] for c in _CONSENT_COLUMNS],
-        )
+        with curs.connection.pipeline():  # both writes in one round trip
+            curs.execute(
+                self.sql(
+                    f"INSERT INTO {{schema}}.consents ({columns}) SELECT * FROM unnest({arrays}) "
+                    f"ON CONFLICT (subject_id, purpose) DO UPDATE SET {updates}"
+                ),
+                [[row[c] for row in written] for c in _CONSENT_COLUMNS],
+            )
+            days.write(curs, self.sql(consent_days.UPSERT))
 
     def purpose_defined(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(

@@ -11,8 +11,8 @@ day is the UTC date the change happened upstream (``occurred_at``).
 Rules this module keeps:
 
 * **One statement per batch.** The consent fold tallies the batch's changes in memory
-  (:class:`DayTally`) and writes them with one ``unnest`` upsert, in the batch's transaction:
-  nothing per event.
+  (:class:`DayTally`) and writes them with one ``unnest`` upsert, in the batch's transaction
+  and pipelined with the consents' own upsert (no round trip of its own): nothing per event.
 * **Part of the view's DDL**, so a rebuild fills it from the first event like every other
   table of the view. A view created before this table existed has it empty for the events
   it had already applied: rebuild the consent view to fill it.
