@@ -276,15 +276,16 @@ CREATE INDEX IF NOT EXISTS consents_by_position ON {schema}.consents (position)
         columns = ", ".join(_CONSENT_COLUMNS)
         arrays = ", ".join(f"%b::{t}[]" for t in _CONSENT_COLUMNS.values())
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in list(_CONSENT_COLUMNS)[2:])
-        with curs.connection.pipeline():  # both writes in one round trip
-            curs.execute(
-                self.sql(
-                    f"INSERT INTO {{schema}}.consents ({columns}) SELECT * FROM unnest({arrays}) "
-                    f"ON CONFLICT (subject_id, purpose) DO UPDATE SET {updates}"
-                ),
-                [[row[c] for row in written] for c in _CONSENT_COLUMNS],
-            )
-            days.write(curs, self.sql(consent_days.UPSERT))
+        # One statement writes both: the consents in a data-modifying WITH, the day counts
+        # (``consent_days``) in its main INSERT, which may insert nothing.
+        curs.execute(
+            self.sql(
+                f"WITH written AS (INSERT INTO {{schema}}.consents ({columns}) "
+                f"SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT (subject_id, purpose) DO UPDATE SET {updates}) " + consent_days.UPSERT
+            ),
+            [*([row[c] for row in written] for c in _CONSENT_COLUMNS), *days.arrays()],
+        )
 
     def purpose_defined(self, curs: Cursor[DictRow], e: Any) -> None:
         curs.execute(

@@ -10,9 +10,10 @@ day is the UTC date the change happened upstream (``occurred_at``).
 
 Rules this module keeps:
 
-* **One statement per batch.** The consent fold tallies the batch's changes in memory
-  (:class:`DayTally`) and writes them with one ``unnest`` upsert, in the batch's transaction
-  and pipelined with the consents' own upsert (no round trip of its own): nothing per event.
+* **No statement of its own.** The consent fold tallies the batch's changes in memory
+  (:class:`DayTally`) and writes them with one ``unnest`` upsert that is the main query of
+  the consents' own upsert statement (which runs in a ``WITH``), in the batch's transaction:
+  nothing per event, no extra round trip.
 * **Part of the view's DDL**, so a rebuild fills it from the first event like every other
   table of the view. A view created before this table existed has it empty for the events
   it had already applied: rebuild the consent view to fill it.
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime
-
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from typing import Any
 
 DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.consent_days (
@@ -61,18 +60,14 @@ class DayTally:
     def withdraw(self, tenant: str, purpose: str, at: datetime) -> None:
         self.withdrawn[(tenant, purpose, utc_day(at))] += 1
 
-    def write(self, curs: Cursor[DictRow], statement: bytes) -> None:
-        """The tally in one statement (``statement``: :data:`UPSERT` with the schema)."""
+    def arrays(self) -> list[list[Any]]:
+        """The parameters of :data:`UPSERT`: one array per column, keys in order (so that
+        concurrent writers lock rows in one order); empty arrays insert nothing."""
         keys = sorted(set(self.granted) | set(self.withdrawn))
-        if not keys:
-            return
-        curs.execute(
-            statement,
-            [
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [k[2] for k in keys],
-                [self.granted[k] for k in keys],
-                [self.withdrawn[k] for k in keys],
-            ],
-        )
+        return [
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [self.granted[k] for k in keys],
+            [self.withdrawn[k] for k in keys],
+        ]
