@@ -79,23 +79,29 @@ class Checker:
 
 
 class Listener:
-    """Notes the ``perf_counter`` time of every notification on a channel, on a thread."""
+    """Notes the ``perf_counter`` time of every notification on some channels, on a thread.
 
-    def __init__(self, database_url: str, channel: str) -> None:
-        self.times: list[float] = []
+    One session listens to all of them: PostgreSQL delivers a session's notifications in the
+    order their transactions committed, and one thread reads them in that order, so a view's
+    commit is never noted before the ledger commit it follows. (Two listeners, one thread
+    each, could note them the other way round on a busy machine, and a sample was lost.)"""
+
+    def __init__(self, database_url: str, *channels: str) -> None:
+        self.times: dict[str, list[float]] = {c: [] for c in channels}
         self._conn = psycopg.connect(database_url, autocommit=True)
-        self._conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+        for channel in channels:
+            self._conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="listen", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for _ in self._conn.notifies(timeout=0.2):
-                self.times.append(time.perf_counter())
+            for notice in self._conn.notifies(timeout=0.2):
+                self.times[notice.channel].append(time.perf_counter())
 
-    def first_after(self, instant: float) -> float | None:
-        return next((t for t in list(self.times) if t > instant), None)
+    def first_after(self, channel: str, instant: float) -> float | None:
+        return next((t for t in list(self.times[channel]) if t > instant), None)
 
     def close(self) -> None:
         self._stop.set()
@@ -167,11 +173,10 @@ def run(s: Settings, *, samples: int) -> None:
             )
         )
         grant_all(client, checker, refs)
-        ledger = Listener(s.require_database(), _ledger_channel(s))
-        stack.callback(ledger.close)
-        view = Listener(s.require_database(), commit_channel(live_schema(s, "consent")))
-        stack.callback(view.close)
-        latencies, misses = withdraw_each(client, checker, refs, (ledger, view, hops))
+        channels = _ledger_channel(s), commit_channel(live_schema(s, "consent"))
+        listener = Listener(s.require_database(), *channels)
+        stack.callback(listener.close)
+        latencies, misses = withdraw_each(client, checker, refs, (listener, channels, hops))
     hop = kafka_hop(s, samples)
     report(Summary.of(latencies, misses, "no answer within 10 s") if latencies else None, hop)
     report_hops(hops)
@@ -200,14 +205,17 @@ def grant_all(client: LedgerClient, checker: Checker, refs: list[str]) -> None:
             raise RuntimeError("the grants did not reach the API within 120 s")
 
 
-def _noted(ledger: Listener, view: Listener, started: float) -> tuple[float | None, float | None]:
-    """The ledger's and then the view's commit after ``started``, as the listeners' threads
+def _noted(
+    listener: Listener, channels: tuple[str, str], started: float
+) -> tuple[float | None, float | None]:
+    """The ledger's and then the view's commit after ``started``, as the listener's thread
     noted them. On a busy machine a thread may note a notification some milliseconds after
     the answer came, so this waits up to a second for both (the times were taken on arrival)."""
     deadline = time.perf_counter() + 1.0
     while True:
-        committed = ledger.first_after(started)
-        projected = view.first_after(committed) if committed is not None else None
+        ledger, view = channels
+        committed = listener.first_after(ledger, started)
+        projected = listener.first_after(view, committed) if committed is not None else None
         if projected is not None or time.perf_counter() > deadline:
             return committed, projected
         time.sleep(0.005)
@@ -217,9 +225,9 @@ def withdraw_each(
     client: LedgerClient,
     checker: Checker,
     refs: list[str],
-    watch: tuple[Listener, Listener, Hops],
+    watch: tuple[Listener, tuple[str, str], Hops],
 ) -> tuple[list[float], int]:
-    ledger, view, hops = watch
+    listener, channels, hops = watch
     latencies: list[float] = []
     misses = 0
     for ref in refs:
@@ -232,7 +240,7 @@ def withdraw_each(
             misses += 1
         else:
             latencies.append(answered - started)
-            committed, projected = _noted(ledger, view, started)
+            committed, projected = _noted(listener, channels, started)
             if committed is not None and projected is not None:
                 hops.add(started, acked, committed, projected, answered)
         time.sleep(0.05)  # samples apart, so each one sees an idle pipeline
