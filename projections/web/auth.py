@@ -20,6 +20,7 @@ from projections.api.access import Principal, Scope
 from projections.api.context import ApiContext
 from projections.api.problems import Problem
 from projections.web import i18n
+from projections.web.security import form_posted_here
 from projections.web.sessions import Kind, Session, Sessions
 
 COOKIES: dict[Kind, str] = {
@@ -107,6 +108,15 @@ async def console(request: Request) -> Acting:
 
 async def privacy(request: Request) -> Acting:
     return await acting(request, "privacy")
+
+
+async def posted(request: Request, acting: Acting) -> dict[str, str]:
+    """The form's text fields, after the CSRF check (403 if it fails, before anything runs)."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not form_posted_here(request, values.get("csrf"), acting.session.csrf):
+        raise Problem(403, "this form has expired or did not come from this page; reload it")
+    return values
 
 
 Console = Annotated[Acting, Depends(console)]

@@ -45,7 +45,6 @@ from projections.web import auth
 from projections.web.auth import Acting
 from projections.web.calls import call
 from projections.web.render import page
-from projections.web.security import form_posted_here
 
 router = APIRouter(prefix="/privacy", include_in_schema=False)
 SOURCE = "privacy-center"
@@ -126,21 +125,13 @@ def _ref(acting: Acting) -> str:
     return ref
 
 
-async def _form(request: Request, acting: Acting) -> dict[str, str]:
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    if not form_posted_here(request, values.get("csrf"), acting.session.csrf):
-        raise Problem(403, "this form has expired or did not come from this page; reload it")
-    return values
-
-
 def _back(**query: str) -> RedirectResponse:
     return RedirectResponse("/privacy/?" + urlencode(query), status_code=303)
 
 
 @router.post("/consents")
 async def change_consent(request: Request, acting: auth.Privacy) -> Response:
-    form = await _form(request, acting)
+    form = await auth.posted(request, acting)
     purpose, decision = form.get("purpose", ""), form.get("decision", "")
     purposes: list[Purpose] = await call(records.purposes, acting.ctx, acting.reader)
     known = {p.purpose: p for p in purposes}
@@ -182,7 +173,7 @@ async def change_consent(request: Request, acting: auth.Privacy) -> Response:
 
 @router.post("/report")
 async def download_report(request: Request, acting: auth.Privacy) -> Response:
-    form = await _form(request, acting)
+    form = await auth.posted(request, acting)
     fmt = form.get("format", "pdf")
     if fmt not in ("json", "pdf"):
         raise Problem(422, "the report comes as json or pdf")
@@ -201,7 +192,7 @@ async def download_report(request: Request, acting: auth.Privacy) -> Response:
 
 @router.post("/requests")
 async def file_request(request: Request, acting: auth.Privacy) -> Response:
-    form = await _form(request, acting)
+    form = await auth.posted(request, acting)
     kind = form.get("kind", "")
     details = form.get("details", "").strip()[:MAX_DETAILS] or None
     if kind not in REQUEST_KINDS:
@@ -271,7 +262,7 @@ def _request_kind(
 
 @router.post("/sign-out")
 async def sign_out(request: Request, acting: auth.Privacy) -> Response:
-    await _form(request, acting)
+    await auth.posted(request, acting)
     await request.app.state.web.sessions.end(acting.session)
     response = page(request, "privacy/signed_out.html", session=None, area="privacy")
     auth.clear_cookie(response, "privacy")

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 from projections.api.problems import Problem
 from projections.web import i18n
-from projections.web.auth import SignInNeeded
+from projections.web.auth import Acting, SignInNeeded
 from projections.web.sessions import Session
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -78,6 +78,13 @@ def page(
         **values,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def console_page(
+    request: Request, acting: Acting, template: str, *, status: int = 200, **values: Any
+) -> HTMLResponse:
+    """A console page for the signed-in key (its session's language and CSRF token)."""
+    return page(request, template, session=acting.session, status=status, area="console", **values)
 
 
 def _is_page(request: Request) -> bool:

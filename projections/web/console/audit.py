@@ -23,40 +23,15 @@ from fastapi.responses import Response
 from projections.api import checkpoints as checkpoint_routes
 from projections.api import verification
 from projections.api.checkpoints import Checkpoint
-from projections.api.problems import NotFound, Problem
+from projections.api.problems import NotFound
 from projections.web import auth
-from projections.web.auth import Acting
+from projections.web.auth import Acting, posted
 from projections.web.calls import allowed, call
-from projections.web.console.signin import language
-from projections.web.render import page
-from projections.web.security import form_posted_here
+from projections.web.render import console_page as show
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 LISTED = 100
 SHORT = 12  # characters of a root shown in the table; the whole root is in its title
-
-
-async def posted(request: Request, acting: Acting) -> dict[str, str]:
-    """The form's text fields, after the CSRF check (403 if it fails, before anything runs)."""
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    if not form_posted_here(request, values.get("csrf"), acting.session.csrf):
-        raise Problem(403, "this form has expired or did not come from this page; reload it")
-    return values
-
-
-def show(
-    request: Request, acting: Acting, template: str, *, status: int = 200, **values: Any
-) -> Response:
-    return page(
-        request,
-        template,
-        session=acting.session,
-        status=status,
-        language=language(request, acting),
-        area="console",
-        **values,
-    )
 
 
 @router.get("/checkpoints")

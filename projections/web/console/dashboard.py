@@ -25,8 +25,7 @@ from projections.api.models import RegisterKind
 from projections.api.problems import BadRequest
 from projections.web import auth, charts, i18n
 from projections.web.calls import call
-from projections.web.console.signin import language
-from projections.web.render import page
+from projections.web.render import console_page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 KINDS: tuple[str, ...] = get_args(RegisterKind)
@@ -39,14 +38,11 @@ async def dashboard(request: Request, acting: auth.Console, days: Days = 90) -> 
     consents = await call(statistics.consents, acting.ctx, acting.who, days=days)
     disclosed = await call(statistics.disclosures, acting.ctx, acting.who, days=days)
     views = await call(statistics.projections, acting.ctx, acting.who)
-    lang = language(request, acting)
-    t = i18n.Translator(lang)
-    return page(
+    t = i18n.Translator(acting.session.language)  # ``?lang=`` is already the session's
+    return console_page(
         request,
+        acting,
         "console/dashboard.html",
-        session=acting.session,
-        language=lang,
-        area="console",
         days=days,
         consents=consents,
         disclosed=disclosed,
@@ -126,12 +122,10 @@ async def requests(
         register_routes.register, acting.ctx, acting.who, state=state, kind=kind or None
     )
     overdue = sum(1 for r in answer.requests if r.overdue)
-    return page(
+    return console_page(
         request,
+        acting,
         "console/requests.html",
-        session=acting.session,
-        language=language(request, acting),
-        area="console",
         state=state,
         kind=kind,
         states=STATES,
@@ -144,12 +138,10 @@ async def requests(
 @router.get("/erasures")
 async def erasures(request: Request, acting: auth.Console) -> Response:
     answer = await call(erasure_routes.erasures, acting.ctx, acting.who, limit=200)
-    return page(
+    return console_page(
         request,
+        acting,
         "console/erasures.html",
-        session=acting.session,
-        language=language(request, acting),
-        area="console",
         entries=answer.erasures,
         limit=200,
     )

@@ -6,19 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from projections.web import auth
-from projections.web.console.signin import language
-from projections.web.render import page
+from projections.web.render import console_page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 @router.get("/")
 async def home(request: Request, acting: auth.Console) -> Response:
-    return page(
+    return console_page(
         request,
+        acting,
         "console/home.html",
-        session=acting.session,
-        language=language(request, acting),
-        area="console",
         who=acting.who,
     )

@@ -30,9 +30,9 @@ from projections.api import proofs as proof_routes
 from projections.api.problems import Problem
 from projections.reports.service import ReportFormat
 from projections.web import auth
-from projections.web.auth import Acting
+from projections.web.auth import Acting, posted
 from projections.web.calls import allowed, call
-from projections.web.console.audit import posted, show
+from projections.web.render import console_page as show
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 FORMS: dict[str, Callable[..., Awaitable[Any]]] = {

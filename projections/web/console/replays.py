@@ -26,9 +26,9 @@ from pydantic import ValidationError
 from projections.api import replays
 from projections.api.problems import BadRequest, Conflict, NotFound
 from projections.web import auth
-from projections.web.auth import Acting
+from projections.web.auth import Acting, posted
 from projections.web.calls import allowed, call
-from projections.web.console.audit import posted, show
+from projections.web.render import console_page as show
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 RUNNING = ("queued", "building")

@@ -20,8 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from projections.api.problems import Unauthorized, Unavailable
-from projections.web import auth, i18n
-from projections.web.auth import Acting
+from projections.web import auth
 from projections.web.render import language_of, page
 from projections.web.security import form_posted_here
 
@@ -96,14 +95,8 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request, acting: auth.Console) -> Response:
-    form = await request.form()
-    sent = form.get("csrf")
-    if form_posted_here(request, sent if isinstance(sent, str) else None, acting.session.csrf):
-        await request.app.state.web.sessions.end(acting.session)
+    await auth.posted(request, acting)
+    await request.app.state.web.sessions.end(acting.session)
     response = RedirectResponse("/console/sign-in", status_code=303)
     auth.clear_cookie(response, "console")
     return response
-
-
-def language(request: Request, acting: Acting) -> str:
-    return i18n.supported(request.query_params.get("lang")) or acting.session.language
