@@ -14,6 +14,7 @@ each other's data and the developer's own environment never leaks in.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import uuid
@@ -182,8 +183,8 @@ def kafka_cluster3(_kafka_cluster3_module: ApacheKafka) -> Iterator[ApacheKafka]
     cluster.heal()
 
 
-@pytest.fixture
-def pg_schema(database_url: str) -> Iterator[str]:
+@contextlib.contextmanager
+def own_schema(database_url: str) -> Iterator[str]:
     """A fresh, empty schema ``t_<12 hex>``, dropped with everything in it afterwards —
     and so are the projections' schemas named after it (``t_<12 hex>_<view>``)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -203,7 +204,13 @@ def pg_schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Topics:
+def pg_schema(database_url: str) -> Iterator[str]:
+    """A schema of the test's own (``own_schema``)."""
+    with own_schema(database_url) as name:
+        yield name
+
+
+def new_topics(bootstrap: str) -> Topics:
     """Topic names no other test uses, created on the broker."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
     names = Topics(
@@ -211,8 +218,14 @@ def topics(kafka_bootstrap: str) -> Topics:
         rejected=f"{prefix}.ingest.rejected",
         ledger=f"{prefix}.ledger",
     )
-    ensure_topics(kafka_bootstrap, default_partitions(names))
+    ensure_topics(bootstrap, default_partitions(names))
     return names
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    """Topic names no other test uses, created on the broker."""
+    return new_topics(kafka_bootstrap)
 
 
 def _base_environ(database_url: str, pg_schema: str, data_dir: Path) -> dict[str, str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,7 @@ from playwright.sync_api import (
     Playwright,
     sync_playwright,
 )
-from psycopg import sql
 
-from ledger.kafka.admin import default_partitions, ensure_topics
-from ledger.kafka.topics import Topics
 from ledger.process.runtime import open_ledger, open_reader
 from ledger.process.settings import Settings, load
 from projections.api import access
@@ -60,7 +56,7 @@ from tests.browser.support import (
     start_server,
     stop,
 )
-from tests.conftest import _base_environ, _key, require_service
+from tests.conftest import _base_environ, _key, new_topics, own_schema, require_service
 from tests.e2e.test_processes import Process
 from tests.history import catch_up, scripted_history, subject_id
 
@@ -108,18 +104,8 @@ def screenshots_dir() -> Path:
 @pytest.fixture(scope="session")
 def site_schema(database_url: str) -> Iterator[str]:
     """A schema for the session's site, dropped afterwards with the projections' schemas."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        found = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
-            [name, name + "\\_%"],
-        ).fetchall()
-        for (schema,) in found:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with own_schema(database_url) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -132,11 +118,7 @@ def site_env(
     """The ``LEDGER_*`` environment of the site's processes: keys, a checkpoint key, the
     suite's broker with topics no other test uses."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    prefix = f"b{uuid.uuid4().hex[:12]}"
-    names = Topics(
-        ingest=f"{prefix}.ingest", rejected=f"{prefix}.ingest.rejected", ledger=f"{prefix}.ledger"
-    )
-    ensure_topics(kafka_bootstrap, default_partitions(names))
+    names = new_topics(kafka_bootstrap)
     return {
         **clean,
         **_base_environ(database_url, site_schema, tmp_path_factory.mktemp("site")),
